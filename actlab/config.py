@@ -1,0 +1,366 @@
+"""The experiment configuration: a typed, nested, validated object. YAML is only its file form.
+
+Every field has a default; the defaults are the article's experiment (ARTICLES.md §A) exactly. Values
+from a file, from ``--set section.key=value`` and from the CLI's shortcut flags all pass through
+``build_config``, so they are checked the same way, and every error names the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from actlab import activations, tasks
+
+
+class ConfigError(ValueError):
+    """A configuration problem, as one line that names the key and its source."""
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    sizes: tuple[int, ...] = _doc("layer widths, input first, output last", default=(10, 18, 18, 4, 1))
+    activation: str = _doc("activation after every hidden layer (`actlab activations`)", default="relu")
+    options: dict[str, dict[str, Any]] = _doc(
+        "per-activation constructor options, e.g. {leaky_relu: {negative_slope: 0.1}}", default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: str = _doc("noise | cosine | teacher | friedman1", default="noise")
+    samples: int = _doc("number of points, held-out ones included", default=100)
+    features: int | None = _doc("input width; null: the task's own (1 for cosine, else 10)", default=None)
+    noise: float = _doc("std of Gaussian noise added to the targets (not used by `noise`)", default=0.0)
+    test_fraction: float = _doc("share of points held out for a test loss, in [0, 1)", default=0.0)
+    seed: int = _doc("data seed: every run of an experiment sees the same data", default=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _doc("passes over the training data", default=150)
+    batch_size: int = _doc("mini-batch size", default=10)
+    lr: float = _doc("Adam learning rate", default=0.001)
+    optimizer: Literal["adam"] = _doc("optimiser (torch.optim.Adam, default betas)", default="adam")
+    loss: Literal["mse"] = _doc("loss (nn.MSELoss, mean)", default="mse")
+    shuffle: bool = _doc("reshuffle mini-batches every epoch (seeded per run); false: X[i:i+b] in order",
+                         default=False)
+    seed: int = _doc("initialisation seed of `train`; `compare` uses seed, seed+1, ...", default=0)
+    engine: Literal["batched", "loop"] = _doc("batched: all runs as one stacked computation; loop: one "
+                                              "nn.Module + optim.Adam per run (the reference)", default="batched")
+    chunk_size: int = _doc("most runs the batched engine stacks at once (bounds memory)", default=4096)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    activations: tuple[str, ...] = _doc("activations to compare; [all] = every registry entry",
+                                        default=("all",))
+    seeds: int = _doc("seeds per activation (initial weights and shuffling)", default=10)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    runs_dir: str = _doc("parent folder of experiment folders", default="runs")
+    name: str = _doc("experiment name, part of the folder name", default="article")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    device: str = _doc("cpu | cuda | cuda:N | auto (cuda when present)", default="cpu")
+
+    def compared_activations(self) -> list[str]:
+        """Canonical names of the activations ``compare`` trains, ``all`` expanded, duplicates dropped."""
+        out: list[str] = []
+        for name in self.compare.activations:
+            for item in activations.names() if name == "all" else [activations.canonical(name)]:
+                if item not in out:
+                    out.append(item)
+        return out
+
+    def options_for(self, activation: str) -> dict[str, Any]:
+        return dict(self.model.options.get(activation, {}))
+
+
+# --------------------------------------------------------------------------------------------------
+# Building a Config from plain data, with the source of every value for error messages.
+
+
+class Sources:
+    """Where each dotted key's value came from: ``file.yaml line 12``, ``--lr``, ``--set train.lr``."""
+
+    def __init__(self, default: str = "built-in default") -> None:
+        self.default = default
+        self.by_key: dict[str, str] = {}
+
+    def of(self, key: str) -> str:
+        while key:
+            if key in self.by_key:
+                return self.by_key[key]
+            key = key.rpartition(".")[0]
+        return self.default
+
+
+def _fail(key: str, message: str, sources: Sources) -> typing.NoReturn:
+    raise ConfigError(f"{key}: {message} ({sources.of(key)})")
+
+
+def _convert(value: Any, hint: Any, key: str, sources: Sources) -> Any:
+    """``value`` checked against the type ``hint`` (and gently converted: lists to tuples, '1e-3' to float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, key, sources)
+    if origin is Literal:
+        if value not in args:
+            _fail(key, f"must be one of {', '.join(map(str, args))} (got {value!r})", sources)
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            _fail(key, f"must be a list (got {value!r})", sources)
+        return tuple(_convert(v, args[0], f"{key}[{i}]", sources) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            _fail(key, f"must be a mapping (got {value!r})", sources)
+        return {str(k): _convert(v, args[1], f"{key}.{k}", sources) for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            _fail(key, f"must be true or false (got {value!r})", sources)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, f"must be a whole number (got {value!r})", sources)
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(key, f"must be a number (got {value!r})", sources)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            _fail(key, f"must be a string (got {value!r})", sources)
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build_section(hint, value, key, sources)
+    raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
+
+
+def _build_section(cls: type, raw: Any, prefix: str, sources: Sources) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        _fail(prefix or "config", f"must be a mapping of keys to values (got {raw!r})", sources)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            full = f"{prefix}.{key}" if prefix else str(key)
+            close = [n for n in names if n.startswith(str(key)[:3])]
+            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(names)}"
+            _fail(full, f"unknown key{hint}", sources)
+    values = {
+        name: _convert(raw[name], hints[name], f"{prefix}.{name}" if prefix else name, sources)
+        for name in names
+        if name in raw
+    }
+    return cls(**values)
+
+
+def build_config(raw: Mapping[str, Any], sources: Sources | None = None) -> Config:
+    """A validated Config from nested plain data (what a YAML file holds)."""
+    sources = sources or Sources()
+    cfg = _build_section(Config, raw, "", sources)
+    _validate(cfg, sources)
+    return cfg
+
+
+def _validate(cfg: Config, sources: Sources) -> None:
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            _fail(key, message, sources)
+
+    sizes = cfg.model.sizes
+    check(len(sizes) >= 2, "model.sizes", f"needs at least two layer sizes, input and output (got {list(sizes)})")
+    for i, size in enumerate(sizes):
+        check(size >= 1, f"model.sizes[{i}]", f"a layer size must be at least 1 (got {size})")
+    for key, name in [("model.activation", cfg.model.activation)] + [
+        (f"compare.activations[{i}]", n) for i, n in enumerate(cfg.compare.activations) if n != "all"
+    ]:
+        try:
+            activations.resolve(name)
+        except activations.ActivationError as exc:
+            _fail(key, str(exc), sources)
+    for name, opts in cfg.model.options.items():
+        try:
+            activations.check_options(activations.resolve(name), opts)
+        except activations.ActivationError as exc:
+            _fail(f"model.options.{name}", str(exc), sources)
+
+    data = cfg.data
+    check(data.task in tasks.TASKS, "data.task", f"unknown task '{data.task}' (tasks: {', '.join(tasks.TASKS)})")
+    check(data.samples >= 2, "data.samples", f"must be at least 2 (got {data.samples})")
+    check(data.features is None or data.features >= 1, "data.features", f"must be at least 1 (got {data.features})")
+    check(0.0 <= data.test_fraction < 1.0, "data.test_fraction", f"must be in [0, 1) (got {data.test_fraction})")
+    check(math.isfinite(data.noise) and data.noise >= 0, "data.noise", f"must be >= 0 (got {data.noise})")
+    try:
+        width = tasks.task_features(data.task, data.features)
+    except tasks.TaskError as exc:
+        _fail("data.features", str(exc), sources)
+    check(width == sizes[0], "model.sizes[0]",
+          f"the input layer has {sizes[0]} units but task {data.task} gives {width} input feature(s); "
+          f"set model.sizes[0] to {width} (or data.features to {sizes[0]})")
+    check(sizes[-1] == 1, "model.sizes", f"the output layer must have 1 unit: every task has one target "
+                                         f"(got {sizes[-1]})")
+    if data.task == "friedman1":
+        check(width >= 5, "data.features", f"friedman1 needs at least 5 features (got {width})")
+    n_test = round(data.samples * data.test_fraction)
+    n_train = data.samples - n_test
+    check(n_train >= 1, "data.test_fraction", "leaves no training points")
+
+    train = cfg.train
+    check(train.epochs >= 1, "train.epochs", f"must be at least 1 (got {train.epochs})")
+    check(math.isfinite(train.lr) and train.lr > 0, "train.lr", f"must be > 0 (got {train.lr})")
+    check(train.batch_size >= 1, "train.batch_size", f"must be at least 1 (got {train.batch_size})")
+    check(train.batch_size <= n_train, "train.batch_size",
+          f"is larger than the {n_train} training points; lower it or raise data.samples")
+    check(train.chunk_size >= 1, "train.chunk_size", f"must be at least 1 (got {train.chunk_size})")
+    check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
+    check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")
+    check(re.fullmatch(r"cpu|cuda(:\d+)?|auto", cfg.device) is not None, "device",
+          f"must be cpu, cuda, cuda:N or auto (got {cfg.device!r})")
+    check(re.fullmatch(r"[\w.+-]+", cfg.output.name) is not None, "output.name",
+          f"use letters, digits and . _ + - only, it names a folder (got {cfg.output.name!r})")
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML at the edges.
+
+
+def _key_lines(text: str, path: str, sources: Sources) -> None:
+    """Record the line of every key in a YAML mapping tree, so errors can point at it."""
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+                sources.by_key[key] = f"{path} line {key_node.start_mark.line + 1}"
+                walk(value_node, key)
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, "")
+
+
+def read_yaml(path: Path, sources: Sources) -> dict[str, Any]:
+    """The mapping a config file holds (empty file: {}), recording key lines into ``sources``."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+        _key_lines(text, str(path), sources)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections (model:, train:, ...)")
+    sources.default = f"{path}"
+    return raw
+
+
+def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` in nested plain data, creating the section if needed."""
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``section.key=value`` -> (key, value), the value read as YAML (``[1, 2]``, ``true``, ``3e-3``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects section.key=value (got {text!r}), e.g. --set train.lr=0.003")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def load_config(
+    path: Path | None = None, overrides: typing.Sequence[tuple[str, Any, str]] = ()
+) -> Config:
+    """The config in ``path`` (None: the built-in default) with ``overrides`` (key, value, source) applied."""
+    sources = Sources()
+    raw = read_yaml(path, sources) if path is not None else {}
+    for key, value, source in overrides:
+        set_key(raw, key, value)
+        sources.by_key[key] = source
+    return build_config(raw, sources)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain data for YAML and JSON: tuples become lists."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """(key, default, description) for every field: the README's config reference is made from this."""
+    rows = []
+    for section in dataclasses.fields(Config):
+        hint = section.type if not isinstance(section.type, str) else typing.get_type_hints(Config)[section.name]
+        if dataclasses.is_dataclass(hint):
+            for f in dataclasses.fields(hint):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                rows.append((f"{section.name}.{f.name}", repr(default), f.metadata.get("doc", "")))
+        else:
+            rows.append((section.name, repr(section.default), section.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,122 @@
+"""Once-per-epoch evaluation on the full data: losses and the measures that show *why* a run trains as it does.
+
+Works on stacked parameters — N runs at once, weight (N, out, in), bias (N, out) — so the loop engine
+(N = 1) and the batched engine share one definition of every measure. Definitions:
+
+- ``grad_norm_L{l}``: Euclidean norm of the full-training-set MSE gradient with respect to linear layer l's
+  weight and bias together (l = 1 is the input layer). Vanishing gradients show as grad_norm_L1 much
+  smaller than the last layer's (ARTICLES.md §C.2).
+- ``dead_L{l}``: share of hidden layer l's units whose activation derivative is exactly zero on *every*
+  training input, so no gradient reaches their incoming weights. For the ReLU family this is exactly
+  "outputs zero for every input" (pre-activation <= 0 everywhere); leaky variants never die (derivative
+  >= slope > 0); a sigmoid unit pushed so far that it rounds to exactly 0 or 1 in float32 counts too.
+- ``saturated_L{l}``: share of hidden layer l's units whose |derivative| is below 1% of the activation's
+  largest |derivative| (over [-10, 10], at its initial parameters) on at least 90% of training inputs.
+  Dead units are saturated too. Meaningful for bounded activations: sigmoid, tanh, hardtanh, softsign...
+- Neither applies to softmax, which mixes the units of a layer: NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from actlab.tasks import Dataset
+
+SATURATION_RATIO = 0.01  # |f'| below 1% of its maximum counts as saturated on that input...
+SATURATION_SHARE = 0.90  # ...and a unit saturated on at least 90% of inputs counts as saturated
+
+
+@dataclass(frozen=True)
+class ActGroup:
+    """An activation applied to runs ``start:stop`` of the stack: ``fn`` maps (n, B, W) -> (n, B, W)."""
+
+    start: int
+    stop: int
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    elementwise: bool
+    max_slope: float  # max |f'| on [-10, 10]: the saturation threshold's scale
+
+
+def apply_groups(z: torch.Tensor, groups: Sequence[ActGroup]) -> torch.Tensor:
+    """Each group's activation on its slice of the run dimension of z (N, B, W)."""
+    if len(groups) == 1:
+        return groups[0].fn(z)
+    return torch.cat([g.fn(z[g.start : g.stop]) for g in groups], dim=0)
+
+
+def max_slope(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Largest |f'(x)| for x in [-10, 10] (by autograd on a fine grid)."""
+    x = torch.linspace(-10.0, 10.0, 4001).view(1, -1, 1).requires_grad_()
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(fn(x).sum(), x)
+    return float(grad.abs().max())
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (out - y).pow(2).mean(dim=(1, 2))  # (N,)
+
+
+def _forward(weights, biases, act_layers, x):
+    """Output (N, n, 1) and the pre-activations of every hidden layer [(N, n, W)]."""
+    h = x.expand(weights[0].shape[0], *x.shape)
+    pre = []
+    for layer, (w, b) in enumerate(zip(weights, biases)):
+        z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        if layer == len(weights) - 1:
+            return z, pre
+        pre.append(z)
+        h = apply_groups(z, act_layers[layer])
+    raise AssertionError("unreachable")
+
+
+def evaluate(
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    act_layers: Sequence[Sequence[ActGroup]],
+    data: Dataset,
+) -> dict[str, torch.Tensor]:
+    """Every per-epoch measure for N stacked runs: name -> (N,) tensor, on the parameters' device.
+
+    ``weights[l]`` is (N, out, in), ``biases[l]`` (N, out); ``act_layers[l]`` covers hidden layer l.
+    """
+    weights = [w.detach().requires_grad_() for w in weights]
+    biases = [b.detach().requires_grad_() for b in biases]
+    out: dict[str, torch.Tensor] = {}
+    with torch.enable_grad():
+        pred, pre = _forward(weights, biases, act_layers, data.x_train)
+        loss = _mse(pred, data.y_train)
+        grads = torch.autograd.grad(loss.sum(), [*weights, *biases])
+    out["full_loss"] = loss.detach()
+    n_layers = len(weights)
+    for layer in range(n_layers):
+        gw, gb = grads[layer], grads[n_layers + layer]
+        out[f"grad_norm_L{layer + 1}"] = (gw.pow(2).sum(dim=(1, 2)) + gb.pow(2).sum(dim=1)).sqrt()
+    for layer, z in enumerate(pre):
+        dead, saturated = unit_states(z.detach(), act_layers[layer])
+        out[f"dead_L{layer + 1}"] = dead
+        out[f"saturated_L{layer + 1}"] = saturated
+    if data.x_test is not None:
+        with torch.no_grad():
+            pred_test, _ = _forward(weights, biases, act_layers, data.x_test)
+            out["test_loss"] = _mse(pred_test, data.y_test)
+    return out
+
+
+def unit_states(z: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dead share, saturated share) of the units of one hidden layer, each (N,), from pre-activations z."""
+    dead = torch.full(z.shape[:1], float("nan"), device=z.device)
+    saturated = dead.clone()
+    for g in groups:
+        if not g.elementwise:
+            continue
+        zg = z[g.start : g.stop].requires_grad_()
+        with torch.enable_grad():
+            (slope,) = torch.autograd.grad(g.fn(zg).sum(), zg)  # f'(z) elementwise, (n, B, W)
+        slope = slope.abs()
+        dead[g.start : g.stop] = (slope == 0).all(dim=1).float().mean(dim=1)
+        flat = (slope < SATURATION_RATIO * g.max_slope).float().mean(dim=1) >= SATURATION_SHARE
+        saturated[g.start : g.stop] = flat.float().mean(dim=1)
+    return dead, saturated

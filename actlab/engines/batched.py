@@ -1,0 +1,313 @@
+"""The batched engine: N runs trained as one stacked computation, with the loop engine's numbers.
+
+A comparison is many identical tiny trainings; one at a time they are all per-operation overhead. Here the
+weights of every run in a chunk are stacked along a leading run dimension — weight (N, out, in), bias
+(N, out) — and one batched matmul does every run's layer at once. Each run's loss depends only on its own
+slice, so the gradient of the summed losses is, slice by slice, each run's own gradient; Adam is
+element-wise, so running it once over all runs' parameters (one flat buffer) is each run's Adam.
+
+Bitwise equality with the loop engine (at one thread, float32) comes from doing every operation the way
+``nn.Linear``, ``nn.MSELoss`` and ``optim.Adam`` do it:
+- ``_StackedLinear`` computes the weight gradient as grad_out^T @ input, ``nn.Linear``'s orientation
+  (autograd's own bmm backward may round in another order);
+- ``_StackedMSE`` computes the gradient as (2/B) * (out - y), like ``mse_loss_backward``;
+- the Adam update replays ``torch.optim.Adam``'s single-tensor arithmetic operation for operation; a per-run
+  lr goes in as (-lr/bias_correction1) * exp_avg / denom, which is ``addcdiv``'s own order of operations.
+
+Activations: runs are grouped by (activation, options); each group's module is applied to its slice of the
+run dimension (``diagnostics.apply_groups``). Parameter-free modules apply to (N, B, W) unchanged. PReLU's
+slope becomes a stacked (n, 1, 1) parameter per layer. Any other module with parameters — or a custom one
+that does not act on the last dimension independently of the leading ones — falls back to the loop engine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from actlab import activations, diagnostics
+from actlab.engines import loop
+from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
+from actlab.model import initial_parameters
+from actlab.tasks import Dataset
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, which the loop engine uses
+
+
+class _StackedLinear(torch.autograd.Function):
+    """x (N, B, in) -> x @ w^T + b for stacked w (N, out, in), b (N, out), with nn.Linear's gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w = ctx.saved_tensors
+        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad.transpose(1, 2), x)  # (N, out, in), as nn.Linear orients it
+        return grad_x, grad_w, grad.sum(1)
+
+
+class _StackedMSE(torch.autograd.Function):
+    """Per-run mean squared error: out, y (N, B, 1) -> (N,), with mse_loss's gradient arithmetic."""
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        diff = out - y
+        ctx.save_for_backward(diff)
+        return diff.pow(2).mean(dim=(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (diff,) = ctx.saved_tensors
+        norm = 2.0 / (diff.shape[1] * diff.shape[2])
+        return diff.mul(norm).mul(grad.view(-1, 1, 1)), None
+
+
+def _stacked_prelu(slope: torch.Tensor):
+    # Same arithmetic as PReLU's kernel: x if x > 0 else slope * x.
+    return lambda z: torch.where(z > 0, z, slope * z)
+
+
+def _acts_on_last_dim(module: nn.Module, width: int = 5) -> bool:
+    """Does ``module`` treat (N, B, W) as N independent (B, W) inputs? Checked on random numbers."""
+    z = torch.randn(3, 4, width, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        try:
+            stacked = module(z)
+            single = torch.stack([module(zi) for zi in z])
+        except Exception:  # a custom module that rejects 3-d input cannot be stacked
+            return False
+    return stacked.shape == z.shape and torch.allclose(stacked, single, equal_nan=True)
+
+
+def can_batch(spec: RunSpec) -> bool:
+    """False for activations the batched engine hands to the loop engine (parametric other than prelu)."""
+    act = activations.resolve(spec.activation)
+    if act.name == "prelu":
+        return True
+    module = act.build(spec.options)
+    if any(True for _ in module.parameters()):
+        return False
+    return act in activations.BUILTIN or _acts_on_last_dim(module)
+
+
+class _Stack:
+    """The parameters of a chunk of runs in one flat buffer, and leaf views of it for autograd."""
+
+    def __init__(self, specs: Sequence[RunSpec], sizes: Sequence[int], device: torch.device) -> None:
+        self.n_runs = len(specs)
+        inits = [initial_parameters(sizes, spec.seed) for spec in specs]
+        tensors: list[torch.Tensor] = []
+        for layer in range(len(sizes) - 1):
+            tensors.append(torch.stack([p[layer][0] for p in inits]))  # (N, out, in)
+        for layer in range(len(sizes) - 1):
+            tensors.append(torch.stack([p[layer][1] for p in inits]))  # (N, out)
+        # Contiguous runs share an activation: group them, and give each prelu group one slope per layer.
+        self.groups: list[tuple[int, int, RunSpec]] = []
+        for i, spec in enumerate(specs):
+            if self.groups and self.groups[-1][2].group_key == spec.group_key:
+                self.groups[-1] = (self.groups[-1][0], i + 1, self.groups[-1][2])
+            else:
+                self.groups.append((i, i + 1, spec))
+        self.slope_index: dict[tuple[int, int], int] = {}  # (group, hidden layer) -> tensor index
+        for g, (start, stop, spec) in enumerate(self.groups):
+            if activations.resolve(spec.activation).name == "prelu":
+                init = float(spec.options.get("init", 0.25))
+                for layer in range(len(sizes) - 2):
+                    self.slope_index[g, layer] = len(tensors)
+                    tensors.append(torch.full((stop - start, 1, 1), init))
+        self.shapes = [t.shape for t in tensors]
+        self.flat = torch.cat([t.reshape(-1) for t in tensors]).to(device)
+        # Leaves share the flat buffer's storage: Adam updates the buffer in place, the leaves see it.
+        self.leaves: list[torch.Tensor] = []
+        offset = 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            self.leaves.append(self.flat[offset : offset + size].view(shape).detach().requires_grad_())
+            offset += size
+        self.n_layers = len(sizes) - 1
+        self.act_layers = self._activation_layers(len(sizes) - 2)
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        return self.leaves[: self.n_layers]
+
+    @property
+    def biases(self) -> list[torch.Tensor]:
+        return self.leaves[self.n_layers : 2 * self.n_layers]
+
+    def _activation_layers(self, n_hidden: int) -> list[list[diagnostics.ActGroup]]:
+        layers: list[list[diagnostics.ActGroup]] = [[] for _ in range(n_hidden)]
+        for g, (start, stop, spec) in enumerate(self.groups):
+            act = activations.resolve(spec.activation)
+            module = None if (g, 0) in self.slope_index else act.build(spec.options)
+            scale = diagnostics.max_slope(module if module is not None else act.build(spec.options))
+            for layer in range(n_hidden):
+                fn = module if module is not None else _stacked_prelu(self.leaves[self.slope_index[g, layer]])
+                layers[layer].append(diagnostics.ActGroup(start, stop, fn, act.elementwise, scale))
+        return layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs (N, B, 1) of every run for its inputs x (N, B, in)."""
+        h = x
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = _StackedLinear.apply(h, w, b)
+            if layer < self.n_layers - 1:
+                h = diagnostics.apply_groups(h, self.act_layers[layer])
+        return h
+
+    def slopes(self) -> dict[str, torch.Tensor]:
+        """slope_L{l} -> (N,) learned prelu slopes (NaN for runs without prelu)."""
+        out: dict[str, torch.Tensor] = {}
+        for (g, layer), index in self.slope_index.items():
+            start, stop, _ = self.groups[g]
+            key = f"slope_L{layer + 1}"
+            if key not in out:
+                out[key] = torch.full((self.n_runs,), float("nan"), device=self.flat.device)
+            out[key][start:stop] = self.leaves[index].detach().view(-1)
+        return out
+
+    def run_ranges(self) -> list[tuple[int, int]]:
+        """The runs [start, stop) each stacked tensor covers: all of them, or a prelu group's."""
+        ranges = [(0, self.n_runs)] * len(self.shapes)
+        for (g, _), index in self.slope_index.items():
+            ranges[index] = self.groups[g][:2]
+        return ranges
+
+    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """Each run's final parameters as the state_dict of the equivalent FeedForward (CPU)."""
+        cpu = [leaf.detach().cpu() for leaf in self.leaves]
+        states: list[dict[str, torch.Tensor]] = [{} for _ in range(self.n_runs)]
+        for layer in range(self.n_layers):
+            for r in range(self.n_runs):
+                states[r][f"{2 * layer}.weight"] = cpu[layer][r].clone()
+                states[r][f"{2 * layer}.bias"] = cpu[self.n_layers + layer][r].clone()
+        for (g, layer), index in self.slope_index.items():
+            start, stop, _ = self.groups[g]
+            for r in range(start, stop):
+                states[r][f"{2 * layer + 1}.weight"] = cpu[index][r - start].view(1).clone()
+        return states
+
+
+class _Adam:
+    """torch.optim.Adam (single-tensor, default betas and eps) over the flat buffer, with a per-run lr."""
+
+    def __init__(self, stack: _Stack, lrs: Sequence[float]) -> None:
+        self.params = stack.flat
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
+        self.step_count = 0
+        self.lr: float | None = lrs[0] if len(set(lrs)) == 1 else None
+        if self.lr is None:  # one lr per element, in float64 as Python computes the scalar step size
+            per_run = torch.tensor(lrs, dtype=torch.float64, device=self.params.device)
+            self.lr_flat = torch.cat([
+                per_run[start:stop].view(-1, *[1] * (len(shape) - 1)).expand(shape).reshape(-1)
+                for (start, stop), shape in zip(stack.run_ranges(), stack.shapes)
+            ])
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        self.step_count += 1
+        self.exp_avg.lerp_(grad, 1 - BETA1)
+        self.exp_avg_sq.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+        bias_correction1 = 1 - BETA1**self.step_count
+        bias_correction2 = 1 - BETA2**self.step_count
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2**0.5).add_(EPS)
+        if self.lr is not None:
+            self.params.addcdiv_(self.exp_avg, denom, value=-(self.lr / bias_correction1))
+        else:
+            neg_step = (self.lr_flat / bias_correction1).neg_().float()
+            self.params.addcdiv_(self.exp_avg * neg_step, denom)
+
+
+def train_chunk(
+    specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
+    shuffle: bool, device: torch.device, progress: Progress | None = None,
+) -> list[RunResult]:
+    """Train ``specs`` (already grouped so that equal activations are contiguous) as one stack."""
+    start_time = time.perf_counter()
+    n_runs = len(specs)
+    stack = _Stack(specs, sizes, device)
+    adam = _Adam(stack, [spec.lr for spec in specs])
+    x, y = data.x_train, data.y_train
+    n = len(x)
+    bounds = batch_bounds(n, batch_size)
+    orders = [EpochOrder(spec.seed, n) for spec in specs] if shuffle else None
+    rows: list[torch.Tensor] = []  # per epoch: (metrics, N) on the CPU
+    names: list[str] = []
+    alive = torch.ones(n_runs, dtype=torch.bool)
+    diverged_at = [None] * n_runs
+    for epoch in range(1, epochs + 1):
+        if orders is None:
+            xe, ye = x.expand(n_runs, *x.shape), y.expand(n_runs, *y.shape)
+        else:
+            idx = torch.stack([order.next() for order in orders]).to(device)  # (N, n)
+            xe, ye = x[idx], y[idx]
+        total = torch.zeros(n_runs, dtype=torch.float64, device=device)
+        for lo, hi in bounds:
+            losses = _StackedMSE.apply(stack.forward(xe[:, lo:hi]), ye[:, lo:hi])
+            grads = torch.autograd.grad(losses.sum(), stack.leaves)
+            adam.step(torch.cat([g.reshape(-1) for g in grads]))
+            last = losses.detach()
+            total += last.double() * (hi - lo)  # float64, as the loop engine's Python float sum
+        measures = diagnostics.evaluate(stack.weights, stack.biases, stack.act_layers, data)
+        measures.update(stack.slopes())
+        names = ["train_loss", "last_batch_loss", *measures]
+        row = torch.stack([total / n, last.double(), *(v.double() for v in measures.values())])
+        row = row.cpu()  # the one host synchronisation of the epoch
+        rows.append(row)
+        finite = torch.isfinite(row[0]) & torch.isfinite(row[names.index("full_loss")])
+        for r in torch.nonzero(alive & ~finite).flatten().tolist():
+            diverged_at[r] = epoch
+        alive &= finite
+        if progress is not None:
+            progress(n_runs, float(row[2, 0]) if n_runs == 1 else None)
+        if not alive.any():
+            if progress is not None:
+                progress(n_runs * (epochs - epoch), None)
+            break
+    seconds = time.perf_counter() - start_time
+    table = torch.stack(rows).permute(2, 1, 0).tolist()  # [run][metric][epoch]
+    states = stack.state_dicts()
+    results = []
+    for r, spec in enumerate(specs):
+        done = len(rows) if diverged_at[r] is None else diverged_at[r] - 1
+        prelu = activations.resolve(spec.activation).name == "prelu"
+        history = {
+            name: values[:done] for name, values in zip(names, table[r])
+            if prelu or not name.startswith("slope_")
+        }
+        history["seconds"] = [seconds * (e + 1) / len(rows) / n_runs for e in range(done)]
+        results.append(RunResult(
+            spec=spec, history=history, status="ok" if diverged_at[r] is None else "diverged",
+            diverged_epoch=diverged_at[r], seconds=seconds / n_runs, engine="batched", state=states[r],
+        ))
+    return results
+
+
+def train_runs(
+    specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
+    shuffle: bool, device: torch.device, chunk_size: int = 4096, progress: Progress | None = None,
+) -> Iterator[list[RunResult]]:
+    """Train every spec; batchable ones in stacks of at most ``chunk_size``, the rest by the loop engine."""
+    data = data.to(device)
+    kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=device, progress=progress)
+    batchable_keys = {spec.group_key: can_batch(spec) for spec in specs}
+    batchable = [spec for spec in specs if batchable_keys[spec.group_key]]
+    # Keep runs of one activation together (first-seen order), so each group is one contiguous slice.
+    first_seen: dict[tuple, int] = {}
+    for spec in batchable:
+        first_seen.setdefault(spec.group_key, len(first_seen))
+    batchable.sort(key=lambda spec: first_seen[spec.group_key])
+    for lo in range(0, len(batchable), chunk_size):
+        yield train_chunk(batchable[lo : lo + chunk_size], data, sizes, **kwargs)
+    rest = [spec for spec in specs if not batchable_keys[spec.group_key]]
+    if rest:
+        yield from loop.train_runs(rest, data, sizes, **kwargs)

@@ -1,0 +1,113 @@
+"""What every engine shares: the run spec, the result, mini-batch order and the dispatch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from actlab import rng
+from actlab.tasks import Dataset
+
+# Progress callback: (run-epochs just finished, a current loss to show or None).
+Progress = Callable[[int, float | None], None]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: the activation (with options), the seed of its initial weights and shuffling, lr."""
+
+    activation: str
+    seed: int
+    lr: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.activation}/seed{self.seed}"
+
+    @property
+    def group_key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        """Runs with the same key use the same activation function (the batched engine groups them)."""
+        return self.activation, tuple(sorted(self.options.items()))
+
+
+@dataclass
+class RunResult:
+    """A finished (or diverged) run: per-epoch history and final parameters.
+
+    ``history`` maps a measure to one value per completed epoch: train_loss (mean over the epoch's
+    mini-batches, weighted by their size), last_batch_loss (what the article prints), full_loss (whole
+    training set after the epoch), test_loss (held-out split, when there is one), seconds (elapsed), and
+    the diagnostics of ``actlab.diagnostics`` (grad_norm_L*, dead_L*, saturated_L*, slope_L* for prelu).
+    """
+
+    spec: RunSpec
+    history: dict[str, list[float]]
+    status: Literal["ok", "diverged"]
+    diverged_epoch: int | None
+    seconds: float
+    engine: str
+    state: dict[str, torch.Tensor]  # final state_dict of the equivalent FeedForward, on the CPU
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history.get("full_loss", []))
+
+
+class EpochOrder:
+    """A run's mini-batch row orders when shuffling: one seeded random permutation per epoch, in sequence.
+
+    Drawn on the CPU from the run's own generator, so the order does not depend on the device, on the
+    engine or on which other runs share a chunk.
+    """
+
+    def __init__(self, seed: int, n: int) -> None:
+        self._gen = rng.generator(seed, "shuffle")
+        self._n = n
+
+    def next(self) -> torch.Tensor:
+        """The next epoch's order: a permutation of range(n), (n,) int64."""
+        return torch.rand(self._n, generator=self._gen).argsort(stable=True)
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) of every mini-batch: X[i:i+b] in order, the last one possibly shorter."""
+    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+EngineFn = Callable[..., Iterator[list[RunResult]]]
+ENGINES = ("batched", "loop")
+
+
+def train(
+    specs: Sequence[RunSpec],
+    data: Dataset,
+    sizes: Sequence[int],
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    engine: str = "batched",
+    device: torch.device | str = "cpu",
+    chunk_size: int = 4096,
+    progress: Progress | None = None,
+) -> Iterator[list[RunResult]]:
+    """Train every spec; yields results a chunk at a time (so a caller can save them as they come)."""
+    from actlab.engines import batched, loop
+
+    kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=torch.device(device),
+                  progress=progress)
+    if engine == "loop":
+        yield from loop.train_runs(specs, data, sizes, **kwargs)
+    elif engine == "batched":
+        yield from batched.train_runs(specs, data, sizes, chunk_size=chunk_size, **kwargs)
+    else:
+        raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")

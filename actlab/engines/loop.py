@@ -1,0 +1,112 @@
+"""The reference engine: the articles' training loop, one ``nn.Module`` and one ``optim.Adam`` per run.
+
+Slow (per-operation overhead dominates such a small net) but obviously right: the batched engine is
+tested against it. Defined at one thread: results of a single model also change with the thread count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from actlab import activations, diagnostics
+from actlab.engines.common import Progress, RunResult, RunSpec, EpochOrder, batch_bounds, is_finite
+from actlab.model import FeedForward, initial_parameters, load_parameters
+from actlab.tasks import Dataset
+
+
+def build_model(spec: RunSpec, sizes: Sequence[int]) -> FeedForward:
+    """The run's net with its initial weights (on the CPU)."""
+    act = activations.resolve(spec.activation)
+    model = FeedForward(sizes, lambda: act.build(spec.options))
+    return load_parameters(model, initial_parameters(sizes, spec.seed))
+
+
+def activation_groups(model: FeedForward) -> list[list[diagnostics.ActGroup]]:
+    """The model's activations as the (single-run) groups ``diagnostics.evaluate`` expects."""
+    groups = []
+    for module in model.activations():
+        spec_elementwise = not isinstance(module, nn.Softmax)
+        groups.append([diagnostics.ActGroup(0, 1, module, spec_elementwise, diagnostics.max_slope(module))])
+    return groups
+
+
+def record_diagnostics(model: FeedForward, groups, data: Dataset, history: dict[str, list[float]]) -> None:
+    """Append this epoch's full-data measures (and prelu slopes) to ``history``."""
+    linears = model.linears()
+    weights = [layer.weight.unsqueeze(0) for layer in linears]  # a stack of one run
+    biases = [layer.bias.unsqueeze(0) for layer in linears]
+    for name, value in diagnostics.evaluate(weights, biases, groups, data).items():
+        history.setdefault(name, []).append(float(value[0]))
+    for layer, module in enumerate(model.activations(), start=1):
+        if isinstance(module, nn.PReLU):
+            history.setdefault(f"slope_L{layer}", []).append(float(module.weight[0]))
+
+
+def train_one(
+    spec: RunSpec, data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int, shuffle: bool,
+    device: torch.device, progress: Progress | None = None,
+) -> RunResult:
+    """One run of the articles' loop: zero_grad, forward, MSE, backward, Adam step, per mini-batch."""
+    start = time.perf_counter()
+    model = build_model(spec, sizes).to(device)
+    groups = activation_groups(model)
+    # foreach=False: the single-tensor Adam on every device, so the reference does not change with it.
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, foreach=False)
+    loss_fn = nn.MSELoss()
+    x, y = data.x_train, data.y_train
+    bounds = batch_bounds(len(x), batch_size)
+    order = EpochOrder(spec.seed, len(x)) if shuffle else None
+    history: dict[str, list[float]] = {}
+    diverged_at = None
+    for epoch in range(1, epochs + 1):
+        if order is None:
+            xe, ye = x, y
+        else:
+            rows = order.next().to(device)
+            xe, ye = x[rows], y[rows]
+        total = 0.0
+        for lo, hi in bounds:
+            optimizer.zero_grad()
+            loss = loss_fn(model(xe[lo:hi]), ye[lo:hi])
+            loss.backward()
+            optimizer.step()
+            last = loss.item()
+            total += last * (hi - lo)
+        if not is_finite(total):
+            diverged_at = epoch
+            break
+        history.setdefault("train_loss", []).append(total / len(x))
+        history.setdefault("last_batch_loss", []).append(last)
+        record_diagnostics(model, groups, data, history)
+        if not is_finite(history["full_loss"][-1]):
+            diverged_at = epoch
+            for values in history.values():
+                del values[-1]
+            break
+        history.setdefault("seconds", []).append(time.perf_counter() - start)
+        if progress is not None:
+            progress(1, history["full_loss"][-1])
+    if progress is not None and diverged_at is not None:
+        progress(epochs - diverged_at + 1, None)  # the epochs it will not run
+    return RunResult(
+        spec=spec,
+        history=history,
+        status="ok" if diverged_at is None else "diverged",
+        diverged_epoch=diverged_at,
+        seconds=time.perf_counter() - start,
+        engine="loop",
+        state={k: v.detach().cpu() for k, v in model.state_dict().items()},
+    )
+
+
+def train_runs(
+    specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, device: torch.device, **kwargs
+) -> Iterator[list[RunResult]]:
+    """Every spec, one after the other; yields each result as it finishes."""
+    data = data.to(device)
+    for spec in specs:
+        yield [train_one(spec, data, sizes, device=device, **kwargs)]
