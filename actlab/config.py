@@ -61,6 +61,8 @@ class TrainConfig:
     engine: Literal["batched", "loop"] = _doc("batched: all runs as one stacked computation; loop: one "
                                               "nn.Module + optim.Adam per run (the reference)", default="batched")
     chunk_size: int = _doc("most runs the batched engine stacks at once (bounds memory)", default=4096)
+    workers: int = _doc("processes the batched engine trains chunks in on the CPU; 0: one per core",
+                        default=0)
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ def _validate(cfg: Config, sources: Sources) -> None:
     check(train.batch_size <= n_train, "train.batch_size",
           f"is larger than the {n_train} training points; lower it or raise data.samples")
     check(train.chunk_size >= 1, "train.chunk_size", f"must be at least 1 (got {train.chunk_size})")
+    check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
     check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")
     check(re.fullmatch(r"cpu|cuda(:\d+)?|auto", cfg.device) is not None, "device",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -12,8 +13,8 @@ import torch
 from actlab import rng
 from actlab.tasks import Dataset
 
-# Progress callback: (run-epochs just finished, a current loss to show or None).
-Progress = Callable[[int, float | None], None]
+# Progress callback: (run-epochs just finished, the epoch's measures when a single run is training).
+Progress = Callable[[int, Mapping[str, float] | None], None]
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,33 @@ def train(
     engine: str = "batched",
     device: torch.device | str = "cpu",
     chunk_size: int = 4096,
+    workers: int = 1,
     progress: Progress | None = None,
 ) -> Iterator[list[RunResult]]:
-    """Train every spec; yields results a chunk at a time (so a caller can save them as they come)."""
+    """Train every spec; yields results a chunk at a time (so a caller can save them as they come).
+
+    Both engines compute at one thread (restored afterwards): some kernels (softmax) round differently
+    with more threads, and the batched engine gets its parallelism from worker processes instead.
+    """
     from actlab.engines import batched, loop
 
     kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=torch.device(device),
                   progress=progress)
-    if engine == "loop":
-        yield from loop.train_runs(specs, data, sizes, **kwargs)
-    elif engine == "batched":
-        yield from batched.train_runs(specs, data, sizes, chunk_size=chunk_size, **kwargs)
-    else:
-        raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
+    with one_thread():
+        if engine == "loop":
+            yield from loop.train_runs(specs, data, sizes, **kwargs)
+        elif engine == "batched":
+            yield from batched.train_runs(specs, data, sizes, chunk_size=chunk_size, workers=workers, **kwargs)
+        else:
+            raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch at one intra-op thread inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

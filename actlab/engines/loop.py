@@ -89,7 +89,7 @@ def train_one(
             break
         history.setdefault("seconds", []).append(time.perf_counter() - start)
         if progress is not None:
-            progress(1, history["full_loss"][-1])
+            progress(1, {"epoch": epoch, **{name: values[-1] for name, values in history.items()}})
     if progress is not None and diverged_at is not None:
         progress(epochs - diverged_at + 1, None)  # the epochs it will not run
     return RunResult(

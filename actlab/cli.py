@@ -1,0 +1,287 @@
+"""The ``actlab`` command line: a thin layer over config, experiment, storage, stats and report.
+
+Every user error — bad config, unknown activation, bad flag, unusable path, missing CUDA — ends as one
+line on stderr and exit code 2, without a traceback, and without touching anything that exists.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from typer import _click
+from typer.core import TyperGroup
+
+from actlab import activations, config, devices, experiment, stats, storage, tasks
+from actlab.engines import RunResult, RunSpec
+
+USER_ERRORS = (
+    config.ConfigError, activations.ActivationError, tasks.TaskError, devices.DeviceError, storage.StorageError,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown flag, bad value) as one line and exit code 2, in the console and in tests."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except _click.exceptions.ClickException as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+            err.print(f"error: {exc.format_message()}{where}", markup=False)
+            code = 2
+        except typer.Abort:
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Which activation function trains this network best, and why? Train and compare activations "
+    "on the articles' 10-18-18-4-1 net from a YAML config; every command writes a new folder under runs/.",
+)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except USER_ERRORS as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+# Options shared by train and compare. Defaults of None mean "as in the config" (built-in: the article's).
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: the article's "
+                                                "experiment; see configs/)", show_default=False)]
+EpochsOpt = Annotated[int | None, typer.Option(help="train.epochs (article: 150)", show_default=False)]
+LrOpt = Annotated[float | None, typer.Option(help="train.lr, Adam's learning rate (article: 0.001)",
+                                             show_default=False)]
+BatchOpt = Annotated[int | None, typer.Option(help="train.batch_size (article: 10)", show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N | auto (default: cpu)",
+                                               show_default=False)]
+SeedOpt = Annotated[int | None, typer.Option(help="train.seed: initial weights and shuffling (default: 0)",
+                                             show_default=False)]
+NameOpt = Annotated[str | None, typer.Option(help="output.name, part of the folder name", show_default=False)]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="parent folder of experiment folders "
+                                             "(output.runs_dir, default: runs)", show_default=False)]
+EngineOpt = Annotated[str | None, typer.Option(help="batched (default) | loop (the reference)",
+                                               show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any config key: --set data.task=teacher "
+                                                  "(repeatable)", show_default=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or per-epoch log")]
+
+
+def _load(path: Path | None, flags: dict[str, tuple[str, Any]], sets: Sequence[str] | None) -> config.Config:
+    """The config with --set and the shortcut flags applied (flags last), all through one validation."""
+    overrides = []
+    for text in sets or []:
+        key, value = config.parse_assignment(text)
+        overrides.append((key, value, f"--set {key}"))
+    for flag, (key, value) in flags.items():
+        if value is not None:
+            overrides.append((key, value, flag))
+    return config.load_config(path, overrides)
+
+
+def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine) -> dict[str, tuple[str, Any]]:
+    return {
+        "--epochs": ("train.epochs", epochs), "--lr": ("train.lr", lr), "--batch-size": ("train.batch_size", batch_size),
+        "--device": ("device", device), "--seed": ("train.seed", seed), "--name": ("output.name", name),
+        "--out": ("output.runs_dir", None if out_dir is None else str(out_dir)), "--engine": ("train.engine", engine),
+    }
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err, disable=quiet, transient=False,
+    )
+
+
+def _execute(
+    cfg: config.Config, command: str, specs: list[RunSpec], quiet: bool, on_epoch=None,
+) -> tuple[storage.ExperimentWriter, list[RunResult]]:
+    """Train ``specs`` into a new experiment folder, with a progress bar; Ctrl-C keeps what finished."""
+    device = devices.resolve_device(cfg.device)
+    data = experiment.dataset(cfg)
+    writer = storage.ExperimentWriter.create(cfg, command, len(specs), device)
+    total = len(specs) * cfg.train.epochs
+    with _progress(quiet) as bar:
+        task = bar.add_task(f"{command} on {devices.describe(device)}", total=total, info="")
+
+        def progress(n: int, measures) -> None:
+            info = "" if measures is None else f"loss {measures['full_loss']:.4g}"
+            bar.update(task, advance=n, info=info)
+            if measures is not None and on_epoch is not None:
+                on_epoch(bar.console, measures)
+
+        try:
+            for chunk in experiment.run(cfg, specs, data, device, progress):
+                writer.add(chunk)
+        except KeyboardInterrupt:
+            writer.finish("incomplete", "interrupted (Ctrl-C)")
+            err.print(f"interrupted: {len(writer.results)} of {len(specs)} runs saved in {writer.path}")
+            raise typer.Exit(130) from None
+        except BaseException as exc:
+            writer.finish("incomplete", f"{type(exc).__name__}: {exc}")
+            raise
+    writer.finish("complete")
+    return writer, writer.results
+
+
+@app.command()
+def train(
+    activation: Annotated[str | None, typer.Option("--activation", "-a", help="model.activation, e.g. relu, "
+                                                   "tanh, mypkg.acts:MyAct (default: relu)", show_default=False)] = None,
+    config_path: ConfigOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    name: NameOpt = None,
+    out_dir: OutOpt = None,
+    engine: EngineOpt = None,
+    sets: SetOpt = None,
+    quiet: QuietOpt = False,
+    log_every: Annotated[int, typer.Option(help="print the log every N epochs (1: every epoch, as the "
+                                           "article); 0: about ten lines")] = 0,
+) -> None:
+    """Train one network (the article's run by default) and write its per-epoch log to a new folder."""
+    with _user_errors():
+        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
+        flags["--activation"] = ("model.activation", activation)
+        cfg = _load(config_path, flags, sets)
+        specs = experiment.train_specs(cfg)
+        every = log_every or max(1, cfg.train.epochs // 10)
+        width = len(str(cfg.train.epochs))
+
+        def on_epoch(console: Console, m) -> None:
+            e = int(m["epoch"])
+            if not quiet and (e % every == 0 or e == 1 or e == cfg.train.epochs):
+                test = f", test {m['test_loss']:.6f}" if "test_loss" in m else ""
+                console.print(f"Epoch {e:>{width}}/{cfg.train.epochs}, Loss: {m['last_batch_loss']:.6f} "
+                              f"(epoch mean {m['train_loss']:.6f}, full data {m['full_loss']:.6f}{test})")
+
+        writer, results = _execute(cfg, "train", specs, quiet, on_epoch)
+    row = storage.run_summary(results[0])
+    if row["status"] == "diverged":
+        out.print(f"[red]{row['run']} diverged at epoch {row['diverged_epoch']}[/] (NaN or infinite loss)")
+    else:
+        out.print(f"{row['run']}: final loss {row['final_loss']:.6f} on the full training data "
+                  f"(best {row['best_loss']:.6f} at epoch {row['best_epoch']}; last mini-batch "
+                  f"{row['final_last_batch_loss']:.6f})" + _test_note(row))
+    out.print(f"saved in {writer.path}")
+
+
+def _test_note(row: dict[str, Any]) -> str:
+    value = row.get("final_test_loss", float("nan"))
+    return f", held-out loss {value:.6f}" if math.isfinite(value) else ""
+
+
+@app.command()
+def compare(
+    activations_: Annotated[str | None, typer.Option("--activations", "-a", help="comma-separated names, or "
+                                                     "all (default: all)", show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option(help="compare.seeds per activation (default: 10)",
+                                              show_default=False)] = None,
+    config_path: ConfigOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    name: NameOpt = None,
+    out_dir: OutOpt = None,
+    engine: EngineOpt = None,
+    sets: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
+    with _user_errors():
+        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
+        flags["--activations"] = ("compare.activations", activations_)
+        flags["--seeds"] = ("compare.seeds", seeds)
+        cfg = _load(config_path, flags, sets)
+        specs = experiment.compare_specs(cfg)
+        writer, results = _execute(cfg, "compare", specs, quiet)
+    curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
+    table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves)
+    out.print(ranking_table(cfg, table_stats, threshold))
+    out.print(f"saved in {writer.path}")
+
+
+def ranking_table(cfg: config.Config, table_stats: list[stats.ActivationStats], threshold: float) -> Table:
+    """The comparison as a rich table, best first; narrow enough for an 80-column terminal."""
+    has_test = any(s.test is not None for s in table_stats)
+    seeds = max((s.runs for s in table_stats), default=0)
+    table = Table(
+        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+        title=f"{cfg.data.task}: final loss on the training data after {cfg.train.epochs} epochs, "
+        f"{seeds} seeds",
+        caption=f"mean ± 95% CI half-width. rank: 1 + activations significantly better (paired Wilcoxon "
+        f"over seeds, p < 0.05); = marks ties. epochs: median epochs to reach loss {threshold:.3g}. "
+        "wins/p: against #1, paired by seed.",
+    )
+    columns = ["rank", "activation", "final loss", "median"] + (["held-out"] if has_test else []) + [
+        "epochs", "wins", "p", "div."]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "activation" else "right", no_wrap=col == "activation")
+    ranks = [s.rank for s in table_stats]
+    for s in sorted(table_stats, key=lambda s: s.rank):
+        half = (s.final.hi - s.final.mean) if math.isfinite(s.final.hi) else float("nan")
+        table.add_row(
+            f"{s.rank}{'=' if ranks.count(s.rank) > 1 else ''}", s.activation,
+            f"{_num(s.final.mean)} ± {_num(half, 2)}", _num(s.final.median),
+            *([_num(s.test.mean) if s.test else "-"] if has_test else []),
+            "-" if math.isinf(s.epochs_to_threshold) else f"{s.epochs_to_threshold:.0f}",
+            "-" if math.isnan(s.win_rate_vs_best) else f"{s.win_rate_vs_best:.0%}",
+            "-" if math.isnan(s.p_vs_best) else f"{s.p_vs_best:.2g}",
+            f"{s.diverged}" if s.diverged else "0",
+        )
+    return table
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+@app.command("activations")
+def list_activations() -> None:
+    """List the activation registry: names, aliases, options, and what `all` covers."""
+    table = Table(title="actlab activations (`all` = every row)")
+    for col in ("name", "aliases", "options (defaults)", "description"):
+        table.add_column(col)
+    for spec in activations.BUILTIN:
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.options().items()) or "-"
+        table.add_row(spec.name, ", ".join(spec.aliases) or "-", opts, spec.description)
+    out.print(table)
+    out.print("Your own: --activation mypkg.acts:MyAct (a class or function returning an nn.Module).")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""An experiment from a config: its data, its runs, and training them. Pure compute: no files, no printing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from actlab import activations
+from actlab.config import Config
+from actlab.engines import RunResult, RunSpec
+from actlab.engines import common as engines
+from actlab.engines.common import Progress
+from actlab.tasks import Dataset, make_dataset
+
+
+def dataset(cfg: Config) -> Dataset:
+    """The experiment's data: the same for every run, from data.seed."""
+    d = cfg.data
+    return make_dataset(d.task, d.samples, d.seed, features=d.features, noise=d.noise, test_fraction=d.test_fraction)
+
+
+def train_specs(cfg: Config) -> list[RunSpec]:
+    """``actlab train``: one run of model.activation with train.seed."""
+    name = activations.canonical(cfg.model.activation)
+    return [RunSpec(name, cfg.train.seed, cfg.train.lr, cfg.options_for(name))]
+
+
+def compare_specs(cfg: Config) -> list[RunSpec]:
+    """``actlab compare``: every compared activation x seeds train.seed, train.seed + 1, ..."""
+    seeds = range(cfg.train.seed, cfg.train.seed + cfg.compare.seeds)
+    return [
+        RunSpec(name, seed, cfg.train.lr, cfg.options_for(name))
+        for name in cfg.compared_activations()
+        for seed in seeds
+    ]
+
+
+def run(
+    cfg: Config, specs: Sequence[RunSpec], data: Dataset, device: torch.device, progress: Progress | None = None,
+) -> Iterator[list[RunResult]]:
+    """Train ``specs`` with the configured engine; yields results as chunks finish."""
+    t = cfg.train
+    return engines.train(
+        specs, data, cfg.model.sizes, epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
+        engine=t.engine, device=device, chunk_size=t.chunk_size, workers=t.workers, progress=progress,
+    )
+
+
+@dataclass
+class Experiment:
+    """Everything a finished experiment holds in memory (what ``train``/``compare`` return from Python)."""
+
+    config: Config
+    data: Dataset
+    results: list[RunResult]
+
+    def result(self, activation: str, seed: int | None = None) -> RunResult:
+        name = activations.canonical(activation)
+        for r in self.results:
+            if r.spec.activation == name and (seed is None or r.spec.seed == seed):
+                return r
+        raise KeyError(f"no run of {activation} (seed {seed})")
+
+
+def train(cfg: Config, device: torch.device | str = "cpu", progress: Progress | None = None) -> Experiment:
+    """Train one run (model.activation, train.seed) in memory."""
+    data = dataset(cfg)
+    results = [r for chunk in run(cfg, train_specs(cfg), data, torch.device(device), progress) for r in chunk]
+    return Experiment(cfg, data, results)
+
+
+def compare(cfg: Config, device: torch.device | str = "cpu", progress: Progress | None = None) -> Experiment:
+    """Train every compared activation over every seed in memory."""
+    data = dataset(cfg)
+    specs = compare_specs(cfg)
+    results = [r for chunk in run(cfg, specs, data, torch.device(device), progress) for r in chunk]
+    order = {spec.run_id: i for i, spec in enumerate(specs)}
+    return Experiment(cfg, data, sorted(results, key=lambda r: order[r.spec.run_id]))

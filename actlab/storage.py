@@ -1,0 +1,259 @@
+"""Experiment folders: the only module that writes files (besides the plots and the report it calls for).
+
+An experiment folder ``<runs>/<YYYYmmdd-HHMMSS>_<name>/`` holds:
+
+- ``config.yaml``: the resolved config; ``actlab train|compare --config`` on it replays the experiment;
+- ``env.json``: actlab, torch and Python versions, device, threads, platform, the command line;
+- ``status.json``: running | complete | incomplete (interrupted or crashed), with counts and times;
+- ``metrics.csv``: one row per run and epoch (long format), every measure of ``RunResult.history``;
+- ``summary.csv`` / ``summary.json``: one row per run: final and best loss, epoch of best, status, time;
+- ``weights.pt``: every run's final parameters (``torch.load`` -> {run id: FeedForward state_dict}).
+
+Files are appended or rewritten as runs finish, so whatever finished before a crash or Ctrl-C is readable.
+Nothing that exists is ever overwritten: a new folder is made for every command.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actlab import __version__, config
+from actlab.engines import RunResult
+
+METRICS_BASE = ["run", "activation", "seed", "lr", "epoch", "train_loss", "last_batch_loss", "full_loss"]
+
+
+class StorageError(OSError):
+    """A runs folder that cannot be created or written."""
+
+
+def metric_columns(cfg: config.Config) -> list[str]:
+    """The columns of metrics.csv for this config (fixed up front, so every row has the same shape)."""
+    n_layers = len(cfg.model.sizes) - 1
+    hidden = range(1, n_layers)
+    cols = list(METRICS_BASE)
+    if cfg.data.test_fraction > 0:
+        cols.append("test_loss")
+    cols += ["seconds"]
+    cols += [f"grad_norm_L{layer}" for layer in range(1, n_layers + 1)]
+    cols += [f"{kind}_L{layer}" for kind in ("dead", "saturated") for layer in hidden]
+    cols += [f"slope_L{layer}" for layer in hidden]
+    return cols
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
+def run_summary(result: RunResult) -> dict[str, Any]:
+    """One row of summary.csv: final and best losses, epoch of best, status and time."""
+    h = result.history
+    full = h.get("full_loss", [])
+    best_epoch = min(range(len(full)), key=full.__getitem__) + 1 if full else None
+    last = lambda name: h[name][-1] if h.get(name) else float("nan")  # noqa: E731
+    test = h.get("test_loss", [])
+    return {
+        "run": result.spec.run_id,
+        "activation": result.spec.activation,
+        "seed": result.spec.seed,
+        "lr": result.spec.lr,
+        "options": json.dumps(dict(result.spec.options)) if result.spec.options else "",
+        "status": result.status,
+        "diverged_epoch": result.diverged_epoch,
+        "epochs": result.epochs_done,
+        "final_loss": last("full_loss"),
+        "best_loss": full[best_epoch - 1] if best_epoch else float("nan"),
+        "best_epoch": best_epoch,
+        "final_train_loss": last("train_loss"),
+        "final_last_batch_loss": last("last_batch_loss"),
+        "final_test_loss": last("test_loss"),
+        "best_test_loss": min(test) if test else float("nan"),
+        "seconds": result.seconds,
+        "engine": result.engine,
+    }
+
+
+def environment(device: torch.device, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    return {
+        "actlab": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "command": " ".join(argv if argv is not None else sys.argv),
+    }
+
+
+def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> Path:
+    """Create and return a fresh ``<runs_dir>/<timestamp>_<name>`` (a suffix -2, -3... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            path = runs_dir / (f"{stamp}_{name}" + (f"-{attempt}" if attempt > 1 else ""))
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create an experiment folder in '{runs_dir}': {exc.strerror or exc}; "
+            "choose another folder with --out DIR"
+        ) from None
+    raise StorageError(f"too many experiment folders named {stamp}_{name} in '{runs_dir}'")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+@dataclass
+class ExperimentWriter:
+    """Writes one experiment folder as results arrive."""
+
+    path: Path
+    cfg: config.Config
+    command: str
+    total_runs: int
+
+    @classmethod
+    def create(cls, cfg: config.Config, command: str, total_runs: int, device: torch.device,
+               runs_dir: Path | None = None) -> ExperimentWriter:
+        path = new_experiment_dir(runs_dir or Path(cfg.output.runs_dir), cfg.output.name)
+        writer = cls(path, cfg, command, total_runs)
+        writer._results: list[RunResult] = []
+        writer._started = time.time()
+        (path / "config.yaml").write_text(
+            f"# actlab {command}: resolved config; replay with `actlab {command} --config {path / 'config.yaml'}`\n"
+            + config.dump_yaml(cfg)
+        )
+        _write_json(path / "env.json", environment(device))
+        with open(path / "metrics.csv", "w", newline="") as f:
+            csv.writer(f).writerow(metric_columns(cfg))
+        writer._status("running")
+        return writer
+
+    def _status(self, status: str, error: str | None = None) -> None:
+        _write_json(self.path / "status.json", {
+            "status": status,
+            "command": self.command,
+            "runs_done": len(self._results),
+            "runs_total": self.total_runs,
+            "diverged": sum(r.status == "diverged" for r in self._results),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
+            "seconds": round(time.time() - self._started, 3),
+            **({"error": error} if error else {}),
+        })
+
+    def add(self, results: Sequence[RunResult]) -> None:
+        """Append finished runs: their metrics rows and an updated summary."""
+        columns = metric_columns(self.cfg)
+        with open(self.path / "metrics.csv", "a", newline="") as f:
+            writer = csv.writer(f)
+            for r in results:
+                n = r.epochs_done
+                fixed = {"run": [r.spec.run_id] * n, "activation": [r.spec.activation] * n,
+                         "seed": [r.spec.seed] * n, "lr": [r.spec.lr] * n, "epoch": range(1, n + 1)}
+                blank = [""] * n
+                cols = [fixed[c] if c in fixed else _cells(r.history.get(c), blank) for c in columns]
+                writer.writerows(zip(*cols))
+        self._results.extend(results)
+        self._write_summary()
+        self._status("running")
+
+    def _write_summary(self) -> None:
+        rows = [run_summary(r) for r in self._results]
+        if rows:
+            with open(self.path / "summary.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+        _write_json(self.path / "summary.json", [{k: _nan_to_none(v) for k, v in row.items()} for row in rows])
+
+    def finish(self, status: str = "complete", error: str | None = None) -> None:
+        """Save final weights and mark the folder complete (or incomplete, with the reason)."""
+        torch.save({r.spec.run_id: r.state for r in self._results}, self.path / "weights.pt")
+        self._status(status, error)
+
+    @property
+    def results(self) -> list[RunResult]:
+        return list(self._results)
+
+
+def _cells(values: list[float] | None, blank: list[str]) -> list[Any]:
+    """A metric's column: floats as Python writes them (exact round trip), NaN and missing as ''."""
+    if values is None:
+        return blank
+    return [v if v == v else "" for v in values]
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)  # repr: every float round-trips exactly
+    return "" if value is None else value
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading folders back.
+
+
+@dataclass
+class StoredExperiment:
+    path: Path
+    config: config.Config
+    status: dict[str, Any]
+    env: dict[str, Any]
+    summary: list[dict[str, Any]]
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """metrics.csv by column: run and activation as text, seed and epoch as int, the rest float (NaN
+        for empty cells)."""
+        with open(self.path / "metrics.csv", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            columns: list[list[Any]] = [list(col) for col in zip(*reader)] or [[] for _ in header]
+        table = {}
+        for name, cells in zip(header, columns):
+            if name in ("run", "activation"):
+                table[name] = cells
+            elif name in ("seed", "epoch"):
+                table[name] = [int(c) for c in cells]
+            else:
+                table[name] = [float(c) if c else math.nan for c in cells]
+        return table
+
+    def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
+        """run id -> per-epoch values of ``measure``."""
+        table = self.metrics()
+        out: dict[str, list[float]] = {}
+        for run, value in zip(table.get("run", []), table.get(measure, [])):
+            out.setdefault(run, []).append(value)
+        return out
+
+
+def load_experiment(path: Path) -> StoredExperiment:
+    """An experiment folder read back (config, status, environment, per-run summary)."""
+    if not (path / "config.yaml").is_file():
+        raise StorageError(f"'{path}' is not an actlab experiment folder (no config.yaml); "
+                           "`actlab runs` lists them")
+    cfg = config.load_config(path / "config.yaml")
+    read = lambda name, default: json.loads((path / name).read_text()) if (path / name).is_file() else default  # noqa: E731
+    summary = [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in read("summary.json", [])]
+    return StoredExperiment(path, cfg, read("status.json", {"status": "unknown"}), read("env.json", {}), summary)
