@@ -104,7 +104,8 @@ def _load(path: Path | None, flags: dict[str, tuple[str, Any]], sets: Sequence[s
 
 def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine) -> dict[str, tuple[str, Any]]:
     return {
-        "--epochs": ("train.epochs", epochs), "--lr": ("train.lr", lr), "--batch-size": ("train.batch_size", batch_size),
+        "--epochs": ("train.epochs", epochs), "--lr": ("train.lr", lr),
+        "--batch-size": ("train.batch_size", batch_size),
         "--device": ("device", device), "--seed": ("train.seed", seed), "--name": ("output.name", name),
         "--out": ("output.runs_dir", None if out_dir is None else str(out_dir)), "--engine": ("train.engine", engine),
     }
@@ -151,8 +152,9 @@ def _execute(
 
 @app.command()
 def train(
-    activation: Annotated[str | None, typer.Option("--activation", "-a", help="model.activation, e.g. relu, "
-                                                   "tanh, mypkg.acts:MyAct (default: relu)", show_default=False)] = None,
+    activation: Annotated[str | None, typer.Option(
+        "--activation", "-a", help="model.activation, e.g. relu, tanh, mypkg.acts:MyAct (default: relu)",
+        show_default=False)] = None,
     config_path: ConfigOpt = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,

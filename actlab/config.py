@@ -7,6 +7,7 @@ from a file, from ``--set section.key=value`` and from the CLI's shortcut flags 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -157,10 +158,8 @@ def _convert(value: Any, hint: Any, key: str, sources: Sources) -> Any:
         return value
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(key, f"must be a number (got {value!r})", sources)
         return float(value)

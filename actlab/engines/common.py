@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +28,9 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return f"{self.activation}/seed{self.seed}"
+        """``relu/seed3``; options, when set, are part of it: ``leaky_relu[negative_slope=0.3]/seed3``."""
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.activation}{f'[{opts}]' if opts else ''}/seed{self.seed}"
 
     @property
     def group_key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:

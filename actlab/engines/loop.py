@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from actlab import activations, diagnostics
-from actlab.engines.common import Progress, RunResult, RunSpec, EpochOrder, batch_bounds, is_finite
+from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds, is_finite
 from actlab.model import FeedForward, initial_parameters, load_parameters
 from actlab.tasks import Dataset
 
@@ -43,7 +43,7 @@ def record_diagnostics(model: FeedForward, groups, data: Dataset, history: dict[
         history.setdefault(name, []).append(float(value[0]))
     for layer, module in enumerate(model.activations(), start=1):
         if isinstance(module, nn.PReLU):
-            history.setdefault(f"slope_L{layer}", []).append(float(module.weight[0]))
+            history.setdefault(f"slope_L{layer}", []).append(float(module.weight.detach()[0]))
 
 
 def train_one(

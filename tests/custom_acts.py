@@ -1,0 +1,32 @@
+"""User activations for the tests: imported by path, e.g. custom_acts:Cube."""
+
+import torch
+from torch import nn
+
+
+class Cube(nn.Module):
+    """x^3: element-wise, parameter-free."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x * x
+
+
+class Scaled(nn.Module):
+    """a * tanh(x) with a learned a: parametric, so the batched engine hands it to the loop engine."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.tanh(x)
+
+
+class RowSoftmax(nn.Module):
+    """Softmax over dim 1: shape-dependent, so it must not be stacked (dim 1 is the batch when stacked)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=1)
+
+
+NOT_A_MODULE = 3
