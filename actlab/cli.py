@@ -218,6 +218,7 @@ def compare(
     engine: EngineOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md")] = False,
 ) -> None:
     """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
     with _user_errors():
@@ -230,7 +231,19 @@ def compare(
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves)
     out.print(ranking_table(cfg, table_stats, threshold))
+    if not no_report:
+        path = _write_report(writer.path)
+        out.print(f"report: {path}")
     out.print(f"saved in {writer.path}")
+
+
+def _write_report(folder: Path) -> Path:
+    """Figures and report.md for an experiment folder (what `actlab report` does)."""
+    from actlab import analysis, plots, report  # matplotlib is only needed here
+
+    an = analysis.analyse(storage.load_experiment(folder))
+    figures = plots.save_all(an, folder)
+    return storage.write_text(folder / "report.md", report.build(an, figures))
 
 
 def ranking_table(cfg: config.Config, table_stats: list[stats.ActivationStats], threshold: float) -> Table:
@@ -279,6 +292,89 @@ def list_activations() -> None:
         table.add_row(spec.name, ", ".join(spec.aliases) or "-", opts, spec.description)
     out.print(table)
     out.print("Your own: --activation mypkg.acts:MyAct (a class or function returning an nn.Module).")
+
+
+RunDir = Annotated[Path, typer.Argument(help="an experiment folder, e.g. runs/20261123-120000_article",
+                                         show_default=False)]
+
+
+@app.command("report")
+def report_cmd(run_dir: RunDir) -> None:
+    """Write the figures and report.md of an experiment folder (also for an interrupted one)."""
+    with _user_errors():
+        stored = storage.load_experiment(run_dir)
+        if not stored.summary:
+            raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to report")
+        path = _write_report(run_dir)
+    out.print(f"report: {path}")
+
+
+@app.command()
+def show(run_dir: RunDir) -> None:
+    """Reprint an experiment's setup, status and ranking from its folder."""
+    with _user_errors():
+        stored = storage.load_experiment(run_dir)
+    cfg, status = stored.config, stored.status
+    out.print(f"{run_dir}: {status.get('command', '?')}, {status.get('status', 'unknown')} "
+              f"({status.get('runs_done', len(stored.summary))} of {status.get('runs_total', '?')} runs)"
+              + (f", {status['error']}" if status.get("error") else ""))
+    out.print(f"net {'-'.join(map(str, cfg.model.sizes))}, task {cfg.data.task}, {cfg.train.epochs} epochs, "
+              f"lr {cfg.train.lr:g}, batch {cfg.train.batch_size}, engine {cfg.train.engine}")
+    if not stored.summary:
+        return
+    table_stats, threshold = stats.summarise(stored.summary, stored.curves())
+    out.print(ranking_table(cfg, table_stats, threshold))
+    if (run_dir / "report.md").is_file():
+        out.print(f"report: {run_dir / 'report.md'}")
+
+
+@app.command()
+def runs(
+    runs_dir: Annotated[Path, typer.Argument(help="folder holding experiment folders")] = Path("runs"),
+) -> None:
+    """List experiment folders: when, what, status."""
+    with _user_errors():
+        folders = storage.list_experiments(runs_dir)
+    if not folders:
+        out.print(f"no experiment folders in {runs_dir}")
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"experiments in {runs_dir}")
+    for col in ("folder", "command", "status", "task", "activations", "seeds", "epochs", "runs"):
+        table.add_column(col, no_wrap=col == "folder")
+    for stored in folders:
+        cfg, status = stored.config, stored.status
+        acts = sorted({row["activation"] for row in stored.summary})
+        shown = ", ".join(acts) if len(acts) <= 3 else f"{len(acts)} ({', '.join(acts[:2])}, ...)"
+        seeds = len({row["seed"] for row in stored.summary})
+        table.add_row(stored.path.name, status.get("command", "?"), status.get("status", "?"), cfg.data.task,
+                      shown or "-", str(seeds), str(cfg.train.epochs),
+                      f"{status.get('runs_done', '?')}/{status.get('runs_total', '?')}")
+    out.print(table)
+
+
+plot_app = typer.Typer(help="Standalone figures.", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("activations")
+def plot_activations(
+    out_file: Annotated[Path, typer.Option("--out", help="PNG to write (an SVG is written next to it)")] = Path(
+        "activations.png"),
+) -> None:
+    """Draw every registry activation with its derivative (from autograd)."""
+    from actlab import plots
+
+    with _user_errors():
+        folder = out_file.parent
+        if not folder.is_dir():
+            raise storage.StorageError(f"folder '{folder}' does not exist; create it or choose another --out")
+        if out_file.suffix != ".png":
+            raise storage.StorageError(f"--out must end in .png (got '{out_file.name}')")
+        for path in (out_file, out_file.with_suffix(".svg")):
+            if path.exists():
+                raise storage.StorageError(f"'{path}' exists; actlab does not overwrite files, choose another --out")
+        plots.save(plots.activation_gallery(), folder, out_file.stem)
+    out.print(f"wrote {out_file} and {out_file.with_suffix('.svg')}")
 
 
 def main() -> None:

@@ -248,6 +248,27 @@ class StoredExperiment:
         return out
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write a text file of an experiment folder (e.g. report.md, regenerated on request) atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def list_experiments(runs_dir: Path) -> list[StoredExperiment]:
+    """Every experiment folder directly under ``runs_dir``, oldest first (unreadable ones skipped)."""
+    if not runs_dir.is_dir():
+        raise StorageError(f"'{runs_dir}' is not a folder; give the folder that holds experiment folders")
+    found = []
+    for path in sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").is_file()):
+        try:
+            found.append(load_experiment(path))
+        except (config.ConfigError, OSError, ValueError):
+            continue  # a folder from another version or a half-written one: list the rest
+    return found
+
+
 def load_experiment(path: Path) -> StoredExperiment:
     """An experiment folder read back (config, status, environment, per-run summary)."""
     if not (path / "config.yaml").is_file():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import pickle
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -321,9 +322,11 @@ def _worker_init(queue) -> None:
 _progress_queue = None  # set in worker processes only: where they report finished run-epochs
 
 
-def _worker_train(chunk, data, sizes, kwargs) -> list[RunResult]:
+def _worker_train(chunk, data, sizes, kwargs) -> bytes:
     report = (lambda n, _measures: _progress_queue.put(n)) if _progress_queue is not None else None
-    return train_chunk(chunk, data, sizes, progress=report, **kwargs)
+    # Plain pickle: multiprocessing's own pickler would move every small tensor of the final states
+    # through a shared-memory segment of its own, which costs more than the training of a small chunk.
+    return pickle.dumps(train_chunk(chunk, data, sizes, progress=report, **kwargs))
 
 
 def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kwargs) -> Iterator[list[RunResult]]:
@@ -340,7 +343,7 @@ def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kw
                     if progress is not None:
                         progress(n, None)
                 for future in done:
-                    yield future.result()
+                    yield pickle.loads(future.result())
         except BaseException:
             for future in pending:
                 future.cancel()

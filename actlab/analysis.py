@@ -1,0 +1,148 @@
+"""Analysis of a stored experiment: per-activation curves over seeds, final diagnostics, the linear reference.
+
+Pure functions over what an experiment folder holds (``storage.StoredExperiment``); plots and the report
+draw from here, so both show the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from actlab import activations, experiment, stats, storage
+from actlab.model import FeedForward
+
+
+@dataclass
+class Band:
+    """A measure over epochs, summarised over seeds: median and the 25-75% band, (epochs,) each."""
+
+    epochs: np.ndarray
+    median: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+@dataclass
+class Analysis:
+    stored: storage.StoredExperiment
+    table: dict[str, list]  # metrics.csv by column
+    stats: list[stats.ActivationStats]  # best first
+    threshold: float
+    least_squares: float  # the linear model's optimum training MSE on the same data
+    _per_run: dict[str, dict[str, dict[int, list[float]]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def activations(self) -> list[str]:
+        """Activations in ranking order."""
+        return [s.activation for s in sorted(self.stats, key=lambda s: (s.rank, _finite(s.final.mean)))]
+
+    def stat(self, activation: str) -> stats.ActivationStats | None:
+        return next((s for s in self.stats if s.activation == activation), None)
+
+    def per_run(self, measure: str) -> dict[str, dict[int, list[float]]]:
+        """activation -> seed -> per-epoch values of ``measure`` (missing columns: empty)."""
+        if measure not in self._per_run:
+            out: dict[str, dict[int, list[float]]] = {}
+            values = self.table.get(measure)
+            if values is not None:
+                for act, seed, value in zip(self.table["activation"], self.table["seed"], values):
+                    out.setdefault(act, {}).setdefault(seed, []).append(value)
+            self._per_run[measure] = out
+        return self._per_run[measure]
+
+    def band(self, measure: str, activation: str) -> Band | None:
+        """Median and quartiles over seeds at every epoch all its seeds reached (NaN-aware)."""
+        runs = self.per_run(measure).get(activation)
+        if not runs:
+            return None
+        length = min(len(v) for v in runs.values())
+        if length == 0:
+            return None
+        data = np.array([v[:length] for v in runs.values()], dtype=float)  # (seeds, epochs)
+        if np.all(np.isnan(data)):
+            return None
+        if not np.isnan(data).any():
+            q = np.percentile(data, [25, 50, 75], axis=0)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
+                q = np.nanpercentile(data, [25, 50, 75], axis=0)
+        return Band(np.arange(1, length + 1), q[1], q[0], q[2])
+
+    def final(self, measure: str, activation: str) -> np.ndarray:
+        """The last-epoch value of ``measure`` for each seed of ``activation``."""
+        runs = self.per_run(measure).get(activation, {})
+        return np.array([v[-1] for v in runs.values() if v], dtype=float)
+
+    def first(self, measure: str, activation: str) -> np.ndarray:
+        runs = self.per_run(measure).get(activation, {})
+        return np.array([v[0] for v in runs.values() if v], dtype=float)
+
+    def hidden_layers(self) -> int:
+        return len(self.stored.config.model.sizes) - 2
+
+    def layers(self) -> int:
+        return len(self.stored.config.model.sizes) - 1
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+def least_squares_mse(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Training MSE of the best affine map x -> y (ordinary least squares with an intercept, float64)."""
+    x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
+    beta = torch.linalg.lstsq(x1, y.double(), driver="gelsd").solution
+    return float(((x1 @ beta - y.double()) ** 2).mean())
+
+
+def analyse(stored: storage.StoredExperiment) -> Analysis:
+    """Everything plots and the report need, from an experiment folder read back."""
+    table = stored.metrics()
+    curves: dict[str, list[float]] = {}
+    for run, value in zip(table.get("run", []), table.get("full_loss", [])):
+        curves.setdefault(run, []).append(value)
+    act_stats, threshold = stats.summarise(stored.summary, curves)
+    data = experiment.dataset(stored.config)
+    return Analysis(stored, table, act_stats, threshold, least_squares_mse(data.x_train, data.y_train))
+
+
+def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """For 1-D tasks: activation -> [(x, prediction)] for every saved run (final weights)."""
+    path = stored.path / "weights.pt"
+    if not path.is_file() or stored.config.model.sizes[0] != 1:
+        return {}
+    weights = torch.load(path, map_location="cpu")
+    data = experiment.dataset(stored.config)
+    lo, hi = float(data.x_train.min()), float(data.x_train.max())
+    grid = torch.linspace(lo, hi, points).unsqueeze(1)
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for row in stored.summary:
+        state = weights.get(row["run"])
+        if state is None:
+            continue
+        options = json.loads(row["options"]) if row.get("options") else {}
+        spec = activations.resolve(row["activation"])
+        model = FeedForward(stored.config.model.sizes, lambda spec=spec, options=options: spec.build(options))
+        model.load_state_dict(state)
+        with torch.no_grad():
+            out.setdefault(row["activation"], []).append((grid.squeeze(1).numpy(), model(grid).squeeze(1).numpy()))
+    return out
+
+
+def target_curve(stored: storage.StoredExperiment) -> tuple[np.ndarray, np.ndarray]:
+    """The training points of a 1-D task, sorted by x."""
+    data = experiment.dataset(stored.config)
+    order = data.x_train[:, 0].argsort()
+    return data.x_train[order, 0].numpy(), data.y_train[order, 0].numpy()
+
+
+def load(path: Path) -> Analysis:
+    return analyse(storage.load_experiment(path))

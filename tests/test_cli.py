@@ -1,0 +1,170 @@
+"""The real app through Typer's CliRunner, into temporary folders."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from actlab import cli, experiment, storage
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--set", "train.workers=1"]
+
+
+def invoke(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def only_folder(parent: Path) -> Path:
+    (folder,) = list(parent.iterdir())
+    return folder
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    with open(folder / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_the_documented_files(tmp_path):
+    result = invoke("train", "--activation", "relu", *FAST, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = only_folder(tmp_path)
+    assert folder.name.endswith("_article")
+    for name in ("config.yaml", "env.json", "status.json", "metrics.csv", "summary.csv", "summary.json", "weights.pt"):
+        assert (folder / name).is_file(), name
+    assert json.loads((folder / "status.json").read_text())["status"] == "complete"
+    rows = read_metrics(folder)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "last_batch_loss", "full_loss", "seconds", "grad_norm_L1", "dead_L1"} <= set(rows[0])
+    env = json.loads((folder / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert "Epoch 3/3, Loss:" in result.output and f"saved in {folder}" in result.output.replace("\n", "")
+    weights = torch.load(folder / "weights.pt")
+    assert set(weights) == {"relu/seed0"} and weights["relu/seed0"]["0.weight"].shape == (18, 10)
+
+
+def test_a_saved_config_replays_the_same_numbers(tmp_path):
+    assert invoke("train", "-a", "tanh", *FAST, "--seed", "4", "--set", "train.shuffle=true",
+                  "--out", tmp_path / "a").exit_code == 0
+    first = only_folder(tmp_path / "a")
+    assert invoke("train", "--config", first / "config.yaml", "--out", tmp_path / "b").exit_code == 0
+    second = only_folder(tmp_path / "b")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(read_metrics(first)) == strip(read_metrics(second))
+
+
+def test_compare_ranks_and_writes_every_run(tmp_path):
+    result = invoke("compare", "--activations", "relu,tanh,identity", "--seeds", "2", *FAST, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = only_folder(tmp_path)
+    rows = read_metrics(folder)
+    assert len(rows) == 3 * 2 * 3
+    assert {r["run"] for r in rows} == {f"{a}/seed{s}" for a in ("relu", "tanh", "identity") for s in (0, 1)}
+    summary = json.loads((folder / "summary.json").read_text())
+    assert len(summary) == 6 and all(r["status"] == "ok" for r in summary)
+    for name in ("relu", "tanh", "identity"):
+        assert name in result.output
+    assert "final loss" in result.output
+
+
+def test_compare_goes_on_when_runs_diverge(tmp_path):
+    result = invoke("compare", "-a", "relu,tanh", "--seeds", "2", *FAST, "--lr", "1e12", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((only_folder(tmp_path) / "summary.json").read_text())
+    assert len(summary) == 4
+    # relu's outputs grow without bound and overflow; tanh bounds every hidden unit (ARTICLES.md §C.4)
+    assert {r["status"] for r in summary if r["activation"] == "relu"} == {"diverged"}
+    assert "diverged" in (only_folder(tmp_path) / "status.json").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_one_clear_line(tmp_path):
+    result = invoke("train", "--device", "cuda", *FAST, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "no CUDA GPU" in result.output and "--device cpu" in result.output
+    assert "Traceback" not in result.output
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--activation", "rleu"], "unknown activation 'rleu': did you mean relu"),
+        (["compare", "--activations", "relu,nope"], "compare.activations[1]: unknown activation 'nope'"),
+        (["train", "--epochs", "0"], "train.epochs: must be at least 1 (got 0) (--epochs)"),
+        (["train", "--lr", "-1"], "train.lr: must be > 0"),
+        (["train", "--batch-size", "500"], "train.batch_size: is larger than the 100 training points"),
+        (["train", "--set", "train.epoch=3"], "train.epoch: unknown key; did you mean epochs?"),
+        (["train", "--set", "nonsense"], "--set expects section.key=value"),
+        (["train", "--engine", "turbo"], "train.engine: must be one of batched, loop"),
+        (["train", "--config", "does/not/exist.yaml"], "cannot read config file does/not/exist.yaml"),
+        (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+        (["train", "--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
+    result = invoke(*args, "--out", tmp_path)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_bad_config_file_names_key_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: 3\n  batch_size: ten\n")
+    result = invoke("train", "--config", path, "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert f"train.batch_size: must be a whole number (got 'ten') ({path} line 3)" in result.output
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("I am a file, not a folder\n")
+    result = invoke("train", *FAST, "--out", blocker / "runs")
+    assert result.exit_code == 2 and "cannot create an experiment folder" in result.output
+    assert blocker.read_text() == "I am a file, not a folder\n"
+
+
+def test_existing_folders_are_never_overwritten(tmp_path):
+    for _ in range(2):
+        assert invoke("train", *FAST, "--name", "same", "--out", tmp_path).exit_code == 0
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_interrupted_compare_keeps_what_finished(tmp_path, monkeypatch):
+    real_run = experiment.run
+
+    def interrupted(*args, **kwargs):
+        chunks = real_run(*args, **kwargs)
+        yield next(chunks)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    result = invoke("compare", "-a", "relu,tanh", "--seeds", "2", *FAST, "--engine", "loop", "--out", tmp_path)
+    assert result.exit_code == 130
+    folder = only_folder(tmp_path)
+    status = json.loads((folder / "status.json").read_text())
+    assert status["status"] == "incomplete" and status["runs_done"] == 1 and "interrupted" in status["error"]
+    stored = storage.load_experiment(folder)
+    assert len(stored.summary) == 1 and len(read_metrics(folder)) == 3
+
+
+def test_activations_lists_the_registry():
+    result = invoke("activations")
+    assert result.exit_code == 0
+    for name in ("identity", "leaky_relu", "prelu", "softmax", "hardswish"):
+        assert name in result.output
+
+
+def test_module_entry_point_prints_one_line_errors():
+    proc = subprocess.run([sys.executable, "-m", "actlab", "train", "--epochs", "abc"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
