@@ -114,7 +114,10 @@ def analyse(stored: storage.StoredExperiment) -> Analysis:
     return Analysis(stored, table, act_stats, threshold, least_squares_mse(data.x_train, data.y_train))
 
 
-def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+Curve = tuple[np.ndarray, np.ndarray]  # (x, y)
+
+
+def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[str, list[Curve]]:
     """For 1-D tasks: activation -> [(x, prediction)] for every saved run (final weights)."""
     path = stored.path / "weights.pt"
     if not path.is_file() or stored.config.model.sizes[0] != 1:

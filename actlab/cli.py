@@ -338,16 +338,15 @@ def runs(
     if not folders:
         out.print(f"no experiment folders in {runs_dir}")
         return
-    table = Table(box=box.SIMPLE_HEAD, title=f"experiments in {runs_dir}")
-    for col in ("folder", "command", "status", "task", "activations", "seeds", "epochs", "runs"):
-        table.add_column(col, no_wrap=col == "folder")
+    table = Table(box=box.SIMPLE_HEAD, title=f"experiments in {runs_dir}", pad_edge=False)
+    for col in ("folder", "command", "status", "task", "acts", "seeds", "runs"):
+        numeric = col in ("acts", "seeds", "runs")
+        table.add_column(col, no_wrap=True, justify="right" if numeric else "left")
     for stored in folders:
         cfg, status = stored.config, stored.status
         acts = sorted({row["activation"] for row in stored.summary})
-        shown = ", ".join(acts) if len(acts) <= 3 else f"{len(acts)} ({', '.join(acts[:2])}, ...)"
-        seeds = len({row["seed"] for row in stored.summary})
         table.add_row(stored.path.name, status.get("command", "?"), status.get("status", "?"), cfg.data.task,
-                      shown or "-", str(seeds), str(cfg.train.epochs),
+                      acts[0] if len(acts) == 1 else str(len(acts)), str(len({row["seed"] for row in stored.summary})),
                       f"{status.get('runs_done', '?')}/{status.get('runs_total', '?')}")
     out.print(table)
 

@@ -82,7 +82,7 @@ def final_losses(an: Analysis) -> Figure:
     data = [an.final("full_loss", a) for a in acts]
     data = [d[np.isfinite(d)] if len(d) else d for d in data]
     positions = np.arange(len(acts))[::-1]
-    ax.boxplot([d if len(d) else [np.nan] for d in data], positions=positions, vert=False, widths=0.6,
+    ax.boxplot([d if len(d) else [np.nan] for d in data], positions=positions, orientation="horizontal", widths=0.6,
                showfliers=False)
     for pos, d in zip(positions, data):
         jitter = np.linspace(-0.15, 0.15, len(d)) if len(d) > 1 else np.zeros(len(d))
@@ -117,7 +117,8 @@ def gradient_norms(an: Analysis) -> Figure:
 def dead_units(an: Analysis) -> Figure:
     """Share of dead units per hidden layer per epoch (median over seeds)."""
     acts = [a for a in an.activations if an.band("dead_L1", a) is not None]
-    fig, axes = _grid(max(1, len(acts)), "Dead units (no gradient on any training input) per hidden layer, median over seeds")
+    title = "Dead units (no gradient on any training input) per hidden layer, median over seeds"
+    fig, axes = _grid(max(1, len(acts)), title)
     for ax, act in zip(axes, acts):
         for layer in range(1, an.hidden_layers() + 1):
             band = an.band(f"dead_L{layer}", act)

@@ -1,0 +1,114 @@
+"""Figures, report.md and the read-back commands, on real (small) experiment folders."""
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from actlab import cli, experiment
+
+runner = CliRunner()
+FAST = ["--epochs", "4", "--seeds", "2", "--set", "train.workers=1"]
+
+
+def invoke(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def only_folder(parent: Path) -> Path:
+    (folder,) = [p for p in parent.iterdir() if p.is_dir()]
+    return folder
+
+
+def assert_valid_figure(png: Path) -> None:
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+    root = ET.parse(png.with_suffix(".svg")).getroot()
+    assert root.tag.endswith("svg")
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    result = invoke("compare", "-a", "identity,relu,sigmoid,tanh,leaky_relu", *FAST, "--out", out)
+    assert result.exit_code == 0, result.output
+    return only_folder(out)
+
+
+def test_compare_writes_figures_and_a_report_that_links_them(compared):
+    report = (compared / "report.md").read_text()
+    for name in ("loss_curves", "final_loss", "gradient_norms", "dead_units"):
+        assert_valid_figure(compared / f"{name}.png")
+        assert f"]({name}.png)" in report and f"({name}.svg)" in report
+    assert not (compared / "fits.png").exists()  # 10-d inputs: no curve to draw
+    assert "| rank | activation | mean | 95% CI |" in report
+    assert report.count("| `") == 5  # one row per activation
+
+
+def test_report_checks_each_claim_with_numbers(compared):
+    report = (compared / "report.md").read_text()
+    section = report.split("## What the data says")[1].split("## Figures")[0]
+    for claim in ("**1.", "**2.", "**3.", "**4.", "**5."):
+        assert claim in section
+    assert re.search(r"identity: final loss [\d.]+ vs least-squares optimum [\d.]+", section)
+    assert re.search(r"sigmoid: first-layer gradient [\d.]+x", section)
+    assert re.search(r"relu: \d+% of hidden units dead", section)
+
+
+def test_report_command_rewrites_from_disk_alone(compared):
+    before = (compared / "report.md").read_text()
+    (compared / "report.md").unlink()
+    result = invoke("report", compared)
+    assert result.exit_code == 0, result.output
+    assert (compared / "report.md").read_text() == before
+
+
+def test_show_and_runs_read_folders_back(compared):
+    shown = invoke("show", compared)
+    assert shown.exit_code == 0 and "complete" in shown.output and "leaky_relu" in shown.output
+    listed = invoke("runs", compared.parent)
+    assert listed.exit_code == 0 and compared.name in listed.output and "compare" in listed.output
+
+
+def test_report_on_an_interrupted_folder(tmp_path, monkeypatch):
+    real_run = experiment.run
+
+    def interrupted(*args, **kwargs):
+        chunks = real_run(*args, **kwargs)
+        yield next(chunks)
+        yield next(chunks)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    result = invoke("compare", "-a", "relu,tanh", *FAST, "--engine", "loop", "--out", tmp_path)
+    assert result.exit_code == 130
+    folder = only_folder(tmp_path)
+    assert not (folder / "report.md").exists()
+    result = invoke("report", folder)
+    assert result.exit_code == 0, result.output
+    report = (folder / "report.md").read_text()
+    assert "status **incomplete**" in report and "2 of 4 runs" in report
+    assert_valid_figure(folder / "loss_curves.png")
+
+
+def test_cosine_fits_are_drawn(tmp_path):
+    config = Path(__file__).parent.parent / "configs" / "cosine.yaml"
+    result = invoke("compare", "--config", config, "-a", "relu,tanh", *FAST, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = only_folder(tmp_path)
+    assert_valid_figure(folder / "fits.png")
+    assert "](fits.png)" in (folder / "report.md").read_text()
+
+
+def test_plot_activations_never_overwrites(tmp_path):
+    target = tmp_path / "acts.png"
+    assert invoke("plot", "activations", "--out", target).exit_code == 0
+    assert_valid_figure(target)
+    again = invoke("plot", "activations", "--out", target)
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_report_on_a_folder_that_is_not_an_experiment(tmp_path):
+    result = invoke("report", tmp_path)
+    assert result.exit_code == 2 and "not an actlab experiment folder" in result.output
