@@ -18,6 +18,7 @@ Works on stacked parameters — N runs at once, weight (N, out, in), bias (N, ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -116,11 +117,14 @@ def unit_states(z: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tens
     zr = z.detach().requires_grad_()
     with torch.enable_grad():
         (slope,) = torch.autograd.grad(apply_groups(zr, groups).sum(), zr)
-    slope = slope.abs()  # (N, n, W)
-    scale = torch.cat([torch.full((g.stop - g.start,), g.max_slope) for g in groups]).to(z.device)
+    n_runs, n_inputs, width = z.shape
+    # |f'| laid out (N, W, n), so that every reduction over the inputs runs along contiguous memory
+    slope = torch.abs(slope.transpose(1, 2), out=torch.empty(n_runs, width, n_inputs, device=z.device))
+    scale = torch.cat([torch.full((g.stop - g.start, 1, 1), g.max_slope) for g in groups]).to(z.device)
     applies = torch.cat([torch.full((g.stop - g.start,), g.elementwise) for g in groups]).to(z.device)
-    dead = (slope == 0).all(dim=1).float().mean(dim=1)
-    flat = (slope < SATURATION_RATIO * scale.view(-1, 1, 1)).float().mean(dim=1) >= SATURATION_SHARE
-    saturated = flat.float().mean(dim=1)
+    dead = (slope.amax(dim=2) == 0).sum(dim=1) / width
+    # saturated: |f'| small on at least SATURATION_SHARE of the inputs
+    flat_inputs = (slope < SATURATION_RATIO * scale).sum(dim=2, dtype=torch.int32)  # (N, W) counts
+    saturated = (flat_inputs >= math.ceil(SATURATION_SHARE * n_inputs)).sum(dim=1) / width
     nan = torch.tensor(float("nan"), device=z.device)
     return torch.where(applies, dead, nan), torch.where(applies, saturated, nan)
