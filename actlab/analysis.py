@@ -103,13 +103,15 @@ def least_squares_mse(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((x1 @ beta - y.double()) ** 2).mean())
 
 
-def analyse(stored: storage.StoredExperiment) -> Analysis:
-    """Everything plots and the report need, from an experiment folder read back."""
+def analyse(
+    stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None
+) -> Analysis:
+    """Everything plots and the report need, from an experiment folder read back (``ranked``: the result of
+    ``stats.summarise`` when the caller has it already)."""
     table = stored.metrics()
-    curves: dict[str, list[float]] = {}
-    for run, value in zip(table.get("run", []), table.get("full_loss", [])):
-        curves.setdefault(run, []).append(value)
-    act_stats, threshold = stats.summarise(stored.summary, curves)
+    if ranked is None:
+        ranked = stats.summarise(stored.summary, stored.curves())
+    act_stats, threshold = ranked
     data = experiment.dataset(stored.config)
     return Analysis(stored, table, act_stats, threshold, least_squares_mse(data.x_train, data.y_train))
 

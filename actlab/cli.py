@@ -232,16 +232,19 @@ def compare(
     table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves)
     out.print(ranking_table(cfg, table_stats, threshold))
     if not no_report:
-        path = _write_report(writer.path)
+        path = _write_report(writer.path, storage.metrics_table(cfg, results), (table_stats, threshold))
         out.print(f"report: {path}")
     out.print(f"saved in {writer.path}")
 
 
-def _write_report(folder: Path) -> Path:
-    """Figures and report.md for an experiment folder (what `actlab report` does)."""
+def _write_report(folder: Path, table: dict[str, list] | None = None, ranked=None) -> Path:
+    """Figures and report.md for an experiment folder (what `actlab report` does). ``table`` and ``ranked``:
+    its metrics and statistics when they are still in memory (the same numbers as reading the folder)."""
     from actlab import analysis, plots, report  # matplotlib is only needed here
 
-    an = analysis.analyse(storage.load_experiment(folder))
+    stored = storage.load_experiment(folder)
+    stored.table = table
+    an = analysis.analyse(stored, ranked)
     figures = plots.save_all(an, folder)
     return storage.write_text(folder / "report.md", report.build(an, figures))
 

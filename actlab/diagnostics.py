@@ -88,17 +88,23 @@ def evaluate(
     weights = [w.detach().requires_grad_() for w in weights]
     biases = [b.detach().requires_grad_() for b in biases]
     out: dict[str, torch.Tensor] = {}
+    n_layers = len(weights)
     with torch.enable_grad():
         pred, pre = _forward(weights, biases, act_layers, data.x_train)
         loss = _mse(pred, data.y_train)
-        grads = torch.autograd.grad(loss.sum(), [*weights, *biases])
+        # f'(z) of every hidden layer: each activation applied again to a detached copy of its input, in
+        # graphs of their own, so that one backward pass yields the weight gradients and all f'(z) at once
+        leaves = [z.detach().requires_grad_() for z in pre]
+        total = loss.sum()
+        for z, groups in zip(leaves, act_layers):
+            total = total + apply_groups(z, groups).sum()
+        grads = torch.autograd.grad(total, [*weights, *biases, *leaves])
     out["full_loss"] = loss.detach()
-    n_layers = len(weights)
     for layer in range(n_layers):
         gw, gb = grads[layer], grads[n_layers + layer]
         out[f"grad_norm_L{layer + 1}"] = (gw.pow(2).sum(dim=(1, 2)) + gb.pow(2).sum(dim=1)).sqrt()
-    for layer, z in enumerate(pre):
-        dead, saturated = unit_states(z.detach(), act_layers[layer])
+    for layer, slope in enumerate(grads[2 * n_layers :]):
+        dead, saturated = unit_states(slope, act_layers[layer])
         out[f"dead_L{layer + 1}"] = dead
         out[f"saturated_L{layer + 1}"] = saturated
     if data.x_test is not None:
@@ -108,23 +114,20 @@ def evaluate(
     return out
 
 
-def unit_states(z: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dead share, saturated share) of the units of one hidden layer, each (N,), from pre-activations z.
+def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dead share, saturated share) of the units of one hidden layer, each (N,), from f'(z) (N, n, W).
 
-    One autograd call for every group at once: for element-wise activations the gradient of sum(f(z))
-    with respect to z is f'(z), element by element.
+    (For element-wise activations the gradient of sum(f(z)) with respect to z is f'(z), element by element.)
     """
-    zr = z.detach().requires_grad_()
-    with torch.enable_grad():
-        (slope,) = torch.autograd.grad(apply_groups(zr, groups).sum(), zr)
-    n_runs, n_inputs, width = z.shape
+    n_runs, n_inputs, width = slope.shape
+    device = slope.device
     # |f'| laid out (N, W, n), so that every reduction over the inputs runs along contiguous memory
-    slope = torch.abs(slope.transpose(1, 2), out=torch.empty(n_runs, width, n_inputs, device=z.device))
-    scale = torch.cat([torch.full((g.stop - g.start, 1, 1), g.max_slope) for g in groups]).to(z.device)
-    applies = torch.cat([torch.full((g.stop - g.start,), g.elementwise) for g in groups]).to(z.device)
+    slope = torch.abs(slope.transpose(1, 2), out=torch.empty(n_runs, width, n_inputs, device=device))
+    scale = torch.cat([torch.full((g.stop - g.start, 1, 1), g.max_slope) for g in groups]).to(device)
+    applies = torch.cat([torch.full((g.stop - g.start,), g.elementwise) for g in groups]).to(device)
     dead = (slope.amax(dim=2) == 0).sum(dim=1) / width
     # saturated: |f'| small on at least SATURATION_SHARE of the inputs
     flat_inputs = (slope < SATURATION_RATIO * scale).sum(dim=2, dtype=torch.int32)  # (N, W) counts
     saturated = (flat_inputs >= math.ceil(SATURATION_SHARE * n_inputs)).sum(dim=1) / width
-    nan = torch.tensor(float("nan"), device=z.device)
+    nan = torch.tensor(float("nan"), device=device)
     return torch.where(applies, dead, nan), torch.where(applies, saturated, nan)

@@ -6,7 +6,10 @@ Every figure is one function returning a ``Figure``; ``save_all`` writes them in
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -191,11 +194,31 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
-def save_all(an: Analysis, folder: Path) -> dict[str, Path]:
-    """Every figure that applies to the experiment; name -> PNG path."""
-    out = {}
-    for name, make in FIGURES.items():
-        fig = make(an)
-        if fig is not None:
-            out[name] = save(fig, folder, name)[0]
-    return out
+def _render(name: str, folder: Path) -> Path | None:
+    fig = FIGURES[name](_shared_analysis)
+    return None if fig is None else save(fig, folder, name)[0]
+
+
+_shared_analysis: Analysis | None = None  # handed to forked renderers by inheritance, not by pickling
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # fork after OpenMP: a forked child must not start a parallel region
+
+
+def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str, Path]:
+    """Every figure that applies to the experiment; name -> PNG path. Drawn in ``workers`` forked processes
+    (default: one per core): laying out dozens of panels is seconds of single-threaded matplotlib."""
+    global _shared_analysis
+    _shared_analysis = an
+    workers = workers or os.cpu_count() or 1
+    try:
+        if workers > 1 and "fork" in mp.get_all_start_methods():
+            with ProcessPoolExecutor(min(workers, len(FIGURES)), mp_context=mp.get_context("fork"),
+                                     initializer=_one_thread) as pool:
+                paths = dict(zip(FIGURES, pool.map(_render, FIGURES, [folder] * len(FIGURES))))
+        else:
+            paths = {name: _render(name, folder) for name in FIGURES}
+    finally:
+        _shared_analysis = None
+    return {name: path for name, path in paths.items() if path is not None}

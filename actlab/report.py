@@ -66,8 +66,8 @@ def _dead_share(an: Analysis, act: str) -> tuple[float, float]:
     for layer in range(1, an.hidden_layers() + 1):
         values = an.final(f"dead_L{layer}", act)
         per_seed.append(values)
-    if not per_seed or not len(per_seed[0]):
-        return math.nan, math.nan
+    if not per_seed or not len(per_seed[0]) or all(np.isnan(v).all() for v in per_seed):
+        return math.nan, math.nan  # no unit states (softmax), or no finished run
     sizes = np.array(an.stored.config.model.sizes[1:-1], dtype=float)
     stacked = np.array(per_seed)  # (layers, seeds)
     weighted = (stacked * sizes[:, None]).sum(axis=0) / sizes.sum()  # share of all hidden units

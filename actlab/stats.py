@@ -132,12 +132,15 @@ def _paired_losses(rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
     return {r["seed"]: (r["final_loss"] if r["status"] == "ok" else math.inf) for r in rows}
 
 
-def _beats(a: dict[int, float], b: dict[int, float]) -> tuple[float, float]:
-    """(share of common seeds where a < b, paired p-value of a vs b)."""
+def _beats(a: dict[int, float], b: dict[int, float], need_p_above: float = -1.0) -> tuple[float, float]:
+    """(share of common seeds where a < b, paired p-value of a vs b); the test is skipped (p NaN) when the
+    win share is not above ``need_p_above``."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return float("nan"), float("nan")
     wins = sum(a[s] < b[s] for s in seeds) / len(seeds)
+    if not wins > need_p_above:
+        return wins, float("nan")
     # Diverged runs (inf) enter the test as ranks: replace inf by a value above every finite loss.
     x = np.array([a[s] for s in seeds])
     y = np.array([b[s] for s in seeds])
@@ -156,7 +159,7 @@ def _rank(stats: list[ActivationStats], by_act: Mapping[str, Sequence[Mapping[st
         for other in stats:
             if other is s:
                 continue
-            wins, p = _beats(losses[other.activation], losses[s.activation])
+            wins, p = _beats(losses[other.activation], losses[s.activation], need_p_above=0.5)
             if wins > 0.5 and p < ALPHA:
                 better += 1
         s.rank = 1 + better

@@ -53,6 +53,18 @@ def metric_columns(cfg: config.Config) -> list[str]:
     return cols
 
 
+def metrics_table(cfg: config.Config, results: Sequence[RunResult]) -> dict[str, list[Any]]:
+    """The rows of metrics.csv for ``results``, by column (what ``StoredExperiment.metrics`` reads back)."""
+    table: dict[str, list[Any]] = {c: [] for c in metric_columns(cfg)}
+    for r in results:
+        n = r.epochs_done
+        fixed = {"run": [r.spec.run_id] * n, "activation": [r.spec.activation] * n, "seed": [r.spec.seed] * n,
+                 "lr": [r.spec.lr] * n, "epoch": list(range(1, n + 1))}
+        for column, values in table.items():
+            values.extend(fixed[column] if column in fixed else r.history.get(column) or [math.nan] * n)
+    return table
+
+
 def _nan_to_none(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
@@ -164,16 +176,11 @@ class ExperimentWriter:
 
     def add(self, results: Sequence[RunResult]) -> None:
         """Append finished runs: their metrics rows and an updated summary."""
-        columns = metric_columns(self.cfg)
+        table = metrics_table(self.cfg, results)
         with open(self.path / "metrics.csv", "a", newline="") as f:
-            writer = csv.writer(f)
-            for r in results:
-                n = r.epochs_done
-                fixed = {"run": [r.spec.run_id] * n, "activation": [r.spec.activation] * n,
-                         "seed": [r.spec.seed] * n, "lr": [r.spec.lr] * n, "epoch": range(1, n + 1)}
-                blank = [""] * n
-                cols = [fixed[c] if c in fixed else _cells(r.history.get(c), blank) for c in columns]
-                writer.writerows(zip(*cols))
+            # floats as Python writes them (exact round trip), NaN as an empty cell
+            cells = [[v if v == v else "" for v in values] for values in table.values()]
+            csv.writer(f).writerows(zip(*cells))
         self._results.extend(results)
         self._write_summary()
         self._status("running")
@@ -197,13 +204,6 @@ class ExperimentWriter:
         return list(self._results)
 
 
-def _cells(values: list[float] | None, blank: list[str]) -> list[Any]:
-    """A metric's column: floats as Python writes them (exact round trip), NaN and missing as ''."""
-    if values is None:
-        return blank
-    return [v if v == v else "" for v in values]
-
-
 def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)  # repr: every float round-trips exactly
@@ -221,10 +221,16 @@ class StoredExperiment:
     status: dict[str, Any]
     env: dict[str, Any]
     summary: list[dict[str, Any]]
+    table: dict[str, list[Any]] | None = None  # metrics.csv, once read (or handed over by the writer)
 
     def metrics(self) -> dict[str, list[Any]]:
         """metrics.csv by column: run and activation as text, seed and epoch as int, the rest float (NaN
         for empty cells)."""
+        if self.table is None:
+            self.table = self._read_metrics()
+        return self.table
+
+    def _read_metrics(self) -> dict[str, list[Any]]:
         with open(self.path / "metrics.csv", newline="") as f:
             reader = csv.reader(f)
             header = next(reader, [])

@@ -112,3 +112,21 @@ def test_plot_activations_never_overwrites(tmp_path):
 def test_report_on_a_folder_that_is_not_an_experiment(tmp_path):
     result = invoke("report", tmp_path)
     assert result.exit_code == 2 and "not an actlab experiment folder" in result.output
+
+
+def test_metrics_in_memory_equal_metrics_read_back(tmp_path):
+    from helpers import same_values
+
+    from actlab import config, storage
+
+    cfg = config.build_config({"train": {"epochs": 3, "workers": 1}, "compare": {"activations": ["relu", "prelu",
+                                                                                             "softmax"], "seeds": 2}})
+    exp = experiment.compare(cfg)
+    writer = storage.ExperimentWriter.create(cfg, "compare", len(exp.results), "cpu", runs_dir=tmp_path)
+    writer.add(exp.results)
+    writer.finish()
+    on_disk = storage.load_experiment(writer.path).metrics()
+    in_memory = storage.metrics_table(cfg, exp.results)
+    assert on_disk.keys() == in_memory.keys()
+    for column, values in in_memory.items():
+        assert same_values(values, on_disk[column]) if isinstance(values[0], float) else values == on_disk[column]

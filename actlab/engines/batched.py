@@ -154,7 +154,8 @@ class _Stack:
             module = None if (g, 0) in self.slope_index else act.build(spec.options)
             scale = diagnostics.max_slope(module if module is not None else act.build(spec.options))
             for layer in range(n_hidden):
-                fn = module if module is not None else _stacked_prelu(self.leaves[self.slope_index[g, layer]])
+                # module.forward, not module(): the hook machinery of __call__ costs more than a small op
+                fn = module.forward if module is not None else _stacked_prelu(self.leaves[self.slope_index[g, layer]])
                 layers[layer].append(diagnostics.ActGroup(start, stop, fn, act.elementwise, scale))
         return layers
 
