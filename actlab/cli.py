@@ -39,6 +39,8 @@ class _OneLineErrors(TyperGroup):
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=False, **extra)
+        except _click.exceptions.NoArgsIsHelpError:
+            code = 0  # `actlab` alone: the help (already printed) is the answer, not an error
         except _click.exceptions.ClickException as exc:
             where = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
             err.print(f"error: {exc.format_message()}{where}", markup=False)
@@ -125,7 +127,7 @@ def _execute(
     """Train ``specs`` into a new experiment folder, with a progress bar; Ctrl-C keeps what finished."""
     device = devices.resolve_device(cfg.device)
     data = experiment.dataset(cfg)
-    writer = storage.ExperimentWriter.create(cfg, command, len(specs), device)
+    writer = storage.ExperimentWriter.create(cfg, command, [spec.run_id for spec in specs], device)
     total = len(specs) * cfg.train.epochs
     with _progress(quiet) as bar:
         task = bar.add_task(f"{command} on {devices.describe(device)}", total=total, info="")

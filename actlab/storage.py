@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,20 +143,21 @@ class ExperimentWriter:
     path: Path
     cfg: config.Config
     command: str
-    total_runs: int
+    run_order: list[str]  # run ids in plan order: summaries list runs in it, whatever order they finish in
+    _results: list[RunResult] = field(default_factory=list)
+    _started: float = field(default_factory=time.time)
 
     @classmethod
-    def create(cls, cfg: config.Config, command: str, total_runs: int, device: torch.device,
+    def create(cls, cfg: config.Config, command: str, run_order: Sequence[str], device: torch.device | str,
                runs_dir: Path | None = None) -> ExperimentWriter:
+        """A new experiment folder holding the config and environment, marked running."""
         path = new_experiment_dir(runs_dir or Path(cfg.output.runs_dir), cfg.output.name)
-        writer = cls(path, cfg, command, total_runs)
-        writer._results: list[RunResult] = []
-        writer._started = time.time()
+        writer = cls(path, cfg, command, list(run_order))
         (path / "config.yaml").write_text(
             f"# actlab {command}: resolved config; replay with `actlab {command} --config {path / 'config.yaml'}`\n"
             + config.dump_yaml(cfg)
         )
-        _write_json(path / "env.json", environment(device))
+        _write_json(path / "env.json", environment(torch.device(device)))
         with open(path / "metrics.csv", "w", newline="") as f:
             csv.writer(f).writerow(metric_columns(cfg))
         writer._status("running")
@@ -167,7 +168,7 @@ class ExperimentWriter:
             "status": status,
             "command": self.command,
             "runs_done": len(self._results),
-            "runs_total": self.total_runs,
+            "runs_total": len(self.run_order),
             "diverged": sum(r.status == "diverged" for r in self._results),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
             "seconds": round(time.time() - self._started, 3),
@@ -186,7 +187,9 @@ class ExperimentWriter:
         self._status("running")
 
     def _write_summary(self) -> None:
-        rows = [run_summary(r) for r in self._results]
+        position = {run_id: i for i, run_id in enumerate(self.run_order)}
+        done = sorted(self._results, key=lambda r: position.get(r.spec.run_id, len(position)))
+        rows = [run_summary(r) for r in done]
         if rows:
             with open(self.path / "summary.csv", "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -52,7 +52,7 @@ def test_gradient_norms_equal_independent_autograd():
         nn.MSELoss()(model(data.x_train), data.y_train).backward()
         weights = [m.weight.unsqueeze(0) for m in model.linears()]
         biases = [m.bias.unsqueeze(0) for m in model.linears()]
-        got = diagnostics.evaluate(weights, biases, activation_groups(model), data)
+        got = diagnostics.evaluate(weights, biases, activation_groups(model, spec.elementwise), data)
         for layer, m in enumerate(model.linears(), start=1):
             want = torch.cat([m.weight.grad.flatten(), m.bias.grad]).norm()
             assert torch.allclose(got[f"grad_norm_L{layer}"][0], want, rtol=1e-5), (name, layer)

@@ -122,7 +122,8 @@ def test_metrics_in_memory_equal_metrics_read_back(tmp_path):
     cfg = config.build_config({"train": {"epochs": 3, "workers": 1}, "compare": {"activations": ["relu", "prelu",
                                                                                              "softmax"], "seeds": 2}})
     exp = experiment.compare(cfg)
-    writer = storage.ExperimentWriter.create(cfg, "compare", len(exp.results), "cpu", runs_dir=tmp_path)
+    writer = storage.ExperimentWriter.create(cfg, "compare", [r.spec.run_id for r in exp.results], "cpu",
+                                             runs_dir=tmp_path)
     writer.add(exp.results)
     writer.finish()
     on_disk = storage.load_experiment(writer.path).metrics()

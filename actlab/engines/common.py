@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,10 +79,6 @@ class EpochOrder:
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """[start, stop) of every mini-batch: X[i:i+b] in order, the last one possibly shorter."""
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)
 
 
 EngineFn = Callable[..., Iterator[list[RunResult]]]

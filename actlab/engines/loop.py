@@ -6,6 +6,7 @@ tested against it. Defined at one thread: results of a single model also change 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from actlab import activations, diagnostics
-from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds, is_finite
+from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
 from actlab.model import FeedForward, initial_parameters, load_parameters
 from actlab.tasks import Dataset
 
@@ -25,13 +26,10 @@ def build_model(spec: RunSpec, sizes: Sequence[int]) -> FeedForward:
     return load_parameters(model, initial_parameters(sizes, spec.seed))
 
 
-def activation_groups(model: FeedForward) -> list[list[diagnostics.ActGroup]]:
+def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list[diagnostics.ActGroup]]:
     """The model's activations as the (single-run) groups ``diagnostics.evaluate`` expects."""
-    groups = []
-    for module in model.activations():
-        spec_elementwise = not isinstance(module, nn.Softmax)
-        groups.append([diagnostics.ActGroup(0, 1, module, spec_elementwise, diagnostics.max_slope(module))])
-    return groups
+    return [[diagnostics.ActGroup(0, 1, module, elementwise, diagnostics.max_slope(module))]
+            for module in model.activations()]
 
 
 def record_diagnostics(model: FeedForward, groups, data: Dataset, history: dict[str, list[float]]) -> None:
@@ -53,7 +51,7 @@ def train_one(
     """One run of the articles' loop: zero_grad, forward, MSE, backward, Adam step, per mini-batch."""
     start = time.perf_counter()
     model = build_model(spec, sizes).to(device)
-    groups = activation_groups(model)
+    groups = activation_groups(model, activations.resolve(spec.activation).elementwise)
     # foreach=False: the single-tensor Adam on every device, so the reference does not change with it.
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, foreach=False)
     loss_fn = nn.MSELoss()
@@ -76,13 +74,13 @@ def train_one(
             optimizer.step()
             last = loss.item()
             total += last * (hi - lo)
-        if not is_finite(total):
+        if not math.isfinite(total):
             diverged_at = epoch
             break
         history.setdefault("train_loss", []).append(total / len(x))
         history.setdefault("last_batch_loss", []).append(last)
         record_diagnostics(model, groups, data, history)
-        if not is_finite(history["full_loss"][-1]):
+        if not math.isfinite(history["full_loss"][-1]):
             diverged_at = epoch
             for values in history.values():
                 del values[-1]
