@@ -67,7 +67,7 @@ def main() -> None:
                                      f"not bitwise: final loss differs by up to {max(devs):.1e} (relative)"))
 
     print("\n2. Batched engine scaling (relu; microseconds per model-step = time / (runs x steps))")
-    scale_epochs = 3 if args.quick else 10
+    scale_epochs = 3 if args.quick else 30
     sizes = [1, 16, 128] if args.quick else [1, 16, 128, 1024, 8192]
     print(f"   {'N':>6}  {'workers':>7}  {'seconds':>8}  {'us/model-step':>13}")
     for n in sizes:

@@ -29,6 +29,7 @@ import pickle
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -186,18 +187,33 @@ class _Stack:
             ranges[index] = self.groups[g][:2]
         return ranges
 
+    def final(self) -> _FinalParameters:
+        """The parameters of every run, stacked, on the CPU."""
+        slopes = [(index, layer, *self.groups[g][:2]) for (g, layer), index in self.slope_index.items()]
+        return _FinalParameters([leaf.detach().cpu().clone() for leaf in self.leaves], self.n_layers, slopes)
+
+
+@dataclass
+class _FinalParameters:
+    """Stacked final parameters: a few large tensors, cheap to pickle, split into per-run views on demand."""
+
+    tensors: list[torch.Tensor]  # the stack's leaves: weights (N, out, in), biases (N, out), prelu slopes
+    n_layers: int
+    slopes: list[tuple[int, int, int, int]]  # (tensor index, hidden layer, first run, end run)
+
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
-        """Each run's final parameters as the state_dict of the equivalent FeedForward (CPU)."""
-        cpu = [leaf.detach().cpu() for leaf in self.leaves]
-        states: list[dict[str, torch.Tensor]] = [{} for _ in range(self.n_runs)]
+        """Each run's final parameters as the state_dict of the equivalent FeedForward: views, no copies
+        (torch.save stores their shared storage once)."""
+        n_runs = self.tensors[0].shape[0]
+        states: list[dict[str, torch.Tensor]] = [{} for _ in range(n_runs)]
         for layer in range(self.n_layers):
-            for r in range(self.n_runs):
-                states[r][f"{2 * layer}.weight"] = cpu[layer][r].clone()
-                states[r][f"{2 * layer}.bias"] = cpu[self.n_layers + layer][r].clone()
-        for (g, layer), index in self.slope_index.items():
-            start, stop, _ = self.groups[g]
+            weights, biases = self.tensors[layer], self.tensors[self.n_layers + layer]
+            for r in range(n_runs):
+                states[r][f"{2 * layer}.weight"] = weights[r]
+                states[r][f"{2 * layer}.bias"] = biases[r]
+        for index, layer, start, stop in self.slopes:
             for r in range(start, stop):
-                states[r][f"{2 * layer + 1}.weight"] = cpu[index][r - start].view(1).clone()
+                states[r][f"{2 * layer + 1}.weight"] = self.tensors[index][r - start].view(1)
         return states
 
 
@@ -244,6 +260,22 @@ def train_chunk(
     shuffle: bool, device: torch.device, progress: Progress | None = None,
 ) -> list[RunResult]:
     """Train ``specs`` (already grouped so that equal activations are contiguous) as one stack."""
+    results, final = _train_chunk(specs, data, sizes, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                                  device=device, progress=progress)
+    return _with_states(results, final)
+
+
+def _with_states(results: list[RunResult], final: _FinalParameters) -> list[RunResult]:
+    for result, state in zip(results, final.state_dicts()):
+        result.state = state
+    return results
+
+
+def _train_chunk(
+    specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
+    shuffle: bool, device: torch.device, progress: Progress | None = None,
+) -> tuple[list[RunResult], _FinalParameters]:
+    """The training itself: results without their ``state`` yet, and the stacked final parameters."""
     start_time = time.perf_counter()
     n_runs = len(specs)
     stack = _Stack(specs, sizes, device)
@@ -287,7 +319,6 @@ def train_chunk(
             break
     seconds = time.perf_counter() - start_time
     table = torch.stack(rows).permute(2, 1, 0).tolist()  # [run][metric][epoch]
-    states = stack.state_dicts()
     results = []
     for r, spec in enumerate(specs):
         done = len(rows) if diverged_at[r] is None else diverged_at[r] - 1
@@ -299,9 +330,9 @@ def train_chunk(
         history["seconds"] = [seconds * (e + 1) / len(rows) / n_runs for e in range(done)]
         results.append(RunResult(
             spec=spec, history=history, status="ok" if diverged_at[r] is None else "diverged",
-            diverged_epoch=diverged_at[r], seconds=seconds / n_runs, engine="batched", state=states[r],
+            diverged_epoch=diverged_at[r], seconds=seconds / n_runs, engine="batched", state={},
         ))
-    return results
+    return results, stack.final()
 
 
 def _split(specs: Sequence[RunSpec], chunk_size: int, parts: int) -> list[list[RunSpec]]:
@@ -325,9 +356,9 @@ _progress_queue = None  # set in worker processes only: where they report finish
 
 def _worker_train(chunk, data, sizes, kwargs) -> bytes:
     report = (lambda n, _measures: _progress_queue.put(n)) if _progress_queue is not None else None
-    # Plain pickle: multiprocessing's own pickler would move every small tensor of the final states
-    # through a shared-memory segment of its own, which costs more than the training of a small chunk.
-    return pickle.dumps(train_chunk(chunk, data, sizes, progress=report, **kwargs))
+    # Plain pickle of a few stacked tensors: per-run tensors (multiprocessing's pickler gives each its own
+    # shared-memory segment) would cost more than the training of a small chunk.
+    return pickle.dumps(_train_chunk(chunk, data, sizes, progress=report, **kwargs))
 
 
 def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kwargs) -> Iterator[list[RunResult]]:
@@ -344,7 +375,7 @@ def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kw
                     if progress is not None:
                         progress(n, None)
                 for future in done:
-                    yield pickle.loads(future.result())
+                    yield _with_states(*pickle.loads(future.result()))
         except BaseException:
             for future in pending:
                 future.cancel()
