@@ -90,7 +90,8 @@ def claims(an: Analysis) -> list[str]:
         if lowest < ls * (1 - 1e-4):
             verdict = "below the linear optimum, which a linear map cannot do: this contradicts the claim"
         elif ratio <= 1.05:
-            verdict = "behaves as one linear map: exactly as good as linear regression, never better"
+            verdict = (f"behaves as one linear map: as good as linear regression (within {100 * (ratio - 1):.1f}%), "
+                       "never better")
         else:
             verdict = ("still above the linear optimum (not converged): consistent with the claim, which is an "
                        "upper limit, but more epochs or a larger lr would show it more sharply")
