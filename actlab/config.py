@@ -64,6 +64,8 @@ class TrainConfig:
     chunk_size: int = _doc("most runs the batched engine stacks at once (bounds memory)", default=4096)
     workers: int = _doc("processes the batched engine trains chunks in on the CPU; 0: one per core",
                         default=0)
+    diagnostics: bool = _doc("gradient norms and dead/saturated units every epoch (about half the compute "
+                             "of the batched engine); false: losses only", default=True)
 
 
 @dataclass(frozen=True)

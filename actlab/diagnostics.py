@@ -80,11 +80,19 @@ def evaluate(
     biases: Sequence[torch.Tensor],
     act_layers: Sequence[Sequence[ActGroup]],
     data: Dataset,
+    full: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Every per-epoch measure for N stacked runs: name -> (N,) tensor, on the parameters' device.
 
     ``weights[l]`` is (N, out, in), ``biases[l]`` (N, out); ``act_layers[l]`` covers hidden layer l.
+    ``full=False``: the losses only (one forward pass; no gradient norms or unit states).
     """
+    if not full:
+        with torch.no_grad():
+            out = {"full_loss": _mse(_forward(weights, biases, act_layers, data.x_train)[0], data.y_train)}
+            if data.x_test is not None:
+                out["test_loss"] = _mse(_forward(weights, biases, act_layers, data.x_test)[0], data.y_test)
+        return out
     weights = [w.detach().requires_grad_() for w in weights]
     biases = [b.detach().requires_grad_() for b in biases]
     out: dict[str, torch.Tensor] = {}

@@ -44,7 +44,8 @@ def run(
     t = cfg.train
     return engines.train(
         specs, data, cfg.model.sizes, epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
-        engine=t.engine, device=device, chunk_size=t.chunk_size, workers=t.workers, progress=progress,
+        engine=t.engine, device=device, chunk_size=t.chunk_size, workers=t.workers, diagnostics=t.diagnostics,
+        progress=progress,
     )
 
 

@@ -99,8 +99,10 @@ def final_losses(an: Analysis) -> Figure:
     return fig
 
 
-def gradient_norms(an: Analysis) -> Figure:
+def gradient_norms(an: Analysis) -> Figure | None:
     """First-layer (solid) and last-layer (dashed) gradient norm per epoch: vanishing gradients show as a gap."""
+    if "grad_norm_L1" not in an.table:
+        return None  # run with train.diagnostics off
     acts = an.activations
     last = an.layers()
     fig, axes = _grid(len(acts), f"Gradient norm of layer 1 (solid) and layer {last} (dashed), median over seeds")
@@ -117,11 +119,13 @@ def gradient_norms(an: Analysis) -> Figure:
     return fig
 
 
-def dead_units(an: Analysis) -> Figure:
+def dead_units(an: Analysis) -> Figure | None:
     """Share of dead units per hidden layer per epoch (median over seeds)."""
     acts = [a for a in an.activations if an.band("dead_L1", a) is not None]
+    if not acts:
+        return None  # softmax only, or train.diagnostics off
     title = "Dead units (no gradient on any training input) per hidden layer, median over seeds"
-    fig, axes = _grid(max(1, len(acts)), title)
+    fig, axes = _grid(len(acts), title)
     for ax, act in zip(axes, acts):
         for layer in range(1, an.hidden_layers() + 1):
             band = an.band(f"dead_L{layer}", act)

@@ -105,10 +105,14 @@ def claims(an: Analysis) -> list[str]:
         out.append(f"**1. Linear collapse:** not tested — identity is not in this comparison (least-squares "
                    f"optimum on this data: {_g(ls)}).")
 
+    measured = "grad_norm_L1" in an.table
+    off = "not measured — this experiment ran with train.diagnostics off (losses only)"
     # C.2 vanishing gradients
     ref = "relu" if "relu" in present else None
     sat = [a for a in ("sigmoid", "tanh") if a in present]
-    if sat:
+    if sat and not measured:
+        out.append(f"**2. Vanishing gradients:** {off}.")
+    elif sat:
         ref_ratio = _median_ratio(an, ref) if ref else math.nan
         parts = []
         for act in sat:
@@ -132,7 +136,9 @@ def claims(an: Analysis) -> list[str]:
         out.append("**2. Vanishing gradients:** not tested — neither sigmoid nor tanh is in this comparison.")
 
     # C.3 dying relu
-    if "relu" in present:
+    if "relu" in present and not measured:
+        out.append(f"**3. Dying ReLU:** {off}.")
+    elif "relu" in present:
         mean, worst = _dead_share(an, "relu")
         leaky = [a for a in ("leaky_relu", "prelu", "elu") if a in present]
         leaky_text = ", ".join(f"{a} {_pct(_dead_share(an, a)[0])}" for a in leaky)
@@ -178,7 +184,7 @@ def claims(an: Analysis) -> list[str]:
                       else ", not separable from the best — not supported here."))
         out.append(text)
 
-    dying = [(a, _dead_share(an, a)[0]) for a in acts if a != "relu"]
+    dying = [(a, _dead_share(an, a)[0]) for a in acts if a != "relu" and measured]
     dying = [(a, share) for a, share in dying if share >= 0.2]
     if dying:
         out.append("**Also seen: dead units.** " + "; ".join(f"{a}: {_pct(share)} of hidden units dead at the end"

@@ -47,8 +47,9 @@ def metric_columns(cfg: config.Config) -> list[str]:
     if cfg.data.test_fraction > 0:
         cols.append("test_loss")
     cols += ["seconds"]
-    cols += [f"grad_norm_L{layer}" for layer in range(1, n_layers + 1)]
-    cols += [f"{kind}_L{layer}" for kind in ("dead", "saturated") for layer in hidden]
+    if cfg.train.diagnostics:
+        cols += [f"grad_norm_L{layer}" for layer in range(1, n_layers + 1)]
+        cols += [f"{kind}_L{layer}" for kind in ("dead", "saturated") for layer in hidden]
     cols += [f"slope_L{layer}" for layer in hidden]
     return cols
 

@@ -115,3 +115,17 @@ def test_custom_activations_batch_or_fall_back():
     assert got[scaled.run_id].engine == "loop" and got[rows.run_id].engine == "loop"
     ref = _run([cube], data, "loop", epochs=3)
     assert same_history(ref[cube.run_id].history, got[cube.run_id].history)
+
+
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_losses_only_mode_gives_the_same_losses(engine):
+    """train.diagnostics off skips gradient norms and unit states; the training and the losses are unchanged."""
+    data = make_dataset("teacher", 80, 1, noise=0.1, test_fraction=0.25)
+    specs = [RunSpec(name, 0, 0.003) for name in ("relu", "tanh", "prelu")]
+    full = _run(specs, data, engine, shuffle=True)
+    lean = _run(specs, data, engine, shuffle=True, diagnostics=False)
+    for run_id, ref in full.items():
+        got = lean[run_id].history
+        assert "grad_norm_L1" in ref.history and "grad_norm_L1" not in got and "dead_L1" not in got
+        for key in ("train_loss", "last_batch_loss", "full_loss", "test_loss"):
+            assert ref.history[key] == got[key], (run_id, key)

@@ -131,3 +131,15 @@ def test_metrics_in_memory_equal_metrics_read_back(tmp_path):
     assert on_disk.keys() == in_memory.keys()
     for column, values in in_memory.items():
         assert same_values(values, on_disk[column]) if isinstance(values[0], float) else values == on_disk[column]
+
+
+def test_losses_only_experiment_reports_what_it_measured(tmp_path):
+    result = invoke("compare", "-a", "relu,sigmoid,identity", *FAST, "--set", "train.diagnostics=false",
+                    "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = only_folder(tmp_path)
+    header = (folder / "metrics.csv").read_text().splitlines()[0]
+    assert "full_loss" in header and "grad_norm" not in header and "dead_L1" not in header
+    report = (folder / "report.md").read_text()
+    assert "train.diagnostics off" in report
+    assert not (folder / "gradient_norms.png").exists() and (folder / "loss_curves.png").exists()

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from actlab import activations, diagnostics
+from actlab.diagnostics import evaluate
 from actlab.engines import loop
 from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
 from actlab.model import initial_parameters
@@ -257,11 +258,11 @@ class _Adam:
 
 def train_chunk(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
-    shuffle: bool, device: torch.device, progress: Progress | None = None,
+    shuffle: bool, device: torch.device, diagnostics: bool = True, progress: Progress | None = None,
 ) -> list[RunResult]:
     """Train ``specs`` (already grouped so that equal activations are contiguous) as one stack."""
     results, final = _train_chunk(specs, data, sizes, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                                  device=device, progress=progress)
+                                  device=device, diagnostics=diagnostics, progress=progress)
     return _with_states(results, final)
 
 
@@ -273,7 +274,7 @@ def _with_states(results: list[RunResult], final: _FinalParameters) -> list[RunR
 
 def _train_chunk(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
-    shuffle: bool, device: torch.device, progress: Progress | None = None,
+    shuffle: bool, device: torch.device, diagnostics: bool = True, progress: Progress | None = None,
 ) -> tuple[list[RunResult], _FinalParameters]:
     """The training itself: results without their ``state`` yet, and the stacked final parameters."""
     start_time = time.perf_counter()
@@ -301,7 +302,7 @@ def _train_chunk(
             adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
             last = losses.detach()
             total += last.double() * (hi - lo)  # float64, as the loop engine's Python float sum
-        measures = diagnostics.evaluate(stack.weights, stack.biases, stack.act_layers, data)
+        measures = evaluate(stack.weights, stack.biases, stack.act_layers, data, diagnostics)
         measures.update(stack.slopes())
         names = ["train_loss", "last_batch_loss", *measures]
         row = torch.stack([total / n, last.double(), *(v.double() for v in measures.values())])
@@ -386,7 +387,7 @@ def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kw
 
 def train_runs(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
-    shuffle: bool, device: torch.device, chunk_size: int = 4096, workers: int = 1,
+    shuffle: bool, device: torch.device, chunk_size: int = 4096, workers: int = 1, diagnostics: bool = True,
     progress: Progress | None = None,
 ) -> Iterator[list[RunResult]]:
     """Train every spec; batchable ones in stacks of at most ``chunk_size``, the rest by the loop engine.
@@ -395,7 +396,7 @@ def train_runs(
     depend on the chunking or the number of workers (tested).
     """
     data = data.to(device)
-    kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=device)
+    kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=device, diagnostics=diagnostics)
     batchable_keys = {spec.group_key: can_batch(spec) for spec in specs}
     batchable = [spec for spec in specs if batchable_keys[spec.group_key]]
     # Keep runs of one activation together (first-seen order), so each group is one contiguous slice.

@@ -97,6 +97,7 @@ def train(
     device: torch.device | str = "cpu",
     chunk_size: int = 4096,
     workers: int = 1,
+    diagnostics: bool = True,
     progress: Progress | None = None,
 ) -> Iterator[list[RunResult]]:
     """Train every spec; yields results a chunk at a time (so a caller can save them as they come).
@@ -107,7 +108,7 @@ def train(
     from actlab.engines import batched, loop
 
     kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=torch.device(device),
-                  progress=progress)
+                  diagnostics=diagnostics, progress=progress)
     with one_thread():
         if engine == "loop":
             yield from loop.train_runs(specs, data, sizes, **kwargs)

@@ -32,12 +32,14 @@ def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list
             for module in model.activations()]
 
 
-def record_diagnostics(model: FeedForward, groups, data: Dataset, history: dict[str, list[float]]) -> None:
+def record_diagnostics(
+    model: FeedForward, groups, data: Dataset, history: dict[str, list[float]], full: bool = True
+) -> None:
     """Append this epoch's full-data measures (and prelu slopes) to ``history``."""
     linears = model.linears()
     weights = [layer.weight.unsqueeze(0) for layer in linears]  # a stack of one run
     biases = [layer.bias.unsqueeze(0) for layer in linears]
-    for name, value in diagnostics.evaluate(weights, biases, groups, data).items():
+    for name, value in diagnostics.evaluate(weights, biases, groups, data, full).items():
         history.setdefault(name, []).append(float(value[0]))
     for layer, module in enumerate(model.activations(), start=1):
         if isinstance(module, nn.PReLU):
@@ -46,7 +48,7 @@ def record_diagnostics(model: FeedForward, groups, data: Dataset, history: dict[
 
 def train_one(
     spec: RunSpec, data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int, shuffle: bool,
-    device: torch.device, progress: Progress | None = None,
+    device: torch.device, diagnostics: bool = True, progress: Progress | None = None,
 ) -> RunResult:
     """One run of the articles' loop: zero_grad, forward, MSE, backward, Adam step, per mini-batch."""
     start = time.perf_counter()
@@ -79,7 +81,7 @@ def train_one(
             break
         history.setdefault("train_loss", []).append(total / len(x))
         history.setdefault("last_batch_loss", []).append(last)
-        record_diagnostics(model, groups, data, history)
+        record_diagnostics(model, groups, data, history, diagnostics)
         if not math.isfinite(history["full_loss"][-1]):
             diverged_at = epoch
             for values in history.values():
