@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,6 +24,7 @@ from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
 
 from actlab import activations  # noqa: E402
 from actlab.analysis import Analysis, fitted_curves, target_curve  # noqa: E402
+from actlab.devices import available_cores  # noqa: E402
 
 COLUMNS = 6
 
@@ -215,9 +216,9 @@ def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str
     (default: one per core): laying out dozens of panels is seconds of single-threaded matplotlib."""
     global _shared_analysis
     _shared_analysis = an
-    workers = workers or os.cpu_count() or 1
+    workers = workers or available_cores()
     try:
-        if workers > 1 and "fork" in mp.get_all_start_methods():
+        if workers > 1 and sys.platform.startswith("linux"):  # fork is only safe with torch on Linux
             with ProcessPoolExecutor(min(workers, len(FIGURES)), mp_context=mp.get_context("fork"),
                                      initializer=_one_thread) as pool:
                 paths = dict(zip(FIGURES, pool.map(_render, FIGURES, [folder] * len(FIGURES))))

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-import os
 import pickle
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from actlab import activations, diagnostics
+from actlab.devices import available_cores
 from actlab.diagnostics import evaluate
 from actlab.engines import loop
 from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
@@ -404,8 +405,9 @@ def train_runs(
     for spec in batchable:
         first_seen.setdefault(spec.group_key, len(first_seen))
     batchable.sort(key=lambda spec: first_seen[spec.group_key])
-    workers = workers or os.cpu_count() or 1
-    parallel = workers > 1 and device.type == "cpu" and "fork" in mp.get_all_start_methods()
+    workers = workers or available_cores()
+    # fork is only safe with torch on Linux (macOS's runtime does not survive it; Windows has none)
+    parallel = workers > 1 and device.type == "cpu" and sys.platform.startswith("linux")
     chunks = _split(batchable, chunk_size, workers if parallel else 1) if batchable else []
     if parallel and len(chunks) > 1:
         yield from _in_workers(chunks, data, sizes, min(workers, len(chunks)), progress, kwargs)
