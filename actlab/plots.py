@@ -168,12 +168,16 @@ def activation_gallery(names: Sequence[str] | None = None) -> Figure:
     fig, axes = _grid(len(names), "Activations (solid) and their derivatives from autograd (dashed)")
     x = torch.linspace(-4, 4, 801, requires_grad=True)
     for ax, name in zip(axes, names):
-        module = activations.resolve(name).build()
-        y = module(x.unsqueeze(0)).squeeze(0)  # a row of 801 "units": softmax spreads over all of them
-        (dy,) = torch.autograd.grad(y.sum(), x) if activations.resolve(name).elementwise else (None,)
+        spec = activations.resolve(name)
+        module = spec.build()
+        if spec.elementwise:
+            y = module(x)
+        else:  # softmax over two units [x, 0]: its first output, which is sigmoid(x) (ARTICLES.md §B)
+            y = module(torch.stack([x, torch.zeros_like(x)], dim=1))[:, 0]
+            name = f"{name} of [x, 0], 1st"
+        (dy,) = torch.autograd.grad(y.sum(), x)
         ax.plot(x.detach(), y.detach(), color="C0")
-        if dy is not None:
-            ax.plot(x.detach(), dy, "--", color="C1")
+        ax.plot(x.detach(), dy, "--", color="C1")
         ax.axhline(0, color="0.8", linewidth=0.8)
         ax.axvline(0, color="0.8", linewidth=0.8)
         ax.set_ylim(-2.2, 4.2)
