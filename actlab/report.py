@@ -90,8 +90,8 @@ def claims(an: Analysis) -> list[str]:
         if lowest < ls * (1 - 1e-4):
             verdict = "below the linear optimum, which a linear map cannot do: this contradicts the claim"
         elif ratio <= 1.05:
-            verdict = (f"behaves as one linear map: as good as linear regression (within {100 * (ratio - 1):.1f}%), "
-                       "never better")
+            gap = "to 0.1%" if ratio - 1 < 1e-3 else f"within {100 * (ratio - 1):.1f}%"
+            verdict = f"behaves as one linear map: as good as linear regression ({gap}), never better"
         else:
             verdict = ("still above the linear optimum (not converged): consistent with the claim, which is an "
                        "upper limit, but more epochs or a larger lr would show it more sharply")
@@ -203,6 +203,8 @@ def claims(an: Analysis) -> list[str]:
 def _fold(ratio: float) -> str:
     if not math.isfinite(ratio) or ratio <= 0:
         return "n/a"
+    if 0.9 <= ratio <= 1.1:
+        return "about the size of"
     return f"{1 / ratio:.1f}x smaller than" if ratio < 1 else f"{ratio:.1f}x the size of"
 
 
