@@ -168,3 +168,15 @@ def test_module_entry_point_prints_one_line_errors():
     proc = subprocess.run([sys.executable, "-m", "actlab", "train", "--epochs", "abc"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_auto_device_falls_back_to_the_cpu(tmp_path):
+    from actlab import devices
+
+    assert devices.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(devices.DeviceError, match="no CUDA GPU"):
+        devices.resolve_device("cuda:1")
+    result = invoke("train", *FAST, "--device", "auto", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads((only_folder(tmp_path) / "env.json").read_text())["device"] == "cpu"
