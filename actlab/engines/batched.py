@@ -125,8 +125,9 @@ class _Stack:
                 self.groups.append((i, i + 1, spec))
         self.slope_index: dict[tuple[int, int], int] = {}  # (group, hidden layer) -> tensor index
         for g, (start, stop, spec) in enumerate(self.groups):
-            if activations.resolve(spec.activation).name == "prelu":
-                init = float(spec.options.get("init", 0.25))
+            act = activations.resolve(spec.activation)
+            if act.name == "prelu":
+                init = float({**act.options(), **spec.options}["init"])  # the registry's default unless set
                 for layer in range(len(sizes) - 2):
                     self.slope_index[g, layer] = len(tensors)
                     tensors.append(torch.full((stop - start, 1, 1), init))
