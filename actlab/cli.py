@@ -232,6 +232,7 @@ def compare(
         writer, results = _execute(cfg, "compare", specs, quiet)
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves)
+    storage.write_stats(writer.path, stats.rows(table_stats, threshold))
     out.print(ranking_table(cfg, table_stats, threshold))
     if not no_report:
         path = _write_report(writer.path, storage.metrics_table(cfg, results), (table_stats, threshold))
@@ -310,7 +311,9 @@ def report_cmd(run_dir: RunDir) -> None:
         stored = storage.load_experiment(run_dir)
         if not stored.summary:
             raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to report")
-        path = _write_report(run_dir)
+        ranked = stats.summarise(stored.summary, stored.curves())
+        storage.write_stats(run_dir, stats.rows(*ranked))
+        path = _write_report(run_dir, ranked=ranked)
     out.print(f"report: {path}")
 
 

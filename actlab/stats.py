@@ -175,3 +175,18 @@ def _rank(stats: list[ActivationStats], by_act: Mapping[str, Sequence[Mapping[st
 
 def _nan_last(value: float) -> float:
     return math.inf if not math.isfinite(value) else value
+
+
+def rows(act_stats: Sequence[ActivationStats], threshold: float) -> list[dict[str, Any]]:
+    """One flat row per activation, best first: what stats.csv and stats.json hold."""
+    out = []
+    for s in sorted(act_stats, key=lambda s: (s.rank, _nan_last(s.final.mean))):
+        row: dict[str, Any] = {"activation": s.activation, "rank": s.rank, "tied_with_best": s.tied_with_best,
+                               "runs": s.runs, "diverged": s.diverged}
+        for prefix, iv in (("final", s.final), ("best", s.best), ("test", s.test)):
+            for field_name in ("mean", "std", "median", "lo", "hi"):
+                row[f"{prefix}_{field_name}"] = getattr(iv, field_name) if iv is not None else float("nan")
+        row.update(epochs_to_threshold=s.epochs_to_threshold, threshold=threshold,
+                   win_rate_vs_best=s.win_rate_vs_best, p_vs_best=s.p_vs_best)
+        out.append(row)
+    return out

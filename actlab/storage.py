@@ -7,7 +7,9 @@ An experiment folder ``<runs>/<YYYYmmdd-HHMMSS>_<name>/`` holds:
 - ``status.json``: running | complete | incomplete (interrupted or crashed), with counts and times;
 - ``metrics.csv``: one row per run and epoch (long format), every measure of ``RunResult.history``;
 - ``summary.csv`` / ``summary.json``: one row per run: final and best loss, epoch of best, status, time;
-- ``weights.pt``: every run's final parameters (``torch.load`` -> {run id: FeedForward state_dict}).
+- ``weights.pt``: every run's final parameters (``torch.load`` -> {run id: FeedForward state_dict});
+- ``stats.csv`` / ``stats.json`` (compare, report): per activation, the statistics over seeds;
+- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``.
 
 Files are appended or rewritten as runs finish, so whatever finished before a crash or Ctrl-C is readable.
 Nothing that exists is ever overwritten: a new folder is made for every command.
@@ -256,6 +258,18 @@ class StoredExperiment:
         for run, value in zip(table.get("run", []), table.get(measure, [])):
             out.setdefault(run, []).append(value)
         return out
+
+
+def write_stats(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """stats.csv and stats.json: the per-activation statistics over seeds (regenerated on request)."""
+    if rows:
+        tmp = folder / "stats.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+        os.replace(tmp, folder / "stats.csv")
+    _write_json(folder / "stats.json", [{k: _nan_to_none(v) for k, v in row.items()} for row in rows])
 
 
 def write_text(path: Path, text: str) -> Path:

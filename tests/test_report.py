@@ -1,5 +1,6 @@
 """Figures, report.md and the read-back commands, on real (small) experiment folders."""
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -44,6 +45,11 @@ def test_compare_writes_figures_and_a_report_that_links_them(compared):
     assert not (compared / "fits.png").exists()  # 10-d inputs: no curve to draw
     assert "| rank | activation | mean | 95% CI |" in report
     assert report.count("| `") == 5  # one row per activation
+    stats_rows = json.loads((compared / "stats.json").read_text())
+    assert [r["activation"] for r in stats_rows][0] in report.split("| `")[1]  # best first, as in the report
+    assert {r["activation"] for r in stats_rows} == {"identity", "relu", "sigmoid", "tanh", "leaky_relu"}
+    assert all(r["runs"] == 2 and r["final_lo"] <= r["final_mean"] <= r["final_hi"] for r in stats_rows)
+    assert (compared / "stats.csv").read_text().startswith("activation,rank,tied_with_best,runs,diverged,final_mean")
 
 
 def test_report_checks_each_claim_with_numbers(compared):
