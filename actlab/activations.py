@@ -59,10 +59,6 @@ class ActivationSpec:
         kwargs.update(check_options(self, options or {}))
         return self.factory(**kwargs)
 
-    @property
-    def has_parameters(self) -> bool:
-        return any(True for _ in self.build().parameters())
-
 
 def _prelu(init: float = 0.25) -> nn.Module:
     # One learned slope per layer (nn.PReLU's default), so every layer gets its own instance.

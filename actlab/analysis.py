@@ -10,7 +10,6 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,10 +80,6 @@ class Analysis:
         runs = self.per_run(measure).get(activation, {})
         return np.array([v[-1] for v in runs.values() if v], dtype=float)
 
-    def first(self, measure: str, activation: str) -> np.ndarray:
-        runs = self.per_run(measure).get(activation, {})
-        return np.array([v[0] for v in runs.values() if v], dtype=float)
-
     def hidden_layers(self) -> int:
         return len(self.stored.config.model.sizes) - 2
 
@@ -147,7 +142,3 @@ def target_curve(stored: storage.StoredExperiment) -> tuple[np.ndarray, np.ndarr
     data = experiment.dataset(stored.config)
     order = data.x_train[:, 0].argsort()
     return data.x_train[order, 0].numpy(), data.y_train[order, 0].numpy()
-
-
-def load(path: Path) -> Analysis:
-    return analyse(storage.load_experiment(path))
