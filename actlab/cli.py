@@ -262,7 +262,8 @@ def ranking_table(cfg: config.Config, table_stats: list[stats.ActivationStats], 
         f"{seeds} seeds",
         caption=f"mean ± 95% CI half-width. rank: 1 + activations significantly better (paired Wilcoxon "
         f"over seeds, p < 0.05); = marks ties. epochs: median epochs to reach loss {threshold:.3g}. "
-        "wins/p: against #1, paired by seed. div.: diverged runs." + (" test: mean held-out loss." if has_test else ""),
+        "wins/p: against #1, paired by seed. div.: diverged runs." + (" test: mean held-out loss." if has_test else "")
+        + (" With fewer than 3 seeds, no interval or test means much: use --seeds 5 or more." if seeds < 3 else ""),
     )
     columns = ["rank", "activation", "final loss", "median"] + (["test"] if has_test else []) + [
         "epochs", "wins", "p", "div."]
