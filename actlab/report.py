@@ -60,18 +60,30 @@ def _median_ratio(an: Analysis, act: str) -> float:
     return float(np.median(ratios)) if ratios else math.nan
 
 
-def _dead_share(an: Analysis, act: str) -> tuple[float, float]:
-    """(mean over seeds, worst seed) of the final share of dead hidden units, averaged over hidden layers."""
-    per_seed = []
-    for layer in range(1, an.hidden_layers() + 1):
-        values = an.final(f"dead_L{layer}", act)
-        per_seed.append(values)
+def _dead_share(an: Analysis, act: str, kind: str = "dead") -> tuple[float, float]:
+    """(mean over seeds, worst seed) of the final share of ``kind`` (dead | saturated) hidden units, over all
+    hidden layers."""
+    per_seed = [an.final(f"{kind}_L{layer}", act) for layer in range(1, an.hidden_layers() + 1)]
     if not per_seed or not len(per_seed[0]) or all(np.isnan(v).all() for v in per_seed):
         return math.nan, math.nan  # no unit states (softmax), or no finished run
     sizes = np.array(an.stored.config.model.sizes[1:-1], dtype=float)
     stacked = np.array(per_seed)  # (layers, seeds)
     weighted = (stacked * sizes[:, None]).sum(axis=0) / sizes.sum()  # share of all hidden units
     return float(np.nanmean(weighted)), float(np.nanmax(weighted))
+
+
+def diagnostics_markdown(an: Analysis) -> str:
+    """Per activation, the measures behind the ranking: gradient ratio, dead and saturated units at the end."""
+    if "grad_norm_L1" not in an.table:
+        return "Not measured: this experiment ran with train.diagnostics off (losses only)."
+    rows = ["| activation | layer-1 / last-layer gradient | dead units at the end (worst seed) | saturated units |",
+            "|---|---|---|---|"]
+    for act in an.activations:
+        dead, worst = _dead_share(an, act)
+        saturated, _ = _dead_share(an, act, "saturated")
+        ratio = _median_ratio(an, act)
+        rows.append(f"| `{act}` | {_g(ratio, 2)} | {_pct(dead)} ({_pct(worst)}) | {_pct(saturated)} |")
+    return "\n".join(rows)
 
 
 def claims(an: Analysis) -> list[str]:
@@ -263,7 +275,11 @@ def build(an: Analysis, figures: dict[str, Path]) -> str:
     ]
     for paragraph in claims(an):
         lines += [paragraph, ""]
-    lines += ["## Figures", ""]
+    lines += ["## Why: diagnostics per activation", "",
+              "Median over seeds and epochs of the first layer's gradient norm divided by the last layer's "
+              "(well below 1: vanishing gradients), and the share of hidden units dead or saturated after the "
+              "last epoch (mean over seeds; softmax mixes units, so '-').", "", diagnostics_markdown(an), "",
+              "## Figures", ""]
     for name, path in figures.items():
         lines += [f"### {FIGURE_TITLES.get(name, name)}", "", f"![{FIGURE_TITLES.get(name, name)}]({path.name})",
                   "", f"Also as [{path.stem}.svg]({path.stem}.svg).", ""]

@@ -149,3 +149,9 @@ def test_losses_only_experiment_reports_what_it_measured(tmp_path):
     report = (folder / "report.md").read_text()
     assert "train.diagnostics off" in report
     assert not (folder / "gradient_norms.png").exists() and (folder / "loss_curves.png").exists()
+
+
+def test_report_tabulates_diagnostics_for_every_activation(compared):
+    section = (compared / "report.md").read_text().split("## Why: diagnostics per activation")[1].split("##")[0]
+    for name in ("identity", "relu", "sigmoid", "tanh", "leaky_relu"):
+        assert re.search(rf"\| `{name}` \| [\d.]+ \| \d+% \(\d+%\) \| \d+% \|", section), name
