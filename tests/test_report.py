@@ -44,7 +44,8 @@ def test_compare_writes_figures_and_a_report_that_links_them(compared):
         assert f"]({name}.png)" in report and f"({name}.svg)" in report
     assert not (compared / "fits.png").exists()  # 10-d inputs: no curve to draw
     assert "| rank | activation | mean | 95% CI |" in report
-    assert report.count("| `") == 5  # one row per activation
+    ranking = report.split("## Ranking")[1].split("##")[0]
+    assert ranking.count("| `") == 5  # one row per activation
     stats_rows = json.loads((compared / "stats.json").read_text())
     assert [r["activation"] for r in stats_rows][0] in report.split("| `")[1]  # best first, as in the report
     assert {r["activation"] for r in stats_rows} == {"identity", "relu", "sigmoid", "tanh", "leaky_relu"}
