@@ -81,6 +81,38 @@ def main() -> None:
         seconds, _ = timed(specs, "batched", scale_epochs, workers=workers)
         print(f"   {n_all:6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (n_all * scale_epochs * 10):13.2f}"
               "   (every registry activation x 10 seeds: the default compare)")
+    stacking()
+
+
+def step_time(specs, steps: int = 200) -> float:
+    """Seconds per training step (forward, backward, Adam) of one stack of ``specs``, diagnostics aside."""
+    from actlab.engines.batched import _Adam, _Stack, _StackedMSE
+
+    stack = _Stack(specs, SIZES, torch.device("cpu"))
+    adam = _Adam(stack, [spec.lr for spec in specs])
+    x, y = torch.randn(len(specs), 10, 10), torch.randn(len(specs), 10, 1)
+
+    def step() -> None:
+        losses = _StackedMSE.apply(stack.forward(x), y)
+        grads = torch.autograd.grad(losses.sum(), stack.leaves)
+        adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
+
+    for _ in range(20):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def stacking() -> None:
+    """Different activations: one mixed stack (each activation on its slice) or one stack per activation?"""
+    torch.set_num_threads(1)
+    names = activations.names()
+    mixed = step_time([RunSpec(a, s, 1e-3) for a in names for s in range(10)])
+    separate = sum(step_time([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names)
+    print(f"\n3. {len(names)} activations x 10 seeds, one training step: one mixed stack {1e3 * mixed:.2f} ms, "
+          f"{len(names)} per-activation stacks {1e3 * separate:.2f} ms")
 
 
 if __name__ == "__main__":
