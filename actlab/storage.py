@@ -18,6 +18,7 @@ Nothing that exists is ever overwritten: a new folder is made for every command.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -133,10 +134,27 @@ def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> P
     raise StorageError(f"too many experiment folders named {stamp}_{name} in '{runs_dir}'")
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_text(path: Path, text: str) -> Path:
+    """Write a file of an experiment folder atomically: a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _write_rows(folder: Path, stem: str, rows: Sequence[dict[str, Any]]) -> None:
+    """``stem``.csv (floats exact, NaN empty) and ``stem``.json (NaN as null) holding the same rows."""
+    if rows:
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+        write_text(folder / f"{stem}.csv", buffer.getvalue())
+    _write_json(folder / f"{stem}.json", [{k: _nan_to_none(v) for k, v in row.items()} for row in rows])
 
 
 @dataclass
@@ -192,13 +210,7 @@ class ExperimentWriter:
     def _write_summary(self) -> None:
         position = {run_id: i for i, run_id in enumerate(self.run_order)}
         done = sorted(self._results, key=lambda r: position.get(r.spec.run_id, len(position)))
-        rows = [run_summary(r) for r in done]
-        if rows:
-            with open(self.path / "summary.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
-        _write_json(self.path / "summary.json", [{k: _nan_to_none(v) for k, v in row.items()} for row in rows])
+        _write_rows(self.path, "summary", [run_summary(r) for r in done])
 
     def finish(self, status: str = "complete", error: str | None = None) -> None:
         """Save final weights and mark the folder complete (or incomplete, with the reason)."""
@@ -262,22 +274,7 @@ class StoredExperiment:
 
 def write_stats(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
     """stats.csv and stats.json: the per-activation statistics over seeds (regenerated on request)."""
-    if rows:
-        tmp = folder / "stats.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
-        os.replace(tmp, folder / "stats.csv")
-    _write_json(folder / "stats.json", [{k: _nan_to_none(v) for k, v in row.items()} for row in rows])
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write a text file of an experiment folder (e.g. report.md, regenerated on request) atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    _write_rows(folder, "stats", rows)
 
 
 def list_experiments(runs_dir: Path) -> list[StoredExperiment]:
