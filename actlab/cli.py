@@ -235,21 +235,20 @@ def compare(
     storage.write_stats(writer.path, stats.rows(table_stats, threshold))
     out.print(ranking_table(cfg, table_stats, threshold))
     if not no_report:
-        path = _write_report(writer.path, storage.metrics_table(cfg, results), (table_stats, threshold))
+        stored = storage.load_experiment(writer.path)
+        stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
+        path = _write_report(stored, (table_stats, threshold))
         out.print(f"report: {path}")
     out.print(f"saved in {writer.path}")
 
 
-def _write_report(folder: Path, table: dict[str, list] | None = None, ranked=None) -> Path:
-    """Figures and report.md for an experiment folder (what `actlab report` does). ``table`` and ``ranked``:
-    its metrics and statistics when they are still in memory (the same numbers as reading the folder)."""
+def _write_report(stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float]) -> Path:
+    """Figures and report.md in an experiment folder, from its data and its statistics (``stats.summarise``)."""
     from actlab import analysis, plots, report  # matplotlib is only needed here
 
-    stored = storage.load_experiment(folder)
-    stored.table = table
     an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, folder)
-    return storage.write_text(folder / "report.md", report.build(an, figures))
+    figures = plots.save_all(an, stored.path)
+    return storage.write_text(stored.path / "report.md", report.build(an, figures))
 
 
 def ranking_table(cfg: config.Config, table_stats: list[stats.ActivationStats], threshold: float) -> Table:
@@ -314,7 +313,7 @@ def report_cmd(run_dir: RunDir) -> None:
             raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to report")
         ranked = stats.summarise(stored.summary, stored.curves())
         storage.write_stats(run_dir, stats.rows(*ranked))
-        path = _write_report(run_dir, ranked=ranked)
+        path = _write_report(stored, ranked)
     out.print(f"report: {path}")
 
 
