@@ -1,36 +1,39 @@
-"""The ``actlab`` command line: a thin layer over config, experiment, storage, stats and report.
+"""The ``actlab`` command line: options, printing and exit codes over ``actlab.workflow`` and ``actlab.folders``.
 
 Every user error — bad config, unknown activation, bad flag, unusable path, missing CUDA — ends as one
 line on stderr and exit code 2, without a traceback, and without touching anything that exists.
+
+torch, scipy and matplotlib are imported inside the commands, never at the top: ``actlab --help``,
+``--version`` and shell completion answer in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-from typer import _click
 from typer.core import TyperGroup
 
-from actlab import activations, config, devices, experiment, stats, storage, tasks
-from actlab.engines import RunResult, RunSpec
-from actlab.tables import ranking_table
+from actlab import __version__
 
-USER_ERRORS = (
-    config.ConfigError, activations.ActivationError, tasks.TaskError, devices.DeviceError, storage.StorageError,
-)
+if TYPE_CHECKING:
+    from actlab import config
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    # click's ClickException (usage errors, bad values), whether typer bundles click or depends on it:
+    # recognised by its public interface, not by importing a private module
+    return isinstance(getattr(exc, "exit_code", None), int) and callable(getattr(exc, "format_message", None))
 
 
 class _OneLineErrors(TyperGroup):
@@ -40,41 +43,80 @@ class _OneLineErrors(TyperGroup):
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=False, **extra)
-        except _click.exceptions.NoArgsIsHelpError:
-            code = 0  # `actlab` alone: the help (already printed) is the answer, not an error
-        except _click.exceptions.ClickException as exc:
-            where = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+        except typer.Abort:
+            err.print("aborted: nothing changed")
+            code = 1
+        except Exception as exc:
+            if not _is_usage_error(exc):
+                raise
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             err.print(f"error: {exc.format_message()}{where}", markup=False)
             code = 2
-        except typer.Abort:
-            code = 130
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _examples(*commands: str) -> str:
+    """An epilog of example commands, one a line (``\\b``: click keeps the line breaks)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {c}" for c in commands)
+
+
 app = typer.Typer(
     cls=_OneLineErrors,
-    no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # help texts are plain text: [KEY=VALUE] is not markup
     pretty_exceptions_show_locals=False,
     help="Which activation function trains this network best, and why? Train and compare activations "
-    "on the articles' 10-18-18-4-1 net from a YAML config; every command writes a new folder under runs/.",
+    "on the articles' 10-18-18-4-1 net from a YAML config; every run writes a new folder under runs/.",
+    epilog=_examples("actlab compare", "actlab compare --config cosine",
+                     "actlab compare -a relu,tanh --seeds 5 train.lr=3e-3", "actlab runs --status complete",
+                     "actlab show runs/<folder>", "actlab COMMAND -h   (each command's options and examples)"),
 )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="print actlab's version and exit")] = False,
+) -> None:
+    if version:
+        out.print(f"actlab {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:  # `actlab` alone: the help is the answer
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    from actlab import activations, config, devices, storage, tasks
+
+    return (config.ConfigError, activations.ActivationError, tasks.TaskError, devices.DeviceError,
+            storage.StorageError)
 
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
     try:
         yield
-    except USER_ERRORS as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_error_types()):
+            raise
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
 
 
+def _complete_config(incomplete: str) -> list[str]:
+    from actlab.config import shipped_configs  # config imports torch: only when completing --config
+
+    return [name for name in shipped_configs() if name.startswith(incomplete)]
+
+
 # Options shared by train and compare. Defaults of None mean "as in the config" (built-in: the article's).
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: the article's "
-                                                "experiment; see configs/)", show_default=False)]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", "-c", help="a YAML file, or a shipped config by name from anywhere: article, cosine, cosine_1_1_1, "
+    "teacher, friedman1 (default: the article's experiment)", show_default=False, autocompletion=_complete_config)]
 EpochsOpt = Annotated[int | None, typer.Option(help="train.epochs (article: 150)", show_default=False)]
 LrOpt = Annotated[float | None, typer.Option(help="train.lr, Adam's learning rate (article: 0.001)",
                                              show_default=False)]
@@ -89,16 +131,31 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="parent folder of exp
 EngineOpt = Annotated[str | None, typer.Option(help="batched (default) | loop (the reference)",
                                                show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any config key: --set data.task=teacher "
-                                                  "(repeatable)", show_default=False)]
+                                                  "(repeatable; same as a KEY=VALUE argument)", show_default=False,
+                                                  metavar="KEY=VALUE")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or per-epoch log")]
+OverridesArg = Annotated[list[str] | None, typer.Argument(
+    help="config overrides, Hydra style: train.lr=3e-3 data.task=teacher (any key of the config reference)",
+    show_default=False, metavar="KEY=VALUE")]
 
 
-def _load(path: Path | None, flags: dict[str, tuple[str, Any]], sets: Sequence[str] | None) -> config.Config:
-    """The config with --set and the shortcut flags applied (flags last), all through one validation."""
+def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[str] | None,
+          arguments: Sequence[str] | None) -> config.Config:
+    """The config with --set, KEY=VALUE arguments and the shortcut flags applied (flags last), all through
+    one validation; every error names the flag or argument it came from."""
+    from actlab import config
+
     overrides = []
     for text in sets or []:
         key, value = config.parse_assignment(text)
         overrides.append((key, value, f"--set {key}"))
+    for text in arguments or []:
+        key, sep, _ = text.partition("=")
+        if not sep or not key.strip():
+            raise config.ConfigError(f"argument {text!r}: expected section.key=value, e.g. train.lr=0.003 "
+                                     "(this command takes no other arguments)")
+        key, value = config.parse_assignment(text)
+        overrides.append((key, value, f"argument {text}"))
     for flag, (key, value) in flags.items():
         if value is not None:
             overrides.append((key, value, flag))
@@ -114,47 +171,28 @@ def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine) -
     }
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err, disable=quiet, transient=False,
-    )
+@contextmanager
+def _training(quiet: bool, on_epoch=None):
+    """The progress bar on stderr; Ctrl-C ends the command with the line that says what was kept."""
+    from actlab.progress import ProgressBar
+    from actlab.workflow import Interrupted
+
+    try:
+        with ProgressBar(err, enabled=not quiet, on_epoch=on_epoch) as bar:
+            yield bar
+    except Interrupted as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(130) from None
 
 
-def _execute(
-    cfg: config.Config, command: str, specs: list[RunSpec], quiet: bool, on_epoch=None,
-) -> tuple[storage.ExperimentWriter, list[RunResult]]:
-    """Train ``specs`` into a new experiment folder, with a progress bar; Ctrl-C keeps what finished."""
-    device = devices.resolve_device(cfg.device)
-    data = experiment.dataset(cfg)
-    writer = storage.ExperimentWriter.create(cfg, command, [spec.run_id for spec in specs], device)
-    total = len(specs) * cfg.train.epochs
-    with _progress(quiet) as bar:
-        task = bar.add_task(f"{command} on {devices.describe(device)}", total=total, info="")
-
-        def progress(n: int, measures) -> None:
-            info = "" if measures is None else f"loss {measures['full_loss']:.4g}"
-            bar.update(task, advance=n, info=info)
-            if measures is not None and on_epoch is not None:
-                on_epoch(bar.console, measures)
-
-        try:
-            for chunk in experiment.run(cfg, specs, data, device, progress):
-                writer.add(chunk)
-        except KeyboardInterrupt:
-            writer.finish("incomplete", "interrupted (Ctrl-C)")
-            err.print(f"interrupted: {len(writer.results)} of {len(specs)} runs saved in {writer.path}")
-            raise typer.Exit(130) from None
-        except BaseException as exc:
-            writer.finish("incomplete", f"{type(exc).__name__}: {exc}")
-            raise
-    writer.finish("complete")
-    return writer, writer.results
-
-
-@app.command()
+@app.command(epilog=_examples(
+    "actlab train",
+    "actlab train -a tanh --epochs 50",
+    "actlab train --config cosine model.activation=sigmoid",
+    "actlab train --log-every 1 --quiet",
+))
 def train(
+    overrides: OverridesArg = None,
     activation: Annotated[str | None, typer.Option(
         "--activation", "-a", help="model.activation, e.g. relu, tanh, mypkg.acts:MyAct (default: relu)",
         show_default=False)] = None,
@@ -173,30 +211,32 @@ def train(
                                            "article); 0: about ten lines")] = 0,
 ) -> None:
     """Train one network (the article's run by default) and write its per-epoch log to a new folder."""
+    from actlab import storage, workflow
+
     with _user_errors():
         flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
         flags["--activation"] = ("model.activation", activation)
-        cfg = _load(config_path, flags, sets)
-        specs = experiment.train_specs(cfg)
+        cfg = _load(config_path, flags, sets, overrides)
         every = log_every or max(1, cfg.train.epochs // 10)
         width = len(str(cfg.train.epochs))
 
-        def on_epoch(console: Console, m) -> None:
+        def on_epoch(console: Console, m: dict) -> None:
             e = int(m["epoch"])
-            if not quiet and (e % every == 0 or e == 1 or e == cfg.train.epochs):
+            if e % every == 0 or e == 1 or e == cfg.train.epochs:
                 test = f", test {m['test_loss']:.6f}" if "test_loss" in m else ""
                 console.print(f"Epoch {e:>{width}}/{cfg.train.epochs}, Loss: {m['last_batch_loss']:.6f} "
                               f"(epoch mean {m['train_loss']:.6f}, full data {m['full_loss']:.6f}{test})")
 
-        writer, results = _execute(cfg, "train", specs, quiet, on_epoch)
-    row = storage.run_summary(results[0])
+        with _training(quiet, None if quiet else on_epoch) as bar:
+            done = workflow.run_train(cfg, progress=bar)
+    row = storage.run_summary(done.experiment.results[0])
     if row["status"] == "diverged":
         out.print(f"[red]{row['run']} diverged at epoch {row['diverged_epoch']}[/] (NaN or infinite loss)")
     else:
         out.print(f"{row['run']}: final loss {row['final_loss']:.6f} on the full training data "
                   f"(best {row['best_loss']:.6f} at epoch {row['best_epoch']}; last mini-batch "
                   f"{row['final_last_batch_loss']:.6f})" + _test_note(row))
-    out.print(f"saved in {writer.path}")
+    out.print(f"saved in {done.path}")
 
 
 def _test_note(row: dict[str, Any]) -> str:
@@ -204,8 +244,15 @@ def _test_note(row: dict[str, Any]) -> str:
     return f", held-out loss {value:.6f}" if math.isfinite(value) else ""
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "actlab compare",
+    "actlab compare -a relu,tanh,sigmoid --seeds 5",
+    "actlab compare --config cosine",
+    "actlab compare train.lr=3e-3 data.task=teacher",
+    "actlab compare --epochs 20 --no-report --out /tmp/runs",
+))
 def compare(
+    overrides: OverridesArg = None,
     activations_: Annotated[str | None, typer.Option("--activations", "-a", help="comma-separated names, or "
                                                      "all (default: all)", show_default=False)] = None,
     seeds: Annotated[int | None, typer.Option(help="compare.seeds per activation (default: 10)",
@@ -224,37 +271,29 @@ def compare(
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md")] = False,
 ) -> None:
     """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
+    from actlab import workflow
+    from actlab.tables import ranking_table
+
     with _user_errors():
         flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
         flags["--activations"] = ("compare.activations", activations_)
         flags["--seeds"] = ("compare.seeds", seeds)
-        cfg = _load(config_path, flags, sets)
-        specs = experiment.compare_specs(cfg)
-        writer, results = _execute(cfg, "compare", specs, quiet)
-    curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
-    table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves)
-    storage.write_stats(writer.path, stats.rows(table_stats, threshold))
-    out.print(ranking_table(cfg, table_stats, threshold))
-    if not no_report:
-        stored = storage.load_experiment(writer.path)
-        stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
-        path = _write_report(stored, (table_stats, threshold))
-        out.print(f"report: {path}")
-    out.print(f"saved in {writer.path}")
-
-
-def _write_report(stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float]) -> Path:
-    """Figures and report.md in an experiment folder, from its data and its statistics (``stats.summarise``)."""
-    from actlab import analysis, plots, report  # matplotlib is only needed here
-
-    an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, stored.path)
-    return storage.write_text(stored.path / "report.md", report.build(an, figures))
+        cfg = _load(config_path, flags, sets, overrides)
+        with _training(quiet) as bar:
+            done = workflow.run_compare(cfg, report=not no_report, progress=bar)
+    out.print(ranking_table(cfg, *done.ranking))
+    if done.report is not None:
+        out.print(f"report: {done.report}")
+    out.print(f"saved in {done.path}")
 
 
 @app.command("activations")
 def list_activations() -> None:
     """List the activation registry: names, aliases, options, and what `all` covers."""
+    from rich.table import Table
+
+    from actlab import activations
+
     table = Table(title="actlab activations (`all` = every row)")
     for col in ("name", "aliases", "options (defaults)", "description"):
         table.add_column(col)
@@ -267,24 +306,25 @@ def list_activations() -> None:
 
 RunDir = Annotated[Path, typer.Argument(help="an experiment folder, e.g. runs/20261123-120000_article",
                                          show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout instead of a table")]
 
 
-@app.command("report")
+@app.command("report", epilog=_examples("actlab report runs/20261123-120000_article"))
 def report_cmd(run_dir: RunDir) -> None:
     """Write the figures and report.md of an experiment folder (also for an interrupted one)."""
+    from actlab import workflow
+
     with _user_errors():
-        stored = storage.load_experiment(run_dir)
-        if not stored.summary:
-            raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to report")
-        ranked = stats.summarise(stored.summary, stored.curves())
-        storage.write_stats(run_dir, stats.rows(*ranked))
-        path = _write_report(stored, ranked)
+        path = workflow.write_report(run_dir)
     out.print(f"report: {path}")
 
 
-@app.command()
+@app.command(epilog=_examples("actlab show runs/20261123-120000_article"))
 def show(run_dir: RunDir) -> None:
     """Reprint an experiment's setup, status and ranking from its folder."""
+    from actlab import storage, workflow
+    from actlab.tables import ranking_table
+
     with _user_errors():
         stored = storage.load_experiment(run_dir)
     cfg, status = stored.config, stored.status
@@ -295,46 +335,131 @@ def show(run_dir: RunDir) -> None:
               f"lr {cfg.train.lr:g}, batch {cfg.train.batch_size}, engine {cfg.train.engine}")
     if not stored.summary:
         return
-    table_stats, threshold = stats.summarise(stored.summary, stored.curves())
-    out.print(ranking_table(cfg, table_stats, threshold))
+    out.print(ranking_table(cfg, *workflow.rank(stored)))
     if (run_dir / "report.md").is_file():
         out.print(f"report: {run_dir / 'report.md'}")
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "actlab runs",
+    "actlab runs --status incomplete",
+    "actlab runs --task teacher --command compare",
+    "actlab runs --name '*cosine*' --json",
+))
 def runs(
     runs_dir: Annotated[Path, typer.Argument(help="folder holding experiment folders")] = Path("runs"),
+    status: Annotated[str | None, typer.Option(help="only running | complete | incomplete",
+                                               show_default=False)] = None,
+    task: Annotated[str | None, typer.Option(help="only this data.task, e.g. teacher", show_default=False)] = None,
+    command: Annotated[str | None, typer.Option(help="only train | compare", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="only folders whose name (or output.name) matches this glob, "
+                                             "e.g. '*cosine*'", show_default=False)] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List experiment folders: when, what, status."""
+    """List experiment folders: when, what, status (filtered)."""
+    from rich import box
+    from rich.table import Table
+
+    from actlab import folders, storage
+
     with _user_errors():
-        folders = storage.list_experiments(runs_dir)
-    if not folders:
-        out.print(f"no experiment folders in {runs_dir}")
+        rows = folders.select([folders.describe(s) for s in storage.list_experiments(runs_dir)],
+                              status=status, task=task, command=command, name=name)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        out.print(f"no experiment folders in {runs_dir}" + (" match" if (status or task or command or name) else ""))
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"experiments in {runs_dir}", pad_edge=False)
     for col in ("folder", "command", "status", "task", "acts", "seeds", "runs"):
-        numeric = col in ("acts", "seeds", "runs")
-        table.add_column(col, no_wrap=True, justify="right" if numeric else "left")
-    for stored in folders:
-        cfg, status = stored.config, stored.status
-        acts = sorted({row["activation"] for row in stored.summary})
-        table.add_row(stored.path.name, status.get("command", "?"), status.get("status", "?"), cfg.data.task,
-                      acts[0] if len(acts) == 1 else str(len(acts)), str(len({row["seed"] for row in stored.summary})),
-                      f"{status.get('runs_done', '?')}/{status.get('runs_total', '?')}")
+        table.add_column(col, no_wrap=col != "folder", justify="right" if col in ("acts", "seeds", "runs") else "left")
+    for row in rows:
+        acts = row["activations"]
+        table.add_row(row["folder"], row["command"], row["status"], row["task"],
+                      acts[0] if len(acts) == 1 else str(len(acts)), str(row["seeds"]),
+                      f"{row['runs_done']}/{row['runs_total'] if row['runs_total'] is not None else '?'}")
     out.print(table)
 
 
-plot_app = typer.Typer(help="Standalone figures.", no_args_is_help=True)
+@app.command(epilog=_examples("actlab diff runs/20261123-120000_article runs/20261124-090000_article"))
+def diff(
+    run_a: Annotated[Path, typer.Argument(help="experiment folder A", show_default=False)],
+    run_b: Annotated[Path, typer.Argument(help="experiment folder B", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """What differs between two experiments: config keys, and each activation's median final loss."""
+    from rich import box
+    from rich.table import Table
+
+    from actlab import folders, storage
+
+    with _user_errors():
+        d = folders.diff(storage.load_experiment(run_a), storage.load_experiment(run_b))
+    if as_json:
+        sys.stdout.write(json.dumps(d.as_dict(), indent=2) + "\n")
+        return
+    out.print(f"A: {run_a} ({d.runs[0]} runs)\nB: {run_b} ({d.runs[1]} runs)")
+    if d.config:
+        table = Table("config key", "A", "B", box=box.SIMPLE_HEAD, pad_edge=False, title="config: keys that differ")
+        for key, va, vb in d.config:
+            table.add_row(key, json.dumps(va), json.dumps(vb))
+        out.print(table)
+    else:
+        out.print("config: identical")
+    if d.final_loss:
+        table = Table("activation", "A", "B", "B / A", box=box.SIMPLE_HEAD, pad_edge=False,
+                      title="final loss, median over seeds (inf: diverged)")
+        for act, va, vb in d.final_loss:
+            ratio = vb / va if math.isfinite(va) and math.isfinite(vb) and va > 0 else math.nan
+            table.add_row(act, _num(va), _num(vb), "-" if math.isnan(ratio) else f"{ratio:.3g}")
+        out.print(table)
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4g}"
+
+
+@app.command(epilog=_examples("actlab rm runs/20261123-120000_article", "actlab rm --yes runs/2026*_test"))
+def rm(
+    run_dirs: Annotated[list[Path], typer.Argument(help="experiment folders to delete", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: Annotated[bool, typer.Option(help="also delete folders marked running (a run that died)")] = False,
+) -> None:
+    """Delete experiment folders, and nothing else: every folder is checked before any is deleted."""
+    from actlab import folders
+
+    with _user_errors():
+        checked = list(dict.fromkeys(folders.check_removable(path, force) for path in run_dirs))
+    if not yes:
+        for path in checked:
+            out.print(f"  {path}")
+        if not typer.confirm(f"delete {len(checked)} experiment folder{'s' * (len(checked) > 1)}?", default=False):
+            err.print("nothing deleted")
+            raise typer.Exit(1)
+    for path in checked:
+        folders.remove(path)
+        out.print(f"deleted {path}")
+
+
+plot_app = typer.Typer(help="Standalone figures.")
 app.add_typer(plot_app, name="plot")
 
 
-@plot_app.command("activations")
+@plot_app.callback(invoke_without_command=True)
+def _plot(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:  # `actlab plot` alone: its help
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
+
+@plot_app.command("activations", epilog=_examples("actlab plot activations --out /tmp/acts.png"))
 def plot_activations(
     out_file: Annotated[Path, typer.Option("--out", help="PNG to write (an SVG is written next to it)")] = Path(
         "activations.png"),
 ) -> None:
     """Draw every registry activation with its derivative (from autograd)."""
-    from actlab import plots
+    from actlab import plots, storage
 
     with _user_errors():
         folder = out_file.parent
@@ -350,7 +475,8 @@ def plot_activations(
 
 
 def main() -> None:
-    app()
+    """The ``actlab`` console script."""
+    app(prog_name="actlab")
 
 
 if __name__ == "__main__":

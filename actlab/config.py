@@ -327,12 +327,33 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+SHIPPED_DIR = Path(__file__).parent / "configs"  # package data: the configs named in the README
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with actlab (``article``, ``cosine``, ...), usable from anywhere."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file: ``name`` itself when it exists (a path wins), else the shipped one of that name."""
+    path = Path(name)
+    if path.exists():
+        return path
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if path.parent in (Path("."), Path("configs")) and stem in shipped_configs():
+        return SHIPPED_DIR / f"{stem}.yaml"
+    raise ConfigError(f"no config file '{name}' and no shipped config of that name "
+                      f"(shipped: {', '.join(shipped_configs())})")
+
+
 def load_config(
-    path: Path | None = None, overrides: typing.Sequence[tuple[str, Any, str]] = ()
+    path: str | Path | None = None, overrides: typing.Sequence[tuple[str, Any, str]] = ()
 ) -> Config:
-    """The config in ``path`` (None: the built-in default) with ``overrides`` (key, value, source) applied."""
+    """The config in ``path`` (a file, or a shipped name such as ``"cosine"``; None: the built-in default)
+    with ``overrides`` (key, value, source) applied."""
     sources = Sources()
-    raw = read_yaml(path, sources) if path is not None else {}
+    raw = read_yaml(find_config(path), sources) if path is not None else {}
     for key, value, source in overrides:
         set_key(raw, key, value)
         sources.by_key[key] = source

@@ -102,7 +102,13 @@ def test_cuda_without_a_gpu_is_one_clear_line(tmp_path):
         (["train", "--set", "train.epoch=3"], "train.epoch: unknown key; did you mean epochs?"),
         (["train", "--set", "nonsense"], "--set expects section.key=value"),
         (["train", "--engine", "turbo"], "train.engine: must be one of batched, loop"),
-        (["train", "--config", "does/not/exist.yaml"], "cannot read config file does/not/exist.yaml"),
+        (["train", "--config", "does/not/exist.yaml"], "no config file 'does/not/exist.yaml' and no shipped config"),
+        (["compare", "--config", "cosin"], "no shipped config of that name (shipped: article, cosine, cosine_1_1_1,"),
+        (["compare", "train.lr=abc"], "train.lr: must be a number (got 'abc') (argument train.lr=abc)"),
+        (["train", "train.epoch=3"], "train.epoch: unknown key; did you mean epochs? (argument train.epoch=3)"),
+        (["train", "relu"], "argument 'relu': expected section.key=value"),
+        (["compare", "=3"], "argument '=3': expected section.key=value"),
+        (["train", "data.task=nope"], "data.task: unknown task 'nope'"),
         (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
         (["train", "--bogus"], "No such option: --bogus"),
     ],
@@ -180,3 +186,95 @@ def test_auto_device_falls_back_to_the_cpu(tmp_path):
     result = invoke("train", *FAST, "--device", "auto", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads((only_folder(tmp_path) / "env.json").read_text())["device"] == "cpu"
+
+
+# --- shipped configs by name, Hydra-style overrides ------------------------------------------------
+
+
+def test_a_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch):
+    from actlab import config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    for name in ("cosine", "cosine.yaml"):
+        result = invoke("train", "--config", name, "--epochs", "2", "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        saved = config.load_config(only_folder(tmp_path / name) / "config.yaml")
+        shipped = config.load_config(config.SHIPPED_DIR / "cosine.yaml", [("train.epochs", 2, "test")])
+        assert saved.model == shipped.model and saved.data == shipped.data and saved.train == shipped.train
+
+
+def test_a_path_that_exists_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    from actlab import config
+
+    monkeypatch.chdir(tmp_path)
+    Path("cosine.yaml").write_text("train:\n  epochs: 7\n")
+    assert config.load_config("cosine.yaml").train.epochs == 7  # the local file, not the shipped one
+    assert config.load_config("cosine").model.sizes == (1, 2, 1)  # no file named 'cosine': the shipped one
+    assert config.load_config("configs/article.yaml") == config.build_config({})  # the README's spelling
+
+
+def test_key_value_arguments_equal_set_and_flags_win(tmp_path):
+    from actlab import config
+
+    assert invoke("train", "train.lr=3e-3", "data.task=teacher", "train.epochs=2", "--out", tmp_path / "a",
+                  "-q").exit_code == 0
+    assert invoke("train", "--set", "train.lr=3e-3", "--set", "data.task=teacher", "--set", "train.epochs=2",
+                  "--out", tmp_path / "b", "-q").exit_code == 0
+    a = config.load_config(only_folder(tmp_path / "a") / "config.yaml")
+    b = config.load_config(only_folder(tmp_path / "b") / "config.yaml")
+    assert a.train.lr == 3e-3 and a.data.task == "teacher" and a.train.epochs == 2
+    assert (a.model, a.data, a.train) == (b.model, b.data, b.train)
+    assert invoke("train", "train.epochs=5", "--epochs", "1", "--out", tmp_path / "c", "-q").exit_code == 0
+    assert config.load_config(only_folder(tmp_path / "c") / "config.yaml").train.epochs == 1
+
+
+# --- help, version and completion without torch -------------------------------------------------------
+
+PROBE = """
+import os, sys
+from actlab import cli
+try:
+    cli.main()
+except SystemExit as exc:
+    code = exc.code
+print("\\nTORCH", "torch" in sys.modules, "SCIPY", "scipy" in sys.modules, "EXIT", code, file=sys.stderr)
+"""
+
+
+def _probe(*args, env=None):
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=full_env)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--version"], [], ["compare", "--help"], ["rm", "-h"]])
+def test_help_and_version_do_not_import_torch(args):
+    proc = _probe(*args)
+    assert "TORCH False SCIPY False EXIT 0" in proc.stderr, proc.stderr
+    if args == ["--version"]:
+        from actlab import __version__
+
+        assert proc.stdout.strip() == f"actlab {__version__}"
+    else:
+        assert "Usage: actlab" in proc.stdout
+
+
+def test_module_help_lists_examples():
+    proc = subprocess.run([sys.executable, "-m", "actlab", "compare", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "Examples:" in proc.stdout and "  actlab compare --config cosine\n" in proc.stdout
+    assert "KEY=VALUE" in proc.stdout
+
+
+def test_shell_completion_without_torch():
+    env = {"_ACTLAB_COMPLETE": "complete_bash", "COMP_WORDS": "actlab comp", "COMP_CWORD": "1"}
+    proc = _probe(env=env)
+    assert proc.stdout.split() == ["compare"] and "TORCH False" in proc.stderr, proc.stderr
+    env = {"_ACTLAB_COMPLETE": "complete_bash", "COMP_WORDS": "actlab compare --config cos", "COMP_CWORD": "3"}
+    assert _probe(env=env).stdout.split() == ["cosine", "cosine_1_1_1"]
+
+
+def test_no_private_typer_import():
+    source = (Path(__file__).parent.parent / "actlab" / "cli.py").read_text()
+    assert "_click" not in source and "import click" not in source

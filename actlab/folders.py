@@ -1,0 +1,158 @@
+"""Experiment folders as a collection: list and filter them, tell two apart, delete them safely.
+
+Reading a folder never executes code from it (config.yaml is read with yaml.safe_load, the rest is JSON).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import shutil
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actlab import config, storage
+
+STATUSES = ("running", "complete", "incomplete")
+MARKERS = ("config.yaml", "env.json", "status.json")  # what every experiment folder has from its first second
+
+
+class FolderError(storage.StorageError):
+    """A folder that is not what the command needs (not an experiment folder, a symlink, missing...)."""
+
+
+def describe(stored: storage.StoredExperiment) -> dict[str, Any]:
+    """One experiment folder as plain data: the row of ``actlab runs`` (and of its ``--json``)."""
+    cfg, status = stored.config, stored.status
+    acts = sorted({row["activation"] for row in stored.summary})
+    return {
+        "folder": stored.path.name,
+        "path": str(stored.path),
+        "name": cfg.output.name,
+        "command": status.get("command", "?"),
+        "status": status.get("status", "unknown"),
+        "started": status.get("started"),
+        "task": cfg.data.task,
+        "epochs": cfg.train.epochs,
+        "activations": acts,
+        "seeds": len({row["seed"] for row in stored.summary}),
+        "runs_done": status.get("runs_done", len(stored.summary)),
+        "runs_total": status.get("runs_total"),
+    }
+
+
+def select(rows: Sequence[dict[str, Any]], status: str | None = None, task: str | None = None,
+           command: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+    """The rows (``describe``) that match every filter given; ``name`` is a glob on the folder name."""
+    if status is not None and status not in STATUSES:
+        raise FolderError(f"--status must be one of {', '.join(STATUSES)} (got {status!r})")
+    if command is not None and command not in ("train", "compare"):
+        raise FolderError(f"--command must be train or compare (got {command!r})")
+    return [
+        row for row in rows
+        if (status is None or row["status"] == status) and (task is None or row["task"] == task)
+        and (command is None or row["command"] == command)
+        and (name is None or fnmatch.fnmatchcase(row["folder"], name) or fnmatch.fnmatchcase(row["name"], name))
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Two experiments side by side.
+
+
+@dataclass
+class Difference:
+    """What differs between experiments A and B."""
+
+    a: Path
+    b: Path
+    config: list[tuple[str, Any, Any]]  # (dotted key, value in A, value in B), keys that differ only
+    final_loss: list[tuple[str, float, float]]  # (activation, median final loss in A, in B); NaN: not run there
+    runs: tuple[int, int]  # finished runs in A and in B
+
+    def as_dict(self) -> dict[str, Any]:
+        nan = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+        return {
+            "a": str(self.a), "b": str(self.b),
+            "config": [{"key": k, "a": va, "b": vb} for k, va, vb in self.config],
+            "final_loss_median": [{"activation": act, "a": nan(va), "b": nan(vb)} for act, va, vb in self.final_loss],
+            "runs": {"a": self.runs[0], "b": self.runs[1]},
+        }
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    return {prefix: data}
+
+
+def _medians(stored: storage.StoredExperiment) -> dict[str, float]:
+    """Per activation, the median over seeds of the final full-data loss (diverged runs count as +inf)."""
+    by_act: dict[str, list[float]] = {}
+    for row in stored.summary:
+        value = row.get("final_loss", math.nan)
+        value = value if isinstance(value, int | float) and math.isfinite(value) else math.inf
+        by_act.setdefault(row["activation"], []).append(value)
+    return {act: statistics.median(values) for act, values in by_act.items()}
+
+
+def diff(a: storage.StoredExperiment, b: storage.StoredExperiment) -> Difference:
+    """The config keys whose values differ, and each activation's median final loss in both."""
+    fa, fb = _flat(config.to_dict(a.config)), _flat(config.to_dict(b.config))
+    keys = list(fa) + [k for k in fb if k not in fa]
+    changed = [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
+    ma, mb = _medians(a), _medians(b)
+    acts = list(ma) + [act for act in mb if act not in ma]
+    losses = [(act, ma.get(act, math.nan), mb.get(act, math.nan)) for act in acts]
+    return Difference(a.path, b.path, changed, losses, (len(a.summary), len(b.summary)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Deleting: only what is provably an experiment folder, never through a symlink.
+
+
+def check_removable(path: Path, force: bool = False) -> Path:
+    """``path`` itself if it is a real actlab experiment folder that may be deleted (``force``: even one marked
+    running); else FolderError."""
+    if path.is_symlink():
+        raise FolderError(f"'{path}' is a symbolic link: actlab rm deletes only real experiment folders, "
+                          "never what a link points to")
+    if not path.exists():
+        raise FolderError(f"'{path}' does not exist; `actlab runs` lists the experiment folders")
+    if not path.is_dir():
+        raise FolderError(f"'{path}' is not a folder: actlab rm deletes only experiment folders")
+    missing = [m for m in MARKERS if not (path / m).is_file() or (path / m).is_symlink()]
+    if missing:
+        raise FolderError(f"'{path}' is not an actlab experiment folder (no {', '.join(missing)}): not deleted")
+    try:
+        stored = storage.load_experiment(path)
+    except (config.ConfigError, OSError, ValueError) as exc:
+        raise FolderError(f"'{path}' is not a readable actlab experiment folder ({exc}): not deleted") from None
+    here = Path.cwd().resolve()
+    if here == path.resolve() or path.resolve() in here.parents:
+        raise FolderError(f"'{path}' holds the current directory: cd out of it first")
+    if stored.status.get("status") == "running" and not force:
+        raise FolderError(f"'{path}' is marked running (another actlab may be writing it); if that run is dead, "
+                          "use --force")
+    return path
+
+
+def remove(path: Path) -> None:
+    """Delete an experiment folder checked by ``check_removable`` (symlinks inside are unlinked, not followed)."""
+    if not shutil.rmtree.avoids_symlink_attacks and any(os.scandir(path)):
+        # without the fd-based rmtree, delete entry by entry without following links
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                remove(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+        os.rmdir(path)
+        return
+    shutil.rmtree(path)

@@ -1,0 +1,217 @@
+"""The whole job of ``actlab train`` and ``actlab compare`` as library calls: train -> folder -> statistics -> report.
+
+The CLI calls these and only prints; a notebook calls the same::
+
+    import actlab
+    done = actlab.run_compare(actlab.load_config("cosine"), out="runs")
+    done.path, done.report                    # the experiment folder and its report.md
+
+Results go to *sinks* as runs finish: the experiment folder is one (``FolderSink``); anything with
+``add(results)`` and ``close(status, error)`` (a live logger, say) can be passed in ``sinks=`` beside it.
+Progress goes to a plain callable that receives a ``ProgressState``: the CLI draws it with rich, a
+notebook can print it or ignore it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from actlab import devices, experiment, stats, storage
+from actlab.config import Config
+from actlab.engines import RunResult, RunSpec
+from actlab.experiment import Experiment
+
+Ranking = tuple[list[stats.ActivationStats], float]  # per-activation statistics, best first; the epochs threshold
+
+
+@dataclass(frozen=True)
+class ProgressState:
+    """Where training stands, sent to the ``progress`` callable after every epoch of every stack."""
+
+    command: str  # train | compare
+    device: str  # what it trains on, e.g. 'cpu'
+    runs_done: int  # runs finished (and saved)
+    runs_total: int
+    fraction: float  # share of all the training work done (run-epochs), 0..1
+    training: str  # what is in training now: 'relu seed 3', or '230 runs stacked (23 activations)'
+    measures: Mapping[str, float] | None = None  # the epoch's measures when one run trains alone
+
+
+ProgressFn = Callable[[ProgressState], None]
+
+
+class ResultSink(Protocol):
+    """Where finished runs go as they come (the experiment folder, a live logger...)."""
+
+    def add(self, results: Sequence[RunResult]) -> None:
+        """Take runs that just finished."""
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """No more runs: ``status`` is complete, or incomplete with the reason in ``error``."""
+
+
+class FolderSink:
+    """The experiment folder (``storage.ExperimentWriter``) as a result sink."""
+
+    def __init__(self, writer: storage.ExperimentWriter) -> None:
+        self.writer = writer
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    def add(self, results: Sequence[RunResult]) -> None:
+        self.writer.add(results)
+
+    def close(self, status: str, error: str | None = None) -> None:
+        self.writer.finish(status, error)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while training: the runs finished so far are saved in ``path``, marked incomplete."""
+
+    def __init__(self, path: Path, runs_done: int, runs_total: int) -> None:
+        super().__init__(f"interrupted: {runs_done} of {runs_total} runs saved in {path}")
+        self.path, self.runs_done, self.runs_total = path, runs_done, runs_total
+
+
+@dataclass
+class Finished:
+    """What ``run_train`` and ``run_compare`` return: the experiment in memory and where it was written."""
+
+    experiment: Experiment  # config, data and every RunResult, in plan order
+    path: Path  # the new experiment folder
+    ranking: Ranking | None = None  # compare: the statistics over seeds
+    report: Path | None = None  # compare: report.md, unless report=False
+
+
+def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn | None = None,
+              sinks: Sequence[ResultSink] = ()) -> Finished:
+    """``actlab train``: one run (model.activation, train.seed) into a new folder under ``out``
+    (default: output.runs_dir)."""
+    cfg = _with_out(cfg, out)
+    return _train_into_folder(cfg, "train", experiment.train_specs(cfg), progress, sinks)
+
+
+def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True, progress: ProgressFn | None = None,
+                sinks: Sequence[ResultSink] = ()) -> Finished:
+    """``actlab compare``: every activation x seed into a new folder under ``out`` (default: output.runs_dir),
+    then stats.csv/json and, with ``report``, the figures and report.md."""
+    cfg = _with_out(cfg, out)
+    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks)
+    results = done.experiment.results
+    curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
+    done.ranking = stats.summarise([storage.run_summary(r) for r in results], curves)
+    storage.write_stats(done.path, stats.rows(*done.ranking))
+    if report:
+        stored = storage.load_experiment(done.path)
+        stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
+        done.report = _report(stored, done.ranking)
+    return done
+
+
+def rank(stored: storage.StoredExperiment) -> Ranking:
+    """The statistics over seeds of a folder read back (what ``actlab show`` prints)."""
+    return stats.summarise(stored.summary, stored.curves())
+
+
+def write_report(folder: str | Path) -> Path:
+    """(Re)write stats.csv/json, the figures and report.md of an experiment folder from its files; the
+    report's path."""
+    stored = storage.load_experiment(Path(folder))
+    if not stored.summary:
+        raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
+    ranked = rank(stored)
+    storage.write_stats(stored.path, stats.rows(*ranked))
+    return _report(stored, ranked)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _with_out(cfg: Config, out: str | Path | None) -> Config:
+    """``out`` written into the config, so the folder's config.yaml says where it went."""
+    if out is None:
+        return cfg
+    return dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, runs_dir=str(out)))
+
+
+def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress: ProgressFn | None,
+                       sinks: Sequence[ResultSink]) -> Finished:
+    """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished."""
+    device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
+    data = experiment.dataset(cfg)
+    folder = FolderSink(storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device))
+    targets: list[ResultSink] = [folder, *sinks]
+    tracker = _Tracker(cfg, command, specs, str(device), progress)
+    results: list[RunResult] = []
+    try:
+        for chunk in experiment.run(cfg, specs, data, device, tracker.on_epochs):
+            results.extend(chunk)
+            for sink in targets:
+                sink.add(chunk)
+            tracker.on_runs(len(results))
+    except KeyboardInterrupt:
+        _close(targets, "incomplete", "interrupted (Ctrl-C)")
+        raise Interrupted(folder.path, len(results), len(specs)) from None
+    except BaseException as exc:
+        _close(targets, "incomplete", f"{type(exc).__name__}: {exc}")
+        raise
+    _close(targets, "complete")
+    order = {spec.run_id: i for i, spec in enumerate(specs)}
+    results.sort(key=lambda r: order[r.spec.run_id])
+    return Finished(Experiment(cfg, data, results), folder.path)
+
+
+def _close(sinks: Sequence[ResultSink], status: str, error: str | None = None) -> None:
+    for sink in sinks:
+        sink.close(status, error)
+
+
+class _Tracker:
+    """Turns the engines' run-epoch counts into ``ProgressState``s (runs done, share of work, what trains)."""
+
+    def __init__(self, cfg: Config, command: str, specs: list[RunSpec], device: str, fn: ProgressFn | None) -> None:
+        self.fn, self.specs, self.epochs = fn, specs, cfg.train.epochs
+        self.stacked = cfg.train.engine == "batched" and len(specs) > 1
+        self.run_epochs = 0
+        self.state = ProgressState(command, device, 0, len(specs), 0.0, self._training(0))
+        if fn is not None:
+            fn(self.state)
+
+    def _training(self, runs_done: int) -> str:
+        if self.stacked:
+            left = len(self.specs) - runs_done
+            acts = len({s.activation for s in self.specs})
+            return f"{left} runs stacked ({acts} activation{'s' * (acts > 1)})" if left else "done"
+        # one run at a time, in plan order: the run-epoch count says which one trains
+        index = min(self.run_epochs // self.epochs, len(self.specs) - 1)
+        spec = self.specs[index]
+        return f"{spec.activation} seed {spec.seed}"
+
+    def on_epochs(self, n: int, measures: Mapping[str, float] | None) -> None:
+        self.run_epochs += n
+        fraction = min(1.0, self.run_epochs / (self.epochs * len(self.specs)))
+        self._send(fraction=fraction, measures=measures)
+
+    def on_runs(self, runs_done: int) -> None:
+        self._send(runs_done=runs_done, measures=None)
+
+    def _send(self, **changes) -> None:
+        self.state = dataclasses.replace(self.state, **changes)
+        self.state = dataclasses.replace(self.state, training=self._training(self.state.runs_done))
+        if self.fn is not None:
+            self.fn(self.state)
+
+
+def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
+    """Figures and report.md in an experiment folder, from its data and its statistics."""
+    from actlab import analysis, plots, report  # matplotlib is only needed here
+
+    an = analysis.analyse(stored, ranked)
+    figures = plots.save_all(an, stored.path)
+    return storage.write_text(stored.path / "report.md", report.build(an, figures))
