@@ -46,7 +46,9 @@ class _TwoLines(Progress):
     def get_renderables(self) -> Iterable[RenderableType]:
         yield self.make_tasks_table(self.tasks)
         if self.training:
-            yield Text(f"  training {self.training}", no_wrap=True, overflow="ellipsis", style="dim")
+            line = Text(f"  training {self.training}", style="dim")
+            line.truncate(self.console.width, overflow="ellipsis")  # one line, whatever the terminal's width
+            yield line
 
 
 class ProgressBar:

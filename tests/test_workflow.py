@@ -1,0 +1,115 @@
+"""actlab.workflow: the CLI's whole job as library calls, its sinks and its progress states."""
+
+import json
+
+import pytest
+
+import actlab
+from actlab import config, experiment, storage, workflow
+from tests.helpers import same_history
+
+
+@pytest.fixture
+def cfg():
+    return config.build_config({"train": {"epochs": 4, "workers": 1},
+                                "compare": {"activations": ["relu", "tanh"], "seeds": 3}})
+
+
+class ListSink:
+    """A result sink that remembers what it was given."""
+
+    def __init__(self):
+        self.added, self.closed = [], []
+
+    def add(self, results):
+        self.added.extend(r.spec.run_id for r in results)
+
+    def close(self, status, error=None):
+        self.closed.append((status, error))
+
+
+def test_run_compare_writes_what_the_cli_writes_and_equals_compare_in_memory(cfg, tmp_path):
+    sink, states = ListSink(), []
+    done = actlab.run_compare(cfg, out=tmp_path, progress=states.append, sinks=[sink])
+    assert done.path.parent == tmp_path and done.report == done.path / "report.md" and done.report.is_file()
+    for name in ("config.yaml", "metrics.csv", "summary.json", "stats.json", "stats.csv", "weights.pt"):
+        assert (done.path / name).is_file(), name
+    assert json.loads((done.path / "status.json").read_text())["status"] == "complete"
+    assert config.load_config(done.path / "config.yaml").output.runs_dir == str(tmp_path)
+    # the same numbers as the in-memory API (the oracle: nothing about writing changes training)
+    memory = actlab.compare(cfg)
+    assert [r.spec.run_id for r in done.experiment.results] == [r.spec.run_id for r in memory.results]
+    for a, b in zip(done.experiment.results, memory.results):
+        assert same_history(a.history, b.history)
+    # the sink got every run once, then one close
+    assert sorted(sink.added) == sorted(r.spec.run_id for r in memory.results) and sink.closed == [("complete", None)]
+    # the ranking covers both activations; stats.json holds the same ranks
+    ranked = {s.activation: s.rank for s in done.ranking[0]}
+    assert set(ranked) == {"relu", "tanh"}
+    assert {row["activation"]: row["rank"] for row in json.loads((done.path / "stats.json").read_text())} == ranked
+    # progress: counts runs, ends at all runs and all the work
+    assert states[0].runs_done == 0 and states[0].fraction == 0 and states[0].runs_total == 6
+    assert states[-1].runs_done == 6 and states[-1].fraction == pytest.approx(1.0)
+    assert [s.runs_done for s in states] == sorted(s.runs_done for s in states)
+    assert "6 runs stacked (2 activations)" in states[0].training
+
+
+def test_loop_engine_progress_names_the_run_in_training(cfg, tmp_path):
+    cfg = config.load_config(None, [("train.engine", "loop", "t"), ("train.epochs", 3, "t"),
+                                    ("compare.activations", ["relu", "tanh"], "t"), ("compare.seeds", 2, "t")])
+    states = []
+    workflow.run_compare(cfg, out=tmp_path, report=False, progress=states.append)
+    seen = [s.training for s in states]
+    # each run's 3 epochs report it by name, in plan order
+    assert [t for i, t in enumerate(seen) if i == 0 or t != seen[i - 1]] == [
+        "relu seed 0", "relu seed 1", "tanh seed 0", "tanh seed 1"]
+    assert [s.runs_done for s in states if s.measures is None][-4:] == [1, 2, 3, 4]
+
+
+def test_run_train_and_write_report(cfg, tmp_path):
+    done = actlab.run_train(cfg, out=tmp_path)
+    assert [r.spec.run_id for r in done.experiment.results] == ["relu/seed0"] and done.report is None
+    assert not (done.path / "report.md").exists()
+    path = actlab.write_report(str(done.path))  # a str works as well as a Path
+    assert path == done.path / "report.md" and path.is_file() and (done.path / "stats.json").is_file()
+
+
+def test_interrupted_keeps_what_finished(cfg, tmp_path, monkeypatch):
+    real_run = experiment.run
+
+    def interrupted(*args, **kwargs):
+        chunks = real_run(*args, **kwargs)
+        yield next(chunks)
+        raise KeyboardInterrupt
+
+    cfg = config.load_config(None, [("train.engine", "loop", "t"), ("train.epochs", 2, "t"),
+                                    ("compare.activations", ["relu", "tanh"], "t"), ("compare.seeds", 1, "t")])
+    monkeypatch.setattr(experiment, "run", interrupted)
+    sink = ListSink()
+    with pytest.raises(workflow.Interrupted) as info:
+        workflow.run_compare(cfg, out=tmp_path, sinks=[sink])
+    assert info.value.runs_done == 1 and info.value.runs_total == 2
+    status = json.loads((info.value.path / "status.json").read_text())
+    assert status["status"] == "incomplete" and status["runs_done"] == 1
+    assert sink.closed == [("incomplete", "interrupted (Ctrl-C)")]
+    assert len(storage.load_experiment(info.value.path).summary) == 1
+
+
+def test_load_config_takes_a_str_and_a_shipped_name():
+    assert actlab.load_config("article") == actlab.load_config(str(config.SHIPPED_DIR / "article.yaml"))
+    assert "cosine" in actlab.shipped_configs()
+    with pytest.raises(actlab.ConfigError, match="shipped: article, cosine"):
+        actlab.load_config("no_such_config")
+
+
+def test_lazy_package_attributes():
+    import subprocess
+    import sys
+
+    code = "import sys, actlab; v = actlab.__version__; assert 'torch' not in sys.modules; actlab.run_compare; " \
+           "assert 'torch' in sys.modules; print(sorted(set(actlab.__all__) - set(dir(actlab))))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        actlab.nope  # noqa: B018
