@@ -343,7 +343,7 @@ def find_config(name: str | Path) -> Path:
     stem = path.name.removesuffix(".yaml").removesuffix(".yml")
     if path.parent in (Path("."), Path("configs")) and stem in shipped_configs():
         return SHIPPED_DIR / f"{stem}.yaml"
-    raise ConfigError(f"no config file '{name}' and no shipped config of that name "
+    raise ConfigError(f"cannot read config file {name}: no such file, and no shipped config of that name "
                       f"(shipped: {', '.join(shipped_configs())})")
 
 

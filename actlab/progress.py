@@ -65,8 +65,7 @@ class ProgressBar:
         self.task = None
 
     def __enter__(self) -> ProgressBar:
-        self.bar.start()
-        return self
+        return self  # drawing starts with the first state: an error before training leaves no empty bar behind
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.bar.training = ""  # the last drawing keeps the bar, not a stale 'training' line
@@ -76,6 +75,7 @@ class ProgressBar:
         runs = f"{state.runs_done}/{state.runs_total} runs"
         if self.task is None:
             self.task = self.bar.add_task(state.command, total=1.0, runs=runs)
+            self.bar.start()
         self.bar.training = f"{state.training} on {state.device}" if state.training != "done" else ""
         self.bar.update(self.task, completed=state.fraction, runs=runs)
         if state.measures is not None and self.on_epoch is not None:

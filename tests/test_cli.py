@@ -102,7 +102,7 @@ def test_cuda_without_a_gpu_is_one_clear_line(tmp_path):
         (["train", "--set", "train.epoch=3"], "train.epoch: unknown key; did you mean epochs?"),
         (["train", "--set", "nonsense"], "--set expects section.key=value"),
         (["train", "--engine", "turbo"], "train.engine: must be one of batched, loop"),
-        (["train", "--config", "does/not/exist.yaml"], "no config file 'does/not/exist.yaml' and no shipped config"),
+        (["train", "--config", "does/not/exist.yaml"], "cannot read config file does/not/exist.yaml: no such file"),
         (["compare", "--config", "cosin"], "no shipped config of that name (shipped: article, cosine, cosine_1_1_1,"),
         (["compare", "train.lr=abc"], "train.lr: must be a number (got 'abc') (argument train.lr=abc)"),
         (["train", "train.epoch=3"], "train.epoch: unknown key; did you mean epochs? (argument train.epoch=3)"),
