@@ -278,3 +278,12 @@ def test_shell_completion_without_torch():
 def test_no_private_typer_import():
     source = (Path(__file__).parent.parent / "actlab" / "cli.py").read_text()
     assert "_click" not in source and "import click" not in source
+
+
+def test_module_help_imports_neither_torch_nor_scipy():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "actlab", "--help"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage: actlab" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "actlab.cli" in imported  # the probe sees the imports
+    assert not {"torch", "scipy", "matplotlib", "numpy"} & imported
