@@ -287,3 +287,17 @@ def test_module_help_imports_neither_torch_nor_scipy():
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "actlab.cli" in imported  # the probe sees the imports
     assert not {"torch", "scipy", "matplotlib", "numpy"} & imported
+
+
+def test_shipped_configs_are_package_data():
+    import fnmatch
+
+    from actlab import config
+
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["actlab"]
+    shipped = sorted(config.SHIPPED_DIR.glob("*.yaml"))
+    assert len(shipped) == len(config.shipped_configs()) >= 5
+    for path in shipped:  # what a wheel carries: `--config NAME` works from an installed package
+        assert any(fnmatch.fnmatch(f"configs/{path.name}", pattern) for pattern in patterns), path.name
