@@ -430,7 +430,8 @@ def rm(
     from actlab import folders
 
     with _user_errors():
-        checked = list(dict.fromkeys(folders.check_removable(path, force) for path in run_dirs))
+        # one entry per folder, however it is spelled (runs/x, ./runs/x): each is deleted once
+        checked = {path.resolve(): folders.check_removable(path, force) for path in run_dirs}.values()
     if not yes:
         for path in checked:
             out.print(f"  {path}")

@@ -99,13 +99,15 @@ def _one_error_line(result, text: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], result.output
 
 
-def test_rm_asks_then_deletes_only_what_was_named(copies):
+def test_rm_asks_then_deletes_only_what_was_named(copies, monkeypatch):
     first, second = folder(copies, "first"), folder(copies, "second")
     no = invoke("rm", first, input="n\n")
     assert no.exit_code == 1 and first.is_dir() and "nothing deleted" in no.output
     yes = invoke("rm", first, input="y\n")
     assert yes.exit_code == 0 and not first.exists() and second.is_dir()
-    assert invoke("rm", "--yes", second).exit_code == 0 and not second.exists()
+    monkeypatch.chdir(copies)
+    twice = invoke("rm", "--yes", second, second.name)  # one folder, two spellings
+    assert twice.exit_code == 0 and not second.exists() and twice.output.count("deleted") == 1
     assert folder(copies, "single").is_dir()
 
 
