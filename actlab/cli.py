@@ -108,9 +108,9 @@ def _user_errors() -> Iterator[None]:
 
 
 def _complete_config(incomplete: str) -> list[str]:
-    from actlab.config import shipped_configs  # config imports torch: only when completing --config
-
-    return [name for name in shipped_configs() if name.startswith(incomplete)]
+    # the folder config.SHIPPED_DIR names, read without importing actlab.config (which imports torch)
+    names = sorted(path.stem for path in (Path(__file__).parent / "configs").glob("*.yaml"))
+    return [name for name in names if name.startswith(incomplete)]
 
 
 # Options shared by train and compare. Defaults of None mean "as in the config" (built-in: the article's).

@@ -65,9 +65,11 @@ class FolderSink:
         return self.writer.path
 
     def add(self, results: Sequence[RunResult]) -> None:
+        """Append the runs' metrics rows and rewrite the summary."""
         self.writer.add(results)
 
     def close(self, status: str, error: str | None = None) -> None:
+        """Save the weights and mark the folder complete or incomplete."""
         self.writer.finish(status, error)
 
 
