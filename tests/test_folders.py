@@ -103,6 +103,8 @@ def test_rm_asks_then_deletes_only_what_was_named(copies, monkeypatch):
     first, second = folder(copies, "first"), folder(copies, "second")
     no = invoke("rm", first, input="n\n")
     assert no.exit_code == 1 and first.is_dir() and "nothing deleted" in no.output
+    closed = invoke("rm", first, input="")  # no answer at all (stdin closed): no deletion
+    assert closed.exit_code == 1 and first.is_dir() and "aborted: nothing changed" in closed.output
     yes = invoke("rm", first, input="y\n")
     assert yes.exit_code == 0 and not first.exists() and second.is_dir()
     monkeypatch.chdir(copies)
