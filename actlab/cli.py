@@ -107,16 +107,19 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _shipped_names() -> list[str]:
+    # config.shipped_configs(), read without importing actlab.config (which imports torch)
+    return sorted(path.stem for path in (Path(__file__).parent / "configs").glob("*.yaml"))
+
+
 def _complete_config(incomplete: str) -> list[str]:
-    # the folder config.SHIPPED_DIR names, read without importing actlab.config (which imports torch)
-    names = sorted(path.stem for path in (Path(__file__).parent / "configs").glob("*.yaml"))
-    return [name for name in names if name.startswith(incomplete)]
+    return [name for name in _shipped_names() if name.startswith(incomplete)]
 
 
 # Options shared by train and compare. Defaults of None mean "as in the config" (built-in: the article's).
 ConfigOpt = Annotated[str | None, typer.Option(
-    "--config", "-c", help="a YAML file, or a shipped config by name from anywhere: article, cosine, cosine_1_1_1, "
-    "teacher, friedman1 (default: the article's experiment)", show_default=False, autocompletion=_complete_config)]
+    "--config", "-c", help=f"a YAML file, or a shipped config by name from anywhere: {', '.join(_shipped_names())} "
+    "(default: the article's experiment)", show_default=False, autocompletion=_complete_config)]
 EpochsOpt = Annotated[int | None, typer.Option(help="train.epochs (article: 150)", show_default=False)]
 LrOpt = Annotated[float | None, typer.Option(help="train.lr, Adam's learning rate (article: 0.001)",
                                              show_default=False)]

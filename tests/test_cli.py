@@ -265,6 +265,9 @@ def test_module_help_lists_examples():
     assert proc.returncode == 0
     assert "Examples:" in proc.stdout and "  actlab compare --config cosine\n" in proc.stdout
     assert "KEY=VALUE" in proc.stdout
+    from actlab import config
+
+    assert all(name in proc.stdout for name in config.shipped_configs())  # --config's help names them all
 
 
 def test_shell_completion_without_torch():
