@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +21,7 @@ from rich.table import Table
 from typer import _click
 from typer.core import TyperGroup
 
-from actlab import activations, config, devices, experiment, stats, storage, tasks
+from actlab import activations, config, devices, experiment, signals, stats, storage, tasks
 from actlab.engines import RunResult, RunSpec
 from actlab.tables import ranking_table
 
@@ -140,12 +140,14 @@ def _execute(
                 on_epoch(bar.console, measures)
 
         try:
-            for chunk in experiment.run(cfg, specs, data, device, progress):
-                writer.add(chunk)
-        except KeyboardInterrupt:
-            writer.finish("incomplete", "interrupted (Ctrl-C)")
-            err.print(f"interrupted: {len(writer.results)} of {len(specs)} runs saved in {writer.path}")
-            raise typer.Exit(130) from None
+            # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once
+            with signals.terminate_as_interrupt(), closing(experiment.run(cfg, specs, data, device, progress)) as run:
+                for chunk in run:
+                    writer.add(chunk)
+        except KeyboardInterrupt as stop:
+            writer.finish("incomplete", signals.reason(stop))
+            err.print(f"{signals.reason(stop)}: {len(writer.results)} of {len(specs)} runs saved in {writer.path}")
+            raise typer.Exit(signals.exit_code(stop)) from None
         except BaseException as exc:
             writer.finish("incomplete", f"{type(exc).__name__}: {exc}")
             raise
