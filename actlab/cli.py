@@ -18,6 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from typer import _click
 from typer.core import TyperGroup
 
@@ -84,7 +85,7 @@ DeviceOpt = Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N | auto 
 SeedOpt = Annotated[int | None, typer.Option(help="train.seed: initial weights and shuffling (default: 0)",
                                              show_default=False)]
 NameOpt = Annotated[str | None, typer.Option(help="output.name, part of the folder name", show_default=False)]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="parent folder of experiment folders "
+OutOpt = Annotated[str | None, typer.Option("--out", help="parent folder of experiment folders "
                                              "(output.runs_dir, default: runs)", show_default=False)]
 EngineOpt = Annotated[str | None, typer.Option(help="batched (default) | loop (the reference)",
                                                show_default=False)]
@@ -102,6 +103,9 @@ def _load(path: Path | None, flags: dict[str, tuple[str, Any]], sets: Sequence[s
     for flag, (key, value) in flags.items():
         if value is not None:
             overrides.append((key, value, flag))
+    if path is not None and path.name == "config.yaml" and (path.parent / "status.json").is_file():
+        for name in config.file_imports(path):  # a replayed folder: say what user code it imports
+            err.print(f"note: {path} names activation {name}: importing {name.partition(':')[0]} runs its code")
     return config.load_config(path, overrides)
 
 
@@ -171,7 +175,7 @@ def train(
     engine: EngineOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
-    log_every: Annotated[int, typer.Option(help="print the log every N epochs (1: every epoch, as the "
+    log_every: Annotated[int, typer.Option(min=0, help="print the log every N epochs (1: every epoch, as the "
                                            "article); 0: about ten lines")] = 0,
 ) -> None:
     """Train one network (the article's run by default) and write its per-epoch log to a new folder."""
@@ -278,9 +282,13 @@ def report_cmd(run_dir: RunDir) -> None:
         stored = storage.load_experiment(run_dir)
         if not stored.summary:
             raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to report")
+        if (run_dir / "weights.pt").is_file():
+            storage.load_weights(run_dir / "weights.pt")  # damaged weights: one line before anything is written
         ranked = stats.summarise(stored.summary, stored.curves())
         storage.write_stats(run_dir, stats.rows(*ranked))
         path = _write_report(stored, ranked)
+    for note in stored.notes:
+        err.print(f"note: {note}", markup=False)
     out.print(f"report: {path}")
 
 
@@ -289,16 +297,18 @@ def show(run_dir: RunDir) -> None:
     """Reprint an experiment's setup, status and ranking from its folder."""
     with _user_errors():
         stored = storage.load_experiment(run_dir)
+        ranked = stats.summarise(stored.summary, stored.curves()) if stored.summary else None
+    for note in stored.notes:
+        err.print(f"note: {note}", markup=False)
     cfg, status = stored.config, stored.status
     out.print(f"{run_dir}: {status.get('command', '?')}, {status.get('status', 'unknown')} "
               f"({status.get('runs_done', len(stored.summary))} of {status.get('runs_total', '?')} runs)"
-              + (f", {status['error']}" if status.get("error") else ""))
+              + (f", {status['error']}" if status.get("error") else ""), markup=False)
     out.print(f"net {'-'.join(map(str, cfg.model.sizes))}, task {cfg.data.task}, {cfg.train.epochs} epochs, "
               f"lr {cfg.train.lr:g}, batch {cfg.train.batch_size}, engine {cfg.train.engine}")
-    if not stored.summary:
+    if ranked is None:
         return
-    table_stats, threshold = stats.summarise(stored.summary, stored.curves())
-    out.print(ranking_table(cfg, table_stats, threshold))
+    out.print(ranking_table(cfg, *ranked))
     if (run_dir / "report.md").is_file():
         out.print(f"report: {run_dir / 'report.md'}")
 
@@ -307,10 +317,10 @@ def show(run_dir: RunDir) -> None:
 def runs(
     runs_dir: Annotated[Path, typer.Argument(help="folder holding experiment folders")] = Path("runs"),
 ) -> None:
-    """List experiment folders: when, what, status."""
+    """List experiment folders: when, what, status (a damaged folder is marked, the others listed)."""
     with _user_errors():
-        folders = storage.list_experiments(runs_dir)
-    if not folders:
+        folders, damaged = storage.survey(runs_dir)
+    if not folders and not damaged:
         out.print(f"no experiment folders in {runs_dir}")
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"experiments in {runs_dir}", pad_edge=False)
@@ -320,10 +330,15 @@ def runs(
     for stored in folders:
         cfg, status = stored.config, stored.status
         acts = sorted({row["activation"] for row in stored.summary})
-        table.add_row(stored.path.name, status.get("command", "?"), status.get("status", "?"), cfg.data.task,
-                      acts[0] if len(acts) == 1 else str(len(acts)), str(len({row["seed"] for row in stored.summary})),
-                      f"{status.get('runs_done', '?')}/{status.get('runs_total', '?')}")
+        cells = (stored.path.name, status.get("command", "?"), status.get("status", "?"), cfg.data.task,
+                 acts[0] if len(acts) == 1 else str(len(acts)), str(len({row["seed"] for row in stored.summary})),
+                 f"{status.get('runs_done', '?')}/{status.get('runs_total', '?')}")
+        table.add_row(*(Text(str(c)) for c in cells))  # Text: folder contents are not rich markup
+    for path, _ in damaged:
+        table.add_row(Text(path.name), "?", "damaged", "?", "?", "?", "?")
     out.print(table)
+    for _, problem in damaged:
+        err.print(f"damaged: {problem}", markup=False)
 
 
 plot_app = typer.Typer(help="Standalone figures.", no_args_is_help=True)

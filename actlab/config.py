@@ -461,6 +461,19 @@ def import_paths(cfg: Config) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in named if activations.is_import_path(name)))
 
 
+def file_imports(path: Path) -> list[str]:
+    """The import paths a config file names, read without validating or importing anything: what training
+    it will import (a replayed folder's config.yaml can name any module)."""
+    raw = read_yaml(path, Sources())
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    compare = raw.get("compare") if isinstance(raw.get("compare"), dict) else {}
+    acts = compare.get("activations", [])
+    acts = acts.split(",") if isinstance(acts, str) else acts if isinstance(acts, list) else []
+    options = model.get("options") if isinstance(model.get("options"), dict) else {}
+    named = [model.get("activation"), *acts, *options]
+    return list(dict.fromkeys(n.strip() for n in named if isinstance(n, str) and activations.is_import_path(n)))
+
+
 def to_dict(cfg: Config) -> dict[str, Any]:
     """Plain data for YAML and JSON: tuples become lists."""
 
