@@ -9,6 +9,7 @@ import builtins
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,8 +131,8 @@ def test_a_failed_append_is_cut_back_to_whole_rows(tmp_path, monkeypatch):
 def tiny_disk(tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    command = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)]
+    if os.geteuid() != 0 or not shutil.which("mount") or subprocess.run(command, capture_output=True).returncode:
         pytest.skip("needs root to mount a small tmpfs")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
@@ -180,8 +181,8 @@ LONG = ["compare", "-a", "relu,tanh", "--seeds", "8", "--epochs", "5000", "-q", 
         "--set", "train.chunk_size=8"]
 
 
-def _group(pgid: int) -> list[int]:
-    """Live processes (not zombies) in process group ``pgid``, from /proc."""
+def _processes() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every live process (zombies aside), from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -189,16 +190,17 @@ def _group(pgid: int) -> list[int]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                found.append(int(entry.name))
+            if fields[0] != "Z":
+                found.append((int(entry.name), int(fields[1]), int(fields[2])))
     return found
 
 
+def _group(pgid: int) -> list[int]:
+    return [pid for pid, _, group in _processes() if group == pgid]
+
+
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    return [child for child, parent, _ in _processes() if parent == pid]
 
 
 def _wait_for(condition, seconds: float = 60.0) -> bool:
