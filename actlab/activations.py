@@ -154,6 +154,11 @@ def is_import_path(name: str) -> bool:
     return name.strip().lower().replace("-", "_") not in _index() and ":" in name
 
 
+def is_name(name: str) -> bool:
+    """Is ``name`` a canonical registry name or a well-formed import path? (Checked without importing.)"""
+    return name in names() or IMPORT_PATH.fullmatch(name) is not None
+
+
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 

@@ -404,22 +404,21 @@ def read_yaml(path: Path, sources: Sources) -> dict[str, Any]:
     return raw
 
 
-def set_key(raw: dict[str, Any], dotted: str, value: Any, sources: Sources | None = None) -> None:
+def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``section.key`` in nested plain data, creating the section if needed.
 
-    A section that holds something other than a mapping is an error, not replaced: a flag must not paper
-    over a malformed section (``train: 5`` in a file plus ``--epochs 2``).
+    A section that holds something other than a mapping is left as it is, not replaced, so validation
+    reports it where it came from: a flag must not paper over a malformed section (``train: 5`` in a
+    file plus ``--epochs 2``).
     """
     *parents, last = dotted.split(".")
     node = raw
-    for depth, part in enumerate(parents):
+    for part in parents:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            sources = sources or Sources()
-            _fail(".".join(parents[: depth + 1]), f"must be a mapping of keys to values (got {child!r}), so "
-                  f"{dotted} ({sources.of(dotted)}) cannot be set in it", sources)
+            return
         node = child
     node[last] = value
 
@@ -443,8 +442,8 @@ def load_config(
     sources = Sources()
     raw = read_yaml(path, sources) if path is not None else {}
     for key, value, source in overrides:
+        set_key(raw, key, value)
         sources.by_key[key] = source
-        set_key(raw, key, value, sources)
     return build_config(raw, sources)
 
 

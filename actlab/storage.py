@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from actlab import __version__, config
+from actlab import __version__, activations, config
 from actlab.engines import RunResult
 
 METRICS_BASE = ["run", "activation", "seed", "lr", "epoch", "train_loss", "last_batch_loss", "full_loss"]
@@ -446,6 +446,8 @@ def _summary_rows(path: Path) -> list[dict[str, Any]]:
         problem = "not an object" if not isinstance(row, dict) else next(
             (f"'{k}' missing or not {types[0].__name__}" for k, types in SUMMARY_FIELDS.items()
              if not isinstance(row.get(k, ...), types) or isinstance(row.get(k), bool)), None)
+        if not problem and not activations.is_name(row["activation"]):
+            problem = f"activation {row['activation'][:40]!r} is neither a registry name nor an import path"
         if problem:
             raise StorageError(f"{path}: row {i + 1}: {problem}; the folder is damaged")
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
