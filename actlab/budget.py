@@ -77,8 +77,12 @@ def available() -> int | None:
             if line.startswith("MemAvailable:"):
                 found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
-        with contextlib.suppress(ValueError, OSError, AttributeError):
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        pass
+    if not found:
+        for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # free pages; else (macOS) all of them
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                found.append(os.sysconf(name) * os.sysconf("SC_PAGE_SIZE"))
+                break
     try:  # a container's limit (cgroup v2) can be far below what the machine has free
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit != "max":

@@ -20,7 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from actlab import cli, storage
+from actlab import cli, signals, storage
 
 ROOT = Path(__file__).parent.parent
 runner = CliRunner()
@@ -256,3 +256,14 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     assert _wait_for(lambda: not _group(proc.pid), 10), "workers outlived their killed parent"
+
+
+def test_terminate_as_interrupt_raises_in_the_block_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt) as caught, signals.terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next bytecode; this line is never finished
+    assert isinstance(caught.value, signals.Terminated)
+    assert signals.exit_code(caught.value) == 143 and signals.reason(caught.value) == "terminated (SIGTERM)"
+    assert signals.exit_code(KeyboardInterrupt()) == 130
+    assert signal.getsignal(signal.SIGTERM) == before

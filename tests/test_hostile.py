@@ -207,6 +207,14 @@ def test_budget_names_the_estimate_and_the_memory_available():
     assert budget.available() is None or budget.available() > 0
 
 
+def test_the_library_refuses_what_cannot_fit_before_allocating():
+    import actlab
+
+    cfg = config.build_config({"compare": {"seeds": 100_000_000}})
+    with pytest.raises(budget.BudgetError, match="lower compare.seeds"):
+        actlab.compare(cfg)  # one line, at once: not billions of run specs first
+
+
 # --------------------------------------------------------------------------------------------------
 # Damaged folders (item 6) and untrusted folders (item 5)
 
