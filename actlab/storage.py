@@ -461,7 +461,7 @@ def load_experiment(path: Path) -> StoredExperiment:
                            "`actlab runs` lists them")
     cfg = config.read_config(path / "config.yaml")
     if not (path / "metrics.csv").is_file():
-        raise StorageError(f"{path / 'metrics.csv'} is missing; the folder is damaged")
+        raise StorageError(f"{path / 'metrics.csv'} is missing or not a file; the folder is damaged")
     status = _read_json(path / "status.json", dict, {"status": "unknown"})
     return StoredExperiment(path, cfg, status, _read_json(path / "env.json", dict, {}),
                             _summary_rows(path / "summary.json"))

@@ -381,3 +381,27 @@ def test_replaying_a_folder_says_what_it_imports(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"note: {first / 'config.yaml'} names activation custom_acts:Cube: importing custom_acts" in \
         result.stderr.replace("\n", "")
+
+
+PATH_CASES = [
+    ("show", "a_file", r"is not an actlab experiment folder"),
+    ("show", "missing", r"is not an actlab experiment folder"),
+    ("report", "missing", r"is not an actlab experiment folder"),
+    ("report", "config_is_a_folder", r"is not an actlab experiment folder"),
+    ("runs", "a_file", r"is not a folder"),
+    ("runs", "missing", r"is not a folder"),
+    ("show", "metrics_is_a_folder", r"metrics\.csv is missing or not a file"),
+    ("report", "metrics_is_a_folder", r"metrics\.csv is missing or not a file"),
+]
+
+
+@pytest.mark.parametrize("command,name,pattern", PATH_CASES)
+def test_paths_that_are_not_folders_are_one_line(good_folder, tmp_path, command, name, pattern):
+    (tmp_path / "a_file").write_text("hi")
+    (tmp_path / "config_is_a_folder" / "config.yaml").mkdir(parents=True)
+    shutil.copytree(good_folder, tmp_path / "metrics_is_a_folder")
+    (tmp_path / "metrics_is_a_folder" / "metrics.csv").unlink()
+    (tmp_path / "metrics_is_a_folder" / "metrics.csv").mkdir()
+    before = snapshot(tmp_path)
+    assert_one_line_error(invoke(command, tmp_path / name), pattern)
+    assert snapshot(tmp_path) == before
