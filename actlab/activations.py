@@ -16,10 +16,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -117,14 +119,21 @@ def names() -> list[str]:
     return [spec.name for spec in BUILTIN]
 
 
-def resolve(name: str) -> ActivationSpec:
-    """The spec for a built-in name or alias, or for an import path ``module:Attribute``."""
+def resolve(name: str, *, imports: bool = True) -> ActivationSpec:
+    """The spec for a built-in name or alias, or for an import path ``module:Attribute``.
+
+    ``imports=False`` (reading a folder someone else wrote): an import path is an ActivationError instead
+    of an import, because importing runs the module's code.
+    """
     key = name.strip().lower().replace("-", "_")
     table = _index()
     if key in table:
         return table[key]
     if ":" in name:
-        return _from_import_path(name.strip())
+        path = _checked_import_path(name)
+        if not imports:
+            raise ActivationError(f"activation '{path}' is an import path; it is not imported here")
+        return _from_import_path(path)
     close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "run `actlab activations` for the list"
     raise ActivationError(
@@ -133,26 +142,75 @@ def resolve(name: str) -> ActivationSpec:
 
 
 def canonical(name: str) -> str:
-    """The name a result is filed under: the registry name, or the import path as given."""
+    """The name a result is filed under: the registry name, or the import path as given (not imported)."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in _index() and ":" in name:
+        return _checked_import_path(name)
     return resolve(name).name
+
+
+def is_import_path(name: str) -> bool:
+    """Does ``name`` name user code (``module:Attribute``) rather than a registry entry?"""
+    return name.strip().lower().replace("-", "_") not in _index() and ":" in name
+
+
+def is_name(name: str) -> bool:
+    """Is ``name`` a canonical registry name or a well-formed import path? (Checked without importing.)"""
+    return name in names() or IMPORT_PATH.fullmatch(name) is not None
+
+
+IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def _checked_import_path(name: str) -> str:
+    path = name.strip()
+    if not IMPORT_PATH.fullmatch(path):
+        raise ActivationError(
+            f"'{path}' is not an import path: write module.submodule:Name (an absolute module, then one "
+            "class or function name), e.g. mypkg.acts:MyAct")
+    return path
+
+
+def _guarded(what: str, call: Callable[[], Any]) -> Any:
+    """``call()`` with any failure of user code, SystemExit and the like included, as an ActivationError."""
+    try:
+        return call()
+    except KeyboardInterrupt:  # the user's own Ctrl-C, not the module's doing
+        raise
+    except BaseException as exc:  # noqa: BLE001  user code may raise anything, SystemExit included
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ActivationError(f"{what}: {detail}".splitlines()[0]) from None
 
 
 def _from_import_path(path: str) -> ActivationSpec:
     module_name, _, attr = path.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ActivationError(f"cannot import activation '{path}': {exc}") from None
+    module = _guarded(f"cannot import activation '{path}'", lambda: importlib.import_module(module_name))
+    if not hasattr(module, attr):
+        raise ActivationError(f"cannot import activation '{path}': module '{module_name}' has no '{attr}'")
+    obj = getattr(module, attr)
     if not callable(obj):
         raise ActivationError(f"activation '{path}' is not a class or function that builds an nn.Module")
     spec = ActivationSpec(path, obj, (inspect.getdoc(obj) or "user activation").splitlines()[0])
-    try:
-        module = spec.build()
-    except Exception as exc:  # user code: any failure is a configuration error
-        raise ActivationError(f"activation '{path}' could not be built without arguments: {exc}") from None
-    if not isinstance(module, nn.Module):
-        raise ActivationError(f"activation '{path}' returned {type(module).__name__}, not an nn.Module")
+    built = _guarded(f"activation '{path}' could not be built without arguments", spec.build)
+    if not isinstance(built, nn.Module):
+        raise ActivationError(f"activation '{path}' returned {type(built).__name__}, not an nn.Module")
     return spec
+
+
+def probe(spec: ActivationSpec, options: Mapping[str, Any], widths: Sequence[int]) -> None:
+    """Build ``spec`` and run it on a tiny (2, w) input for each hidden width: it must keep the shape.
+
+    Catches a user activation that changes the layer width or fails in forward before anything is written.
+    """
+    module = _guarded(f"activation '{spec.name}' could not be built", lambda: spec.build(options))
+    for width in sorted(set(widths)):
+        x = torch.linspace(-2.0, 2.0, 2 * width).view(2, width)
+        with torch.no_grad():
+            y = _guarded(f"activation '{spec.name}' failed on a (2, {width}) input", lambda x=x: module(x))
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ActivationError(f"activation '{spec.name}' turned a (2, {width}) input into {got}; an "
+                                  "activation must keep the layer's shape")
 
 
 def check_options(spec: ActivationSpec, options: Mapping[str, Any]) -> dict[str, Any]:

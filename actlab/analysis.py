@@ -119,7 +119,7 @@ def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[s
     path = stored.path / "weights.pt"
     if not path.is_file() or stored.config.model.sizes[0] != 1:
         return {}
-    weights = torch.load(path, map_location="cpu")
+    weights = storage.load_weights(path)  # tensors only: reading a folder never runs code from it
     data = experiment.dataset(stored.config)
     lo, hi = float(data.x_train.min()), float(data.x_train.max())
     grid = torch.linspace(lo, hi, points).unsqueeze(1)
@@ -129,7 +129,10 @@ def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[s
         if state is None:
             continue
         options = json.loads(row["options"]) if row.get("options") else {}
-        spec = activations.resolve(row["activation"])
+        try:
+            spec = activations.resolve(row["activation"], imports=False)
+        except activations.ActivationError:
+            continue  # user code named by import path: reading a folder does not import it
         model = FeedForward(stored.config.model.sizes, lambda spec=spec, options=options: spec.build(options))
         model.load_state_dict(state)
         with torch.no_grad():

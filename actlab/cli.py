@@ -129,7 +129,7 @@ DeviceOpt = Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N | auto 
 SeedOpt = Annotated[int | None, typer.Option(help="train.seed: initial weights and shuffling (default: 0)",
                                              show_default=False)]
 NameOpt = Annotated[str | None, typer.Option(help="output.name, part of the folder name", show_default=False)]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="parent folder of experiment folders "
+OutOpt = Annotated[str | None, typer.Option("--out", help="parent folder of experiment folders "
                                              "(output.runs_dir, default: runs)", show_default=False)]
 EngineOpt = Annotated[str | None, typer.Option(help="batched (default) | loop (the reference)",
                                                show_default=False)]
@@ -162,7 +162,22 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
     for flag, (key, value) in flags.items():
         if value is not None:
             overrides.append((key, value, flag))
+    _note_imports(path)
     return config.load_config(path, overrides)
+
+
+def _note_imports(path: str | None) -> None:
+    """A replayed experiment folder: say what user code its config imports before anything runs."""
+    from actlab import config
+
+    folder_config = Path(path) if path is not None else None
+    if folder_config is None or folder_config.name != "config.yaml":
+        return
+    if not (folder_config.parent / "status.json").is_file():
+        return
+    for name in config.file_imports(folder_config):
+        err.print(f"note: {folder_config} names activation {name}: importing {name.partition(':')[0]} runs its code",
+                  markup=False)
 
 
 def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine) -> dict[str, tuple[str, Any]]:
@@ -185,7 +200,7 @@ def _training(quiet: bool, on_epoch=None):
             yield bar
     except Interrupted as exc:
         err.print(str(exc), markup=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exc.exit_code) from None
 
 
 @app.command(epilog=_examples(
@@ -210,7 +225,7 @@ def train(
     engine: EngineOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
-    log_every: Annotated[int, typer.Option(help="print the log every N epochs (1: every epoch, as the "
+    log_every: Annotated[int, typer.Option(min=0, help="print the log every N epochs (1: every epoch, as the "
                                            "article); 0: about ten lines")] = 0,
 ) -> None:
     """Train one network (the article's run by default) and write its per-epoch log to a new folder."""
@@ -317,9 +332,16 @@ def report_cmd(run_dir: RunDir) -> None:
     """Write the figures and report.md of an experiment folder (also for an interrupted one)."""
     from actlab import workflow
 
+    notes: list[str] = []
     with _user_errors():
-        path = workflow.write_report(run_dir)
+        path = workflow.write_report(run_dir, notes)
+    _print_notes(notes)
     out.print(f"report: {path}")
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    for note in notes:
+        err.print(f"note: {note}", markup=False)
 
 
 @app.command(epilog=_examples("actlab show runs/20261123-120000_article"))
@@ -330,15 +352,17 @@ def show(run_dir: RunDir) -> None:
 
     with _user_errors():
         stored = storage.load_experiment(run_dir)
+        ranked = workflow.rank(stored) if stored.summary else None  # reads metrics.csv: damage is one line
+    _print_notes(stored.notes)
     cfg, status = stored.config, stored.status
     out.print(f"{run_dir}: {status.get('command', '?')}, {status.get('status', 'unknown')} "
               f"({status.get('runs_done', len(stored.summary))} of {status.get('runs_total', '?')} runs)"
-              + (f", {status['error']}" if status.get("error") else ""))
+              + (f", {status['error']}" if status.get("error") else ""), markup=False)
     out.print(f"net {'-'.join(map(str, cfg.model.sizes))}, task {cfg.data.task}, {cfg.train.epochs} epochs, "
               f"lr {cfg.train.lr:g}, batch {cfg.train.batch_size}, engine {cfg.train.engine}")
-    if not stored.summary:
+    if ranked is None:
         return
-    out.print(ranking_table(cfg, *workflow.rank(stored)))
+    out.print(ranking_table(cfg, *ranked))
     if (run_dir / "report.md").is_file():
         out.print(f"report: {run_dir / 'report.md'}")
 
@@ -362,16 +386,19 @@ def runs(
     """List experiment folders: when, what, status (filtered)."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from actlab import folders, storage
 
     with _user_errors():
-        rows = folders.select([folders.describe(s) for s in storage.list_experiments(runs_dir)],
-                              status=status, task=task, command=command, name=name)
+        found, damaged = storage.survey(runs_dir)
+        rows = folders.select([folders.describe(s) for s in found], status=status, task=task, command=command,
+                              name=name)
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        broken = [{"folder": path.name, "status": "damaged", "problem": problem} for path, problem in damaged]
+        sys.stdout.write(json.dumps(rows + broken, indent=2) + "\n")
         return
-    if not rows:
+    if not rows and not damaged:
         out.print(f"no experiment folders in {runs_dir}" + (" match" if (status or task or command or name) else ""))
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"experiments in {runs_dir}", pad_edge=False)
@@ -379,10 +406,15 @@ def runs(
         table.add_column(col, no_wrap=col != "folder", justify="right" if col in ("acts", "seeds", "runs") else "left")
     for row in rows:
         acts = row["activations"]
-        table.add_row(row["folder"], row["command"], row["status"], row["task"],
-                      acts[0] if len(acts) == 1 else str(len(acts)), str(row["seeds"]),
-                      f"{row['runs_done']}/{row['runs_total'] if row['runs_total'] is not None else '?'}")
+        cells = (row["folder"], row["command"], row["status"], row["task"],
+                 acts[0] if len(acts) == 1 else str(len(acts)), str(row["seeds"]),
+                 f"{row['runs_done']}/{row['runs_total'] if row['runs_total'] is not None else '?'}")
+        table.add_row(*(Text(str(c)) for c in cells))  # Text: a folder's contents are not rich markup
+    for path, _ in damaged:
+        table.add_row(Text(path.name), "?", "damaged", "?", "?", "?", "?")
     out.print(table)
+    for _, problem in damaged:
+        err.print(f"damaged: {problem}", markup=False)
 
 
 @app.command(epilog=_examples("actlab diff runs/20261123-120000_article runs/20261124-090000_article"))

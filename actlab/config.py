@@ -22,6 +22,8 @@ import yaml
 
 from actlab import activations, tasks
 
+MAX_NAME = 200  # output.name: the folder adds a 16-character timestamp and a suffix; file systems allow 255
+
 
 class ConfigError(ValueError):
     """A configuration problem, as one line that names the key and its source."""
@@ -115,10 +117,17 @@ class Sources:
         self.by_key: dict[str, str] = {}
 
     def of(self, key: str) -> str:
+        """The source of ``key``: its own, else the latest one set below it (``--set foo.bar`` for an unknown
+        section ``foo``), else its nearest parent's (``model.sizes`` for ``model.sizes[1]``)."""
+        if key in self.by_key:
+            return self.by_key[key]
+        below = [source for k, source in self.by_key.items() if k.startswith((f"{key}.", f"{key}["))]
+        if below:
+            return below[-1]
         while key:
+            key = key[: max(key.rfind("."), key.rfind("["), 0)]
             if key in self.by_key:
                 return self.by_key[key]
-            key = key.rpartition(".")[0]
         return self.default
 
 
@@ -195,15 +204,38 @@ def _build_section(cls: type, raw: Any, prefix: str, sources: Sources) -> Any:
     return cls(**values)
 
 
-def build_config(raw: Mapping[str, Any], sources: Sources | None = None) -> Config:
-    """A validated Config from nested plain data (what a YAML file holds)."""
+def build_config(raw: Mapping[str, Any], sources: Sources | None = None, *, imports: bool = True) -> Config:
+    """A validated Config from nested plain data (what a YAML file holds).
+
+    ``imports=False`` validates without importing activations named by import path (they are kept as names):
+    the mode for reading a folder, which must never run code from it.
+    """
     sources = sources or Sources()
     cfg = _build_section(Config, raw, "", sources)
-    _validate(cfg, sources)
+    _validate(cfg, sources, imports)
     return cfg
 
 
-def _validate(cfg: Config, sources: Sources) -> None:
+def _check_activations(cfg: Config, sources: Sources, imports: bool) -> None:
+    """Every named activation resolves; one named by import path is imported and probed (unless not
+    ``imports``), so a module that changes the width or fails in forward is refused before any training."""
+    named = [("model.activation", cfg.model.activation)] + [
+        (f"compare.activations[{i}]", n) for i, n in enumerate(cfg.compare.activations) if n != "all"]
+    for key, name in named + [(f"model.options.{n}", n) for n in cfg.model.options]:
+        try:
+            if activations.is_import_path(name) and not imports:
+                activations.canonical(name)  # its syntax only
+                continue
+            spec = activations.resolve(name)
+            if key.startswith("model.options."):
+                activations.check_options(spec, cfg.model.options[name])
+            elif activations.is_import_path(name):
+                activations.probe(spec, cfg.options_for(spec.name), cfg.model.sizes[1:-1])
+        except activations.ActivationError as exc:
+            _fail(key, str(exc), sources)
+
+
+def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     def check(ok: bool, key: str, message: str) -> None:
         if not ok:
             _fail(key, message, sources)
@@ -212,18 +244,7 @@ def _validate(cfg: Config, sources: Sources) -> None:
     check(len(sizes) >= 2, "model.sizes", f"needs at least two layer sizes, input and output (got {list(sizes)})")
     for i, size in enumerate(sizes):
         check(size >= 1, f"model.sizes[{i}]", f"a layer size must be at least 1 (got {size})")
-    for key, name in [("model.activation", cfg.model.activation)] + [
-        (f"compare.activations[{i}]", n) for i, n in enumerate(cfg.compare.activations) if n != "all"
-    ]:
-        try:
-            activations.resolve(name)
-        except activations.ActivationError as exc:
-            _fail(key, str(exc), sources)
-    for name, opts in cfg.model.options.items():
-        try:
-            activations.check_options(activations.resolve(name), opts)
-        except activations.ActivationError as exc:
-            _fail(f"model.options.{name}", str(exc), sources)
+    _check_activations(cfg, sources, imports)
 
     data = cfg.data
     check(data.task in tasks.TASKS, "data.task", f"unknown task '{data.task}' (tasks: {', '.join(tasks.TASKS)})")
@@ -245,6 +266,9 @@ def _validate(cfg: Config, sources: Sources) -> None:
     n_test = round(data.samples * data.test_fraction)
     n_train = data.samples - n_test
     check(n_train >= 1, "data.test_fraction", "leaves no training points")
+    check(data.test_fraction == 0 or n_test >= 1, "data.test_fraction",
+          f"holds out {data.test_fraction} of {data.samples} points, which rounds to none; raise it to at least "
+          f"{0.5 / data.samples:.3g} or set 0 for no held-out loss")
 
     train = cfg.train
     check(train.epochs >= 1, "train.epochs", f"must be at least 1 (got {train.epochs})")
@@ -260,41 +284,118 @@ def _validate(cfg: Config, sources: Sources) -> None:
           f"must be cpu, cuda, cuda:N or auto (got {cfg.device!r})")
     check(re.fullmatch(r"[\w.+-]+", cfg.output.name) is not None, "output.name",
           f"use letters, digits and . _ + - only, it names a folder (got {cfg.output.name!r})")
+    check(len(cfg.output.name) <= MAX_NAME, "output.name",
+          f"is {len(cfg.output.name)} characters long; at most {MAX_NAME} fit in a folder name")
+    check(cfg.output.runs_dir.strip() != "", "output.runs_dir", "is empty; name a folder, e.g. runs")
 
 
 # --------------------------------------------------------------------------------------------------
-# YAML at the edges.
+# YAML at the edges. A config file is untrusted input: it is read with a size cap, must be UTF-8, and is
+# composed into a node graph that is checked (expanded size, duplicate keys) before anything is built.
+
+MAX_FILE_BYTES = 1_000_000  # a config is a few hundred bytes; anything this large is not one
+MAX_NODES = 100_000  # expanded size of the document: an alias bomb ("billion laughs") expands past it
 
 
-def _key_lines(text: str, path: str, sources: Sources) -> None:
-    """Record the line of every key in a YAML mapping tree, so errors can point at it."""
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python objects), used only through ``_parse`` which checks the graph."""
 
-    def walk(node: yaml.Node, prefix: str) -> None:
+
+def _expanded_size(root: yaml.Node, path: str) -> int:
+    """The number of nodes the document has once every alias is expanded, counted without expanding."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: a deep document must not hit Python's recursion limit
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if not children_done:
+            if id(node) in active:
+                raise ConfigError(f"{path} line {node.start_mark.line + 1}: a YAML alias refers to itself; "
+                                  "a config cannot be recursive")
+            active.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        active.discard(id(node))
+        sizes[id(node)] = min(1 + sum(sizes[id(child)] for child in children), MAX_NODES + 1)
+    return sizes[id(root)]
+
+
+def _check_nodes(root: yaml.Node, path: str, sources: Sources) -> None:
+    """Refuse duplicate keys (naming both lines) and record the line of every key and list item."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, prefix = stack.pop()
+        if id(node) in seen_nodes:  # an alias: its lines are the anchor's
+            continue
+        seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
             for key_node, value_node in node.value:
-                key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-                sources.by_key[key] = f"{path} line {key_node.start_mark.line + 1}"
-                walk(value_node, key)
+                line = key_node.start_mark.line + 1
+                name = str(key_node.value)
+                if name in lines and name != "<<":
+                    raise ConfigError(f"{path} line {line}: duplicate key '{name}' (first on line {lines[name]}); "
+                                      "keep one of them")
+                lines[name] = line
+                key = f"{prefix}.{name}" if prefix else name
+                sources.by_key[key] = f"{path} line {line}"
+                stack.append((value_node, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                key = f"{prefix}[{i}]"
+                sources.by_key.setdefault(key, f"{path} line {item.start_mark.line + 1}")
+                stack.append((item, key))
 
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, "")
+
+def _parse(text: str, path: str, sources: Sources) -> Any:
+    """The data of a YAML document, after the checks of ``_expanded_size`` and ``_check_nodes``."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if _expanded_size(root, path) > MAX_NODES:
+            raise ConfigError(f"{path}: the document expands to more than {MAX_NODES} values through YAML "
+                              "aliases (&anchor / *alias); a config is far smaller, write it out plainly")
+        _check_nodes(root, path, sources)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path, sources: Sources) -> dict[str, Any]:
     """The mapping a config file holds (empty file: {}), recording key lines into ``sources``."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1000} kB, too large for a config file")
     try:
-        raw = yaml.safe_load(text)
-        _key_lines(text, str(path), sources)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                          "save the config as UTF-8") from None
+    try:
+        raw = _parse(text, str(path), sources)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -304,13 +405,20 @@ def read_yaml(path: Path, sources: Sources) -> dict[str, Any]:
 
 
 def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``section.key`` in nested plain data, creating the section if needed."""
+    """Set ``section.key`` in nested plain data, creating the section if needed.
+
+    A section that holds something other than a mapping is left as it is, not replaced, so validation
+    reports it where it came from: a flag must not paper over a malformed section (``train: 5`` in a
+    file plus ``--epochs 2``).
+    """
     *parents, last = dotted.split(".")
     node = raw
     for part in parents:
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is None:
             child = node[part] = {}
+        if not isinstance(child, dict):
+            return
         node = child
     node[last] = value
 
@@ -358,6 +466,32 @@ def load_config(
         set_key(raw, key, value)
         sources.by_key[key] = source
     return build_config(raw, sources)
+
+
+def read_config(path: Path) -> Config:
+    """The config of a stored folder, validated without importing anything it names (reading a folder must
+    not run code from it): activations given by import path stay names."""
+    sources = Sources()
+    return build_config(read_yaml(path, sources), sources, imports=False)
+
+
+def import_paths(cfg: Config) -> list[str]:
+    """The activations ``cfg`` names by import path: the user code that training it will import."""
+    named = [cfg.model.activation, *cfg.compare.activations, *cfg.model.options]
+    return list(dict.fromkeys(name.strip() for name in named if activations.is_import_path(name)))
+
+
+def file_imports(path: Path) -> list[str]:
+    """The import paths a config file names, read without validating or importing anything: what training
+    it will import (a replayed folder's config.yaml can name any module)."""
+    raw = read_yaml(path, Sources())
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    compare = raw.get("compare") if isinstance(raw.get("compare"), dict) else {}
+    acts = compare.get("activations", [])
+    acts = acts.split(",") if isinstance(acts, str) else acts if isinstance(acts, list) else []
+    options = model.get("options") if isinstance(model.get("options"), dict) else {}
+    named = [model.get("activation"), *acts, *options]
+    return list(dict.fromkeys(n.strip() for n in named if isinstance(n, str) and activations.is_import_path(n)))
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from actlab import activations
+from actlab import activations, budget
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.engines import common as engines
@@ -18,17 +18,20 @@ from actlab.tasks import Dataset, make_dataset
 def dataset(cfg: Config) -> Dataset:
     """The experiment's data: the same for every run, from data.seed."""
     d = cfg.data
+    budget.check(cfg, 0)  # before allocating: data.samples=1e9 is one line, not a MemoryError
     return make_dataset(d.task, d.samples, d.seed, features=d.features, noise=d.noise, test_fraction=d.test_fraction)
 
 
 def train_specs(cfg: Config) -> list[RunSpec]:
     """``actlab train``: one run of model.activation with train.seed."""
+    budget.check(cfg, 1)
     name = activations.canonical(cfg.model.activation)
     return [RunSpec(name, cfg.train.seed, cfg.train.lr, cfg.options_for(name))]
 
 
 def compare_specs(cfg: Config) -> list[RunSpec]:
     """``actlab compare``: every compared activation x seeds train.seed, train.seed + 1, ..."""
+    budget.check(cfg, budget.count_runs(cfg, "compare"))  # before building billions of specs
     seeds = range(cfg.train.seed, cfg.train.seed + cfg.compare.seeds)
     return [
         RunSpec(name, seed, cfg.train.lr, cfg.options_for(name))

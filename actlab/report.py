@@ -226,7 +226,7 @@ def _inf(value: float) -> float:
 
 def _tags(name: str) -> Sequence[str]:
     try:
-        return activations.resolve(name).tags
+        return activations.resolve(name, imports=False).tags
     except activations.ActivationError:
         return ()
 

@@ -17,12 +17,15 @@ Nothing that exists is ever overwritten: a new folder is made for every command.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -32,14 +35,17 @@ from typing import Any
 
 import torch
 
-from actlab import __version__, config
+from actlab import __version__, activations, config
 from actlab.engines import RunResult
 
 METRICS_BASE = ["run", "activation", "seed", "lr", "epoch", "train_loss", "last_batch_loss", "full_loss"]
 
 
 class StorageError(OSError):
-    """A runs folder that cannot be created or written."""
+    """A runs folder that cannot be created, written or read back."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def metric_columns(cfg: config.Config) -> list[str]:
@@ -115,8 +121,14 @@ def environment(device: torch.device, argv: Sequence[str] | None = None) -> dict
 
 
 def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> Path:
-    """Create and return a fresh ``<runs_dir>/<timestamp>_<name>`` (a suffix -2, -3... if taken)."""
+    """Create and return a fresh ``<runs_dir>/<timestamp>_<name>`` (a suffix -2, -3... if taken).
+
+    On failure nothing is left behind: parent folders made on the way are removed again.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    if len(f"{stamp}_{name}-999".encode()) > 255:  # NAME_MAX of every common file system
+        raise StorageError(f"the experiment name '{name[:20]}...' is too long for a folder name; shorten --name")
+    made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 1000):
@@ -127,19 +139,84 @@ def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> P
             except FileExistsError:
                 continue
     except OSError as exc:
+        _remove_empty(made)
         raise StorageError(
             f"cannot create an experiment folder in '{runs_dir}': {exc.strerror or exc}; "
             "choose another folder with --out DIR"
         ) from None
+    _remove_empty(made)
     raise StorageError(f"too many experiment folders named {stamp}_{name} in '{runs_dir}'")
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write a file of an experiment folder atomically: a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove folders this process made (deepest first), if they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _disk_error(path: Path, exc: OSError) -> StorageError:
+    hint = "; free some space or choose another folder with --out DIR" if exc.errno in DISK_FULL else ""
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}{hint}")
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write a file of an experiment folder atomically: a reader never sees half a file, and a failed write
+    (disk full) leaves the previous version in place and no temporary file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, or a signal mid-write: no temporary file is left
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise _disk_error(path, exc) from None
+        raise
     return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write a text file of an experiment folder atomically (see ``write_bytes``)."""
+    return write_bytes(path, text.encode())
+
+
+def append_rows(path: Path, text: str) -> None:
+    """Append whole CSV rows in one flushed write; a failed write (disk full) is cut back to the last whole row."""
+    try:
+        with open(path, "ab") as f:
+            end = f.seek(0, os.SEEK_END)
+            try:
+                f.write(text.encode())
+                f.flush()
+            except BaseException:  # a full disk, or a signal mid-write: back to the last whole row
+                f.truncate(end)  # shrinking a file needs no space
+                raise
+    except OSError as exc:
+        raise _disk_error(path, exc) from None
+
+
+def save_weights(path: Path, states: dict[str, dict[str, torch.Tensor]]) -> None:
+    """weights.pt, atomically: a failed save never replaces a good file with a cut or empty one."""
+    buffer = io.BytesIO()
+    torch.save(states, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """weights.pt read back: tensors only (weights_only: unpickling cannot run code), checked for shape."""
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  a damaged file can fail in many ways inside torch
+        problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"{path}: not a readable weights file ({problem}); the folder is damaged") from None
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()) for v in weights.values()
+    ):
+        raise StorageError(f"{path}: expected {{run id: state_dict}}; the folder is damaged")
+    return weights
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -171,17 +248,25 @@ class ExperimentWriter:
     @classmethod
     def create(cls, cfg: config.Config, command: str, run_order: Sequence[str], device: torch.device | str,
                runs_dir: Path | None = None) -> ExperimentWriter:
-        """A new experiment folder holding the config and environment, marked running."""
-        path = new_experiment_dir(runs_dir or Path(cfg.output.runs_dir), cfg.output.name)
+        """A new experiment folder holding the config and environment, marked running.
+
+        If these first files cannot be written (disk full), the folder, and any parent made for it, is
+        removed again: no half-made folder is left behind.
+        """
+        runs_dir = runs_dir or Path(cfg.output.runs_dir)
+        made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
+        path = new_experiment_dir(runs_dir, cfg.output.name)
         writer = cls(path, cfg, command, list(run_order))
-        (path / "config.yaml").write_text(
-            f"# actlab {command}: resolved config; replay with `actlab {command} --config {path / 'config.yaml'}`\n"
-            + config.dump_yaml(cfg)
-        )
-        _write_json(path / "env.json", environment(torch.device(device)))
-        with open(path / "metrics.csv", "w", newline="") as f:
-            csv.writer(f).writerow(metric_columns(cfg))
-        writer._status("running")
+        try:
+            write_text(path / "config.yaml", f"# actlab {command}: resolved config; replay with "
+                       f"`actlab {command} --config {path / 'config.yaml'}`\n" + config.dump_yaml(cfg))
+            _write_json(path / "env.json", environment(torch.device(device)))
+            write_text(path / "metrics.csv", _csv_lines([metric_columns(cfg)]))
+            writer._status("running")
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            _remove_empty(made)
+            raise
         return writer
 
     def _status(self, status: str, error: str | None = None) -> None:
@@ -199,10 +284,9 @@ class ExperimentWriter:
     def add(self, results: Sequence[RunResult]) -> None:
         """Append finished runs: their metrics rows and an updated summary."""
         table = metrics_table(self.cfg, results)
-        with open(self.path / "metrics.csv", "a", newline="") as f:
-            # floats as Python writes them (exact round trip), NaN as an empty cell
-            cells = [[v if v == v else "" for v in values] for values in table.values()]
-            csv.writer(f).writerows(zip(*cells))
+        # floats as Python writes them (exact round trip), NaN as an empty cell; whole rows in one write
+        cells = [[v if v == v else "" for v in values] for values in table.values()]
+        append_rows(self.path / "metrics.csv", _csv_lines(zip(*cells)))
         self._results.extend(results)
         self._write_summary()
         self._status("running")
@@ -213,13 +297,30 @@ class ExperimentWriter:
         _write_rows(self.path, "summary", [run_summary(r) for r in done])
 
     def finish(self, status: str = "complete", error: str | None = None) -> None:
-        """Save final weights and mark the folder complete (or incomplete, with the reason)."""
-        torch.save({r.spec.run_id: r.state for r in self._results}, self.path / "weights.pt")
-        self._status(status, error)
+        """Save final weights and mark the folder complete (or incomplete, with the reason).
+
+        Marking a folder incomplete is best effort: it happens while another error (disk full, a signal) is
+        being reported, so a failure here is dropped rather than stacked on that error. The status is
+        written before the weights, so that a disk too full for the weights still tells why.
+        """
+        try:
+            if status != "complete":
+                self._status(status, error)
+            save_weights(self.path / "weights.pt", {r.spec.run_id: r.state for r in self._results})
+            self._status(status, error)
+        except StorageError:
+            if status == "complete":
+                raise
 
     @property
     def results(self) -> list[RunResult]:
         return list(self._results)
+
+
+def _csv_lines(rows: Any) -> str:
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
 
 
 def _fmt(value: Any) -> Any:
@@ -240,27 +341,34 @@ class StoredExperiment:
     env: dict[str, Any]
     summary: list[dict[str, Any]]
     table: dict[str, list[Any]] | None = None  # metrics.csv, once read (or handed over by the writer)
+    notes: list[str] = field(default_factory=list)  # what reading tolerated (a cut last row), for the user
 
     def metrics(self) -> dict[str, list[Any]]:
         """metrics.csv by column: run and activation as text, seed and epoch as int, the rest float (NaN
-        for empty cells)."""
+        for empty cells). A last row cut short (a crash or a full disk mid-write) is dropped, with a note."""
         if self.table is None:
             self.table = self._read_metrics()
         return self.table
 
     def _read_metrics(self) -> dict[str, list[Any]]:
-        with open(self.path / "metrics.csv", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            columns: list[list[Any]] = [list(col) for col in zip(*reader)] or [[] for _ in header]
-        table = {}
-        for name, cells in zip(header, columns):
-            if name in ("run", "activation"):
-                table[name] = cells
-            elif name in ("seed", "epoch"):
-                table[name] = [int(c) for c in cells]
-            else:
-                table[name] = [float(c) if c else math.nan for c in cells]
+        path = self.path / "metrics.csv"
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+                               "the folder is damaged") from None
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        header = rows.pop(0) if rows else []
+        if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
+            rows.pop()
+            self.notes.append(f"{path}: the last row was cut short (the run was stopped mid-write); it is left out")
+        table: dict[str, list[Any]] = {name: [] for name in header}
+        for line, row in enumerate(rows, start=2):
+            if len(row) != len(header):
+                raise StorageError(f"{path} line {line}: {len(row)} cells where the header has {len(header)}; "
+                                   "the folder is damaged")
+            for name, cell in zip(header, row):
+                table[name].append(_cell(name, cell, path, line))
         return table
 
     def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
@@ -272,30 +380,88 @@ class StoredExperiment:
         return out
 
 
+def _cell(column: str, cell: str, path: Path, line: int) -> Any:
+    """One metrics.csv cell in its column's type; a cell that is not one is a damaged file."""
+    if column in ("run", "activation"):
+        return cell
+    try:
+        if column in ("seed", "epoch"):
+            return int(cell)
+        return float(cell) if cell else math.nan
+    except ValueError:
+        raise StorageError(f"{path} line {line}: column {column} holds {cell[:40]!r}, not a number; "
+                           "the folder is damaged") from None
+
+
 def write_stats(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
     """stats.csv and stats.json: the per-activation statistics over seeds (regenerated on request)."""
     _write_rows(folder, "stats", rows)
 
 
-def list_experiments(runs_dir: Path) -> list[StoredExperiment]:
-    """Every experiment folder directly under ``runs_dir``, oldest first (unreadable ones skipped)."""
+def survey(runs_dir: Path) -> tuple[list[StoredExperiment], list[tuple[Path, str]]]:
+    """Every experiment folder directly under ``runs_dir``, oldest first: the readable ones, and the damaged
+    ones with their problem (one damaged folder does not hide the others)."""
     if not runs_dir.is_dir():
         raise StorageError(f"'{runs_dir}' is not a folder; give the folder that holds experiment folders")
-    found = []
+    found, damaged = [], []
     for path in sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").is_file()):
         try:
             found.append(load_experiment(path))
-        except (config.ConfigError, OSError, ValueError):
-            continue  # a folder from another version or a half-written one: list the rest
-    return found
+        except (config.ConfigError, StorageError) as exc:
+            damaged.append((path, str(exc)))
+    return found, damaged
+
+
+def list_experiments(runs_dir: Path) -> list[StoredExperiment]:
+    """Every readable experiment folder directly under ``runs_dir``, oldest first (``survey``: damaged too)."""
+    return survey(runs_dir)[0]
+
+
+SUMMARY_FIELDS: dict[str, tuple[type, ...]] = {
+    "run": (str,), "activation": (str,), "seed": (int,), "status": (str,),
+    "final_loss": (int, float, type(None)), "best_loss": (int, float, type(None)),
+}
+
+
+def _read_json(path: Path, kind: type, default: Any) -> Any:
+    """A JSON file of a folder, checked to hold a ``kind`` (list or dict); missing: ``default``."""
+    if not path.is_file():
+        return default
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+                           "the folder is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise StorageError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the folder is damaged") from None
+    if not isinstance(data, kind):
+        want = "a list" if kind is list else "an object"
+        raise StorageError(f"{path}: expected {want}, found {type(data).__name__}; the folder is damaged")
+    return data
+
+
+def _summary_rows(path: Path) -> list[dict[str, Any]]:
+    rows = _read_json(path, list, [])
+    for i, row in enumerate(rows):
+        problem = "not an object" if not isinstance(row, dict) else next(
+            (f"'{k}' missing or not {types[0].__name__}" for k, types in SUMMARY_FIELDS.items()
+             if not isinstance(row.get(k, ...), types) or isinstance(row.get(k), bool)), None)
+        if not problem and not activations.is_name(row["activation"]):
+            problem = f"activation {row['activation'][:40]!r} is neither a registry name nor an import path"
+        if problem:
+            raise StorageError(f"{path}: row {i + 1}: {problem}; the folder is damaged")
+    return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
 
 
 def load_experiment(path: Path) -> StoredExperiment:
-    """An experiment folder read back (config, status, environment, per-run summary)."""
+    """An experiment folder read back (config, status, environment, per-run summary), without running any
+    code from it; a damaged file is a StorageError naming it."""
     if not (path / "config.yaml").is_file():
         raise StorageError(f"'{path}' is not an actlab experiment folder (no config.yaml); "
                            "`actlab runs` lists them")
-    cfg = config.load_config(path / "config.yaml")
-    read = lambda name, default: json.loads((path / name).read_text()) if (path / name).is_file() else default  # noqa: E731
-    summary = [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in read("summary.json", [])]
-    return StoredExperiment(path, cfg, read("status.json", {"status": "unknown"}), read("env.json", {}), summary)
+    cfg = config.read_config(path / "config.yaml")
+    if not (path / "metrics.csv").is_file():
+        raise StorageError(f"{path / 'metrics.csv'} is missing or not a file; the folder is damaged")
+    status = _read_json(path / "status.json", dict, {"status": "unknown"})
+    return StoredExperiment(path, cfg, status, _read_json(path / "env.json", dict, {}),
+                            _summary_rows(path / "summary.json"))

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from actlab import devices, experiment, stats, storage
+from actlab import devices, experiment, signals, stats, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
@@ -74,11 +75,13 @@ class FolderSink:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C while training: the runs finished so far are saved in ``path``, marked incomplete."""
+    """Ctrl-C, SIGTERM or SIGHUP while training: the runs finished so far are saved in ``path``, marked
+    incomplete; ``exit_code`` is the shell's convention for that signal (130, 143, 129)."""
 
-    def __init__(self, path: Path, runs_done: int, runs_total: int) -> None:
-        super().__init__(f"interrupted: {runs_done} of {runs_total} runs saved in {path}")
-        self.path, self.runs_done, self.runs_total = path, runs_done, runs_total
+    def __init__(self, path: Path, runs_done: int, runs_total: int, reason: str = "interrupted (Ctrl-C)",
+                 exit_code: int = 130) -> None:
+        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}")
+        self.path, self.runs_done, self.runs_total, self.exit_code = path, runs_done, runs_total, exit_code
 
 
 @dataclass
@@ -121,13 +124,17 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
     return stats.summarise(stored.summary, stored.curves())
 
 
-def write_report(folder: str | Path) -> Path:
+def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
     """(Re)write stats.csv/json, the figures and report.md of an experiment folder from its files; the
-    report's path."""
+    report's path. What reading tolerated (a cut last row) is appended to ``notes``."""
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
+    if (stored.path / "weights.pt").is_file():
+        storage.load_weights(stored.path / "weights.pt")  # damaged weights: one error before anything is written
     ranked = rank(stored)
+    if notes is not None:
+        notes.extend(stored.notes)
     storage.write_stats(stored.path, stats.rows(*ranked))
     return _report(stored, ranked)
 
@@ -152,14 +159,18 @@ def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress
     tracker = _Tracker(cfg, command, specs, str(device), progress)
     results: list[RunResult] = []
     try:
-        for chunk in experiment.run(cfg, specs, data, device, tracker.on_epochs):
-            results.extend(chunk)
-            for sink in targets:
-                sink.add(chunk)
-            tracker.on_runs(len(results))
-    except KeyboardInterrupt:
-        _close(targets, "incomplete", "interrupted (Ctrl-C)")
-        raise Interrupted(folder.path, len(results), len(specs)) from None
+        # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once
+        with signals.terminate_as_interrupt(), \
+                closing(experiment.run(cfg, specs, data, device, tracker.on_epochs)) as chunks:
+            for chunk in chunks:
+                results.extend(chunk)
+                for sink in targets:
+                    sink.add(chunk)
+                tracker.on_runs(len(results))
+    except KeyboardInterrupt as stop:
+        _close(targets, "incomplete", signals.reason(stop))
+        raise Interrupted(folder.path, len(results), len(specs), signals.reason(stop),
+                          signals.exit_code(stop)) from None
     except BaseException as exc:
         _close(targets, "incomplete", f"{type(exc).__name__}: {exc}")
         raise

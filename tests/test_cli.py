@@ -44,7 +44,7 @@ def test_train_writes_the_documented_files(tmp_path):
     env = json.loads((folder / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert "Epoch 3/3, Loss:" in result.output and f"saved in {folder}" in result.output.replace("\n", "")
-    weights = torch.load(folder / "weights.pt")
+    weights = torch.load(folder / "weights.pt", weights_only=True)
     assert set(weights) == {"relu/seed0"} and weights["relu/seed0"]["0.weight"].shape == (18, 10)
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from actlab import activations, diagnostics
+from actlab import activations, diagnostics, signals
 from actlab.devices import available_cores
 from actlab.diagnostics import evaluate
 from actlab.engines import loop
@@ -349,6 +349,7 @@ MIN_RUNS_PER_WORKER = 8  # below this a worker process costs more than it saves
 
 
 def _worker_init(queue) -> None:
+    signals.worker_setup()  # exit with the parent, leave Ctrl-C/SIGTERM to it (actlab/signals.py)
     global _progress_queue
     _progress_queue = queue
     torch.set_num_threads(1)

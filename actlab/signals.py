@@ -1,0 +1,106 @@
+"""Signals: SIGTERM and SIGHUP end a run the way Ctrl-C does, and workers never outlive their parent.
+
+``kill``, ``timeout`` and batch schedulers stop a process with SIGTERM; closing its terminal sends SIGHUP.
+Their default action ends Python at once: no ``finally``, no status written, temporary folders left behind.
+Inside ``terminate_as_interrupt()`` they raise ``Terminated`` instead, a KeyboardInterrupt, so every code
+path that already handles Ctrl-C (mark the folder incomplete, keep finished runs, end the workers) handles
+them too; the exit code is the shell's convention for death by that signal, 128 + its number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+HANDLED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WATCH_SECONDS = 1.0  # how often the fallback watchdog looks for its parent
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise ``Terminated``; the previous handlers come back after.
+
+    After the first such signal the others are ignored until the block ends, so that a second SIGTERM (a
+    scheduler's reminder) does not interrupt the cleanup the first one started. Outside the main thread
+    (where Python cannot install handlers) the block changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, _frame: object) -> None:
+        for s in HANDLED:
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, raise_terminated) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal number: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+def reason(interrupt: KeyboardInterrupt) -> str:
+    """What stopped the run, for status.json and the user: ``interrupted (Ctrl-C)``, ``terminated (SIGTERM)``."""
+    if isinstance(interrupt, Terminated):
+        return f"terminated ({signal.Signals(interrupt.signum).name})"
+    return "interrupted (Ctrl-C)"
+
+
+def worker_setup() -> None:
+    """Call first in a worker process: end with the parent, and leave signals to it.
+
+    - The parent handles Ctrl-C, SIGTERM and SIGHUP and ends its workers itself: a worker ignores SIGINT
+      (the terminal sends it to the whole process group) and gets the default action, a quiet exit, for
+      SIGTERM and SIGHUP, instead of the handlers it inherited by fork.
+    - If the parent dies without ending them (SIGKILL, a crash), the workers exit by themselves: Linux's
+      PR_SET_PDEATHSIG sends them SIGTERM; elsewhere a watchdog thread notices the new parent id.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_DFL)
+    parent = multiprocessing.parent_process()
+    expected = parent.pid if parent is not None else os.getppid()
+    if not _set_parent_death_signal(signal.SIGTERM):
+        threading.Thread(target=_watch_parent, args=(expected,), daemon=True, name="actlab-parent-watch").start()
+    if os.getppid() != expected:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    """prctl(PR_SET_PDEATHSIG, signum) on Linux; False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(expected: int) -> None:
+    while os.getppid() == expected:
+        time.sleep(WATCH_SECONDS)
+    os._exit(1)
