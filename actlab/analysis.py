@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.optimize import isotonic_regression
 
-from actlab import activations, experiment, stats, storage
-from actlab.model import FeedForward
+from actlab import activations, config, diagnostics, experiment, stats, storage
+from actlab.model import FeedForward, initial_parameters, load_parameters
 
 
 @dataclass
@@ -35,7 +36,20 @@ class Analysis:
     stats: list[stats.ActivationStats]  # best first
     threshold: float
     least_squares: float  # the linear model's optimum training MSE on the same data
+    reference: stats.Reference | None = None
     _per_run: dict[str, dict[str, dict[int, list[float]]]] = field(default_factory=dict, repr=False)
+    _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
+
+    @property
+    def overview(self) -> stats.Overview:
+        """Friedman, critical difference and power of this comparison."""
+        return stats.overview(self.stats, self.threshold, self.reference)
+
+    def units(self) -> dict[str, list[RunUnits]]:
+        """activation -> per-seed measures at initialisation and at the end (needs weights.pt; else {})."""
+        if self._units is None:
+            self._units = run_units(self.stored)
+        return self._units
 
     @property
     def activations(self) -> list[str]:
@@ -98,17 +112,98 @@ def least_squares_mse(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((x1 @ beta - y.double()) ** 2).mean())
 
 
+def monotone_mse(x: torch.Tensor, y: torch.Tensor) -> float:
+    """1-D inputs: training MSE of the best monotone function of x (isotonic least squares, increasing or
+    decreasing): no net whose output is monotone in x (one working relu unit, all units one way) beats it."""
+    order = x[:, 0].double().argsort()
+    target = y[order, 0].double().numpy()
+    fits = (isotonic_regression(target, increasing=up).x for up in (True, False))
+    return float(min(((f - target) ** 2).mean() for f in fits))
+
+
+def task_reference(cfg: config.Config) -> stats.Reference:
+    """The task's own losses: constant predictor (var(y)), least squares, and for 1-D inputs the monotone fit."""
+    data = experiment.dataset(cfg)
+    y = data.y_train.double()
+    return stats.Reference(
+        constant_loss=float(((y - y.mean()) ** 2).mean()),
+        least_squares=least_squares_mse(data.x_train, data.y_train),
+        monotone_loss=monotone_mse(data.x_train, data.y_train) if data.features == 1 else math.nan,
+    )
+
+
 def analyse(
     stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None
 ) -> Analysis:
     """Everything plots and the report need, from an experiment folder read back (``ranked``: the result of
     ``stats.summarise`` when the caller has it already)."""
     table = stored.metrics()
+    reference = task_reference(stored.config)
     if ranked is None:
-        ranked = stats.summarise(stored.summary, stored.curves())
+        ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
     act_stats, threshold = ranked
+    return Analysis(stored, table, act_stats, threshold, reference.least_squares, reference)
+
+
+@dataclass(frozen=True)
+class RunUnits:
+    """One run at initialisation and at the end (its saved weights): the per-unit story and layer motion."""
+
+    seed: int
+    start: diagnostics.Snapshot
+    end: diagnostics.Snapshot | None  # None: no saved weights (diverged or missing)
+
+    def count(self, what: str) -> list[int]:
+        """Per hidden layer: born_dead | died | revived | dead_end | negative_start | negative_end units."""
+        s, e = self.start, self.end
+        if what == "born_dead":
+            return [int(m.sum()) for m in s.dead]
+        if what == "negative_start":
+            return [int(m.sum()) for m in s.negative]
+        if e is None:
+            return [0 for _ in s.dead]
+        pairs = {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
+                 "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
+                 "dead_end": e.dead, "negative_end": e.negative}
+        return [int(m.sum()) for m in pairs[what]]
+
+
+def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
+    """Per activation and seed: ``diagnostics.snapshot`` at the initial parameters (deterministic from the
+    seed: ``model.initial_parameters``) and at the weights saved in weights.pt."""
+    path = stored.path / "weights.pt"
+    weights = torch.load(path, map_location="cpu") if path.is_file() else {}
     data = experiment.dataset(stored.config)
-    return Analysis(stored, table, act_stats, threshold, least_squares_mse(data.x_train, data.y_train))
+    sizes = stored.config.model.sizes
+    out: dict[str, list[RunUnits]] = {}
+    for row in stored.summary:
+        spec = _spec(row["activation"])
+        if spec is None:
+            continue
+        options = json.loads(row["options"]) if row.get("options") else {}
+        model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
+        load_parameters(model, initial_parameters(sizes, int(row["seed"])))
+        start = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
+        end = None
+        state = weights.get(row["run"]) if row["status"] == "ok" else None
+        if state is not None:
+            model.load_state_dict(state)
+            end = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
+        out.setdefault(row["activation"], []).append(RunUnits(int(row["seed"]), start, end))
+    return out
+
+
+def _spec(name: str) -> activations.ActivationSpec | None:
+    try:
+        return activations.resolve(name)
+    except activations.ActivationError:
+        return None
+
+
+def bounded(name: str, options: dict | None = None) -> bool | None:
+    """Whether the activation's output is bounded, measured on a wide grid (None: unknown activation)."""
+    spec = _spec(name)
+    return None if spec is None else diagnostics.is_bounded(spec.build(dict(options or {})))
 
 
 Curve = tuple[np.ndarray, np.ndarray]  # (x, y)

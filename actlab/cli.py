@@ -21,7 +21,7 @@ from rich.table import Table
 from typer import _click
 from typer.core import TyperGroup
 
-from actlab import activations, config, devices, experiment, stats, storage, tasks
+from actlab import activations, analysis, config, devices, experiment, stats, storage, tables, tasks
 from actlab.engines import RunResult, RunSpec
 from actlab.tables import ranking_table
 
@@ -232,9 +232,11 @@ def compare(
         specs = experiment.compare_specs(cfg)
         writer, results = _execute(cfg, "compare", specs, quiet)
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
-    table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves)
-    storage.write_stats(writer.path, stats.rows(table_stats, threshold))
+    reference = analysis.task_reference(cfg)
+    table_stats, threshold = stats.summarise([storage.run_summary(r) for r in results], curves, reference=reference)
+    storage.write_stats(writer.path, stats.rows(table_stats, threshold, reference))
     out.print(ranking_table(cfg, table_stats, threshold))
+    out.print(tables.verdict_text(table_stats, threshold))
     if not no_report:
         stored = storage.load_experiment(writer.path)
         stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
@@ -245,10 +247,10 @@ def compare(
 
 def _write_report(stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float]) -> Path:
     """Figures and report.md in an experiment folder, from its data and its statistics (``stats.summarise``)."""
-    from actlab import analysis, plots, report  # matplotlib is only needed here
+    from actlab import cdplot, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, stored.path)
+    figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
     return storage.write_text(stored.path / "report.md", report.build(an, figures))
 
 
@@ -276,8 +278,9 @@ def report_cmd(run_dir: RunDir) -> None:
         stored = storage.load_experiment(run_dir)
         if not stored.summary:
             raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to report")
-        ranked = stats.summarise(stored.summary, stored.curves())
-        storage.write_stats(run_dir, stats.rows(*ranked))
+        reference = analysis.task_reference(stored.config)
+        ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
+        storage.write_stats(run_dir, stats.rows(*ranked, reference))
         path = _write_report(stored, ranked)
     out.print(f"report: {path}")
 
@@ -295,7 +298,7 @@ def show(run_dir: RunDir) -> None:
               f"lr {cfg.train.lr:g}, batch {cfg.train.batch_size}, engine {cfg.train.engine}")
     if not stored.summary:
         return
-    table_stats, threshold = stats.summarise(stored.summary, stored.curves())
+    table_stats, threshold = stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(cfg))
     out.print(ranking_table(cfg, table_stats, threshold))
     if (run_dir / "report.md").is_file():
         out.print(f"report: {run_dir / 'report.md'}")
