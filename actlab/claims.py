@@ -42,7 +42,7 @@ def _g(value: float, digits: int = 3) -> str:
 
 def _rate(k: int, n: int) -> str:
     lo, hi = inference.wilson(k, n)
-    return f"{k} of {n} (95% Wilson interval {_g(100 * lo, 2)}-{_g(100 * hi, 2)}%)"
+    return f"{k} of {n} (95% Wilson interval {100 * lo:.0f}-{100 * hi:.0f}%)"
 
 
 # --- §C ---------------------------------------------------------------------------------------------------

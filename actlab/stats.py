@@ -196,8 +196,9 @@ def _one(act: str, rows: Sequence[Mapping[str, Any]], curves: Mapping[str, Seque
 
 
 def same_losses(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
-    """True when two activations have the same seeds and the same final loss on each (diverged alike)."""
-    if set(a) != set(b) or not a:
+    """True when two activations have the same seeds and the same finite final loss on each (diverged runs
+    say nothing about the function: never the same)."""
+    if set(a) != set(b) or not a or not all(math.isfinite(v) for v in a.values()):
         return False
     return all(a[s] == b[s] or math.isclose(a[s], b[s], rel_tol=SAME_RTOL, abs_tol=0.0) for s in a)
 

@@ -9,7 +9,6 @@ import pytest
 
 from actlab import inference, stats
 
-
 # --- inference: oracles -----------------------------------------------------------------------------------
 
 def _ranks(values):
