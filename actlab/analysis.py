@@ -177,7 +177,7 @@ def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
     sizes = stored.config.model.sizes
     out: dict[str, list[RunUnits]] = {}
     for row in stored.summary:
-        spec = _spec(row["activation"])
+        spec = spec_of(row["activation"])
         if spec is None:
             continue
         options = json.loads(row["options"]) if row.get("options") else {}
@@ -193,7 +193,8 @@ def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
     return out
 
 
-def _spec(name: str) -> activations.ActivationSpec | None:
+def spec_of(name: str) -> activations.ActivationSpec | None:
+    """The registry entry of ``name`` (None when it cannot be resolved)."""
     try:
         return activations.resolve(name)
     except activations.ActivationError:
@@ -202,7 +203,7 @@ def _spec(name: str) -> activations.ActivationSpec | None:
 
 def bounded(name: str, options: dict | None = None) -> bool | None:
     """Whether the activation's output is bounded, measured on a wide grid (None: unknown activation)."""
-    spec = _spec(name)
+    spec = spec_of(name)
     return None if spec is None else diagnostics.is_bounded(spec.build(dict(options or {})))
 
 

@@ -267,7 +267,8 @@ def diagnostics_markdown(an: Analysis) -> str:
         cells = [f"`{act}`", "-" if bounded is None else ("yes" if bounded else "no"), _g(grad_ratio_init(an, act), 2),
                  _g(grad_ratio_training(an, act), 2) if measured else "off", _g(first, 2), _g(last, 2)]
         cells += [str(x) for x in (u.born_dead, u.died, u.revived)] if u else ["-"] * 3
-        cells += [f"{_pct(dead)} ({_pct(worst)})", str(u.negative_end) if u else "-",
+        elementwise = getattr(analysis.spec_of(act), "elementwise", False)  # softmax: no unit of its own
+        cells += [f"{_pct(dead)} ({_pct(worst)})", str(u.negative_end) if u and elementwise else "-",
                   _pct(final_share(an, act, "saturated")[0])]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
