@@ -60,15 +60,25 @@ class Analysis:
         return next((s for s in self.stats if s.activation == activation), None)
 
     def per_run(self, measure: str) -> dict[str, dict[int, list[float]]]:
-        """activation -> seed -> per-epoch values of ``measure`` (missing columns: empty)."""
+        """activation -> seed -> values of ``measure`` at epochs 1, 2, ... (missing columns: empty)."""
         if measure not in self._per_run:
             out: dict[str, dict[int, list[float]]] = {}
             values = self.table.get(measure)
             if values is not None:
-                for act, seed, value in zip(self.table["activation"], self.table["seed"], values):
-                    out.setdefault(act, {}).setdefault(seed, []).append(value)
+                epochs = self.table.get("epoch") or [1] * len(values)
+                for act, seed, epoch, value in zip(self.table["activation"], self.table["seed"], epochs, values):
+                    if epoch > 0:  # epoch 0 (at initialisation): ``initial``
+                        out.setdefault(act, {}).setdefault(seed, []).append(value)
             self._per_run[measure] = out
         return self._per_run[measure]
+
+    def initial(self, measure: str, activation: str) -> np.ndarray:
+        """The epoch-0 value of ``measure`` (before any step) for each seed of ``activation`` (empty for
+        folders written before epoch 0 was recorded)."""
+        t = self.table
+        rows = [v for a, e, v in zip(t["activation"], t.get("epoch", []), t.get(measure, []))
+                if a == activation and e == 0]
+        return np.array(rows, dtype=float)
 
     def band(self, measure: str, activation: str) -> Band | None:
         """Median and quartiles over seeds at every epoch all its seeds reached (NaN-aware)."""
