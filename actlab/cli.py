@@ -251,6 +251,7 @@ def _write_report(stored: storage.StoredExperiment, ranked: tuple[list[stats.Act
 
     an = analysis.analyse(stored, ranked)
     figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
+    storage.write_stats(stored.path, report.stats_rows(an))  # stats.csv: also every number the report adds
     return storage.write_text(stored.path / "report.md", report.build(an, figures))
 
 

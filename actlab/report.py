@@ -211,6 +211,26 @@ def headline(an: Analysis, verdicts: list[claims.Verdict]) -> list[str]:
         "Claims of the articles: " + "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in tally.items()) + "."]
 
 
+def stats_rows(an: Analysis) -> list[dict]:
+    """stats.csv rows with the report's own numbers added: per activation the diagnostics behind the claims
+    (measured boundedness, RMS-gradient ratios, layer motion, unit counts, blow-ups), and on every row each
+    claim's verdict, so that every number the report prints can be checked from the folder's files."""
+    rows = stats.rows(an.stats, an.threshold, an.reference)
+    verdicts = {f"claim {v.claim}": v.verdict for v in checks(an)}
+    for row in rows:
+        act = row["activation"]
+        u = unit_counts(an, act)
+        first, last = moves(an, act)
+        kb, n = blowups(an, [act, *an.stat(act).same_as])
+        row.update(bounded=analysis.bounded(act, an.stored.config.model.options.get(act, {})),
+                   grad_rms_ratio_init=grad_ratio_init(an, act), grad_rms_ratio_training=grad_ratio_training(an, act),
+                   rel_change_first=first, rel_change_last=last, blown_up=kb,
+                   saturated_end=final_share(an, act, "saturated")[0], dead_end_share=final_share(an, act, "dead")[0],
+                   **{k: getattr(u, k) if u else None for k in ("units", "born_dead", "died", "revived", "dead_end",
+                                                                "negative_end")}, **verdicts)
+    return rows
+
+
 # --- tables -----------------------------------------------------------------------------------------------
 
 def ranking_markdown(an: Analysis) -> str:

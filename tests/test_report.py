@@ -201,3 +201,19 @@ def test_claim_4_counts_finite_blowups_and_diverged_runs_are_reported(tmp_path):
     rows = json.loads((folder / "stats.json").read_text())
     assert sum(r["diverged"] for r in rows) > 0 and len(rows) == 4  # diverged runs are never "identical"
     assert "unbounded" in (folder / "report.md").read_text()
+
+
+def test_stats_json_holds_the_numbers_the_report_prints(compared):
+    report = (compared / "report.md").read_text()
+    rows = {r["activation"]: r for r in json.loads((compared / "stats.json").read_text())}
+    died = re.search(r"relu over 2 runs \(80 hidden units\): (\d+) died during training, (\d+) were dead", report)
+    assert (int(died.group(1)), int(died.group(2))) == (rows["relu"]["died"], rows["relu"]["born_dead"])
+    for claim in ("C1", "C3", "C4"):
+        verdict = re.search(r"\*\*" + claim + r"\. [^*]+: (supported|contradicted|not shown)\.\*\*", report).group(1)
+        assert all(r[f"claim {claim}"] == verdict for r in rows.values())
+    line = re.search(r"\| `sigmoid` \| yes \| ([\d.e+-]+) \| ([\d.e+-]+) \|", report)
+    assert float(line.group(1)) == pytest.approx(rows["sigmoid"]["grad_rms_ratio_init"], rel=0.01)
+    assert float(line.group(2)) == pytest.approx(rows["sigmoid"]["grad_rms_ratio_training"], rel=0.01)
+    best = re.search(r"> Best: (\w+), median final loss ([\d.e+-]+)", report)
+    assert rows[best.group(1)]["rank"] == 1
+    assert float(best.group(2)) == pytest.approx(rows[best.group(1)]["final_median"], rel=1e-3)
