@@ -30,9 +30,10 @@ def cd_diagram(act_stats: Sequence[stats.ActivationStats], ov: stats.Overview) -
     k = len(items)
     half = math.ceil(k / 2)
     height = 1.2 + 0.22 * half + 0.18 * len(ov.cliques)
-    fig, ax = plt.subplots(figsize=(8.0, height))
-    ax.set_xlim(0.5, k + 0.5)
-    ax.set_ylim(-(half + 1 + len(ov.cliques)), 1.6)
+    fig, ax = plt.subplots(figsize=(9.0, height))
+    pad = 0.4 * k  # room for the labels outside the axis, left and right
+    ax.set_xlim(0.7 - pad, k + 0.3 + pad)
+    ax.set_ylim(-(half + 1 + 0.5 * len(ov.cliques)), 1.6)
     ax.axis("off")
     ax.hlines(0, 1, k, color="black", linewidth=1)
     for r in range(1, k + 1):
@@ -41,10 +42,10 @@ def cd_diagram(act_stats: Sequence[stats.ActivationStats], ov: stats.Overview) -
     for i, (name, rank) in enumerate(items):
         left = i < half
         row = -(i if left else k - 1 - i) - 1
-        end = 0.5 if left else k + 0.5
+        end = 0.7 if left else k + 0.3
         ax.plot([rank, rank, end], [0, row, row], color="0.3", linewidth=0.7)
-        ax.text(end + (0.05 if left else -0.05), row, f"{name} {rank:.2f}" if left else f"{rank:.2f} {name}",
-                ha="left" if left else "right", va="center", fontsize=7)
+        ax.text(end + (-0.1 if left else 0.1), row, f"{name} {rank:.2f}" if left else f"{rank:.2f} {name}",
+                ha="right" if left else "left", va="center", fontsize=7)
     ranks = {name: rank for name, rank in items}
     labels = {s.activation: name for s, (name, _) in zip(
         [s for s in act_stats if math.isfinite(s.mean_rank)], items)}
