@@ -314,15 +314,12 @@ def _ranking_notes(an: Analysis) -> list[str]:
     return notes
 
 
-def build(an: Analysis, figures: dict[str, Path]) -> str:
-    """The whole report as Markdown; figures are linked by file name (they sit next to report.md)."""
+def _setup_lines(an: Analysis) -> list[str]:
+    """The folder's status and the experiment's setup, as Markdown lines."""
     cfg, status, env = an.stored.config, an.stored.status, an.stored.env
     seeds = max((s.runs for s in an.stats), default=0)
-    verdicts = checks(an)
     ref = an.reference
-    lines = [f"# actlab report: {cfg.output.name}", ""]
-    lines += [f"> {line}  " for line in headline(an, verdicts) if line] + [""]
-    lines += [
+    return [
         f"Folder `{an.stored.path.name}` — status **{status.get('status', 'unknown')}**"
         + (f" ({status.get('runs_done')} of {status.get('runs_total')} runs; {status.get('error')})"
            if status.get("status") != "complete" else "") + ".",
@@ -340,6 +337,17 @@ def build(an: Analysis, figures: dict[str, Path]) -> str:
         f"- Task references: constant predictor (var(y)) {_g(ref.constant_loss if ref else math.nan)}, least "
         f"squares {_g(an.least_squares)}" + (f", best monotone fit {_g(ref.monotone_loss)}"
                                              if ref and math.isfinite(ref.monotone_loss) else "") + ".",
+    ]
+
+
+def build(an: Analysis, figures: dict[str, Path]) -> str:
+    """The whole report as Markdown; figures are linked by file name (they sit next to report.md)."""
+    cfg = an.stored.config
+    verdicts = checks(an)
+    ref = an.reference
+    lines = [f"# actlab report: {cfg.output.name}", ""]
+    lines += [f"> {line}  " for line in headline(an, verdicts) if line] + [""]
+    lines += _setup_lines(an) + [
         "", "## Ranking", "",
         "Final loss on the full training data, over seeds. Order: mean rank over the seeds every activation "
         "finished (rank 1 = lowest loss of that seed; diverged runs rank last), ties by median. The interval is "
