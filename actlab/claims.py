@@ -203,12 +203,13 @@ def straight_line(deviations: Sequence[float]) -> Verdict:
 def stuck_often(act: str, stuck: int, runs: int, flat: int) -> Verdict:
     """D2: relu often gets stuck on a plateau that more epochs do not fix (``flat``: stuck runs whose loss
     changed by less than 1% over the last quarter of the epochs)."""
-    title = f"{act} often gets stuck (a plateau more epochs do not fix)"
+    title = f"{act} often gets stuck on a plateau"
     if runs == 0:
         return Verdict("D2", title, NOT_SHOWN, f"{act} is not in this comparison.")
     lo, hi = inference.wilson(stuck, runs)
-    evidence = f"{act} stuck on the monotone plateau in {_rate(stuck, runs)}; {flat} of them flat over the last " \
-               "quarter of training"
+    evidence = (f"{act} stuck on the monotone plateau in {_rate(stuck, runs)}; {flat} of them flat (loss moved "
+                "< 1%) over the last quarter of training" + (", so more epochs would not obviously help"
+                                                            if stuck and flat == stuck else ""))
     if lo >= OFTEN:
         return Verdict("D2", title, SUPPORTED, evidence + ".")
     if hi < OFTEN:

@@ -110,3 +110,25 @@ def test_bounded_is_measured_not_declared():
         assert bounded[name], name
     for name in ("relu", "identity", "elu", "softplus", "logsigmoid", "tanhshrink", "leaky_relu", "prelu"):
         assert not bounded[name], name
+
+
+def test_monotone_fit_by_hand():
+    from actlab.analysis import monotone_mse
+
+    x = torch.arange(5.0).unsqueeze(1)
+    y = torch.tensor([[2.0], [1.0], [0.0], [1.0], [2.0]])
+    # best non-decreasing fit (pool-adjacent-violators): 1, 1, 1, 1, 2 -> squared errors 1, 0, 1, 0, 0
+    assert abs(monotone_mse(x, y) - 2 / 5) < 1e-12
+    assert monotone_mse(x, torch.arange(5.0).unsqueeze(1)) == 0.0  # already monotone
+
+
+def test_unit_story_from_two_snapshots():
+    from actlab.analysis import RunUnits
+
+    def snap(dead):
+        mask = [torch.tensor(dead)]
+        return diagnostics.Snapshot(0.0, [], mask, mask, [])
+
+    units = RunUnits(0, snap([True, True, False, False]), snap([True, False, True, False]))
+    assert units.count("born_dead") == [2] and units.count("died") == [1] and units.count("revived") == [1]
+    assert units.count("dead_end") == [2] and RunUnits(0, snap([True]), None).count("died") == [0]
