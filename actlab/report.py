@@ -236,7 +236,7 @@ def stats_rows(an: Analysis) -> list[dict]:
 def ranking_markdown(an: Analysis) -> str:
     """The ranking with medians, intervals, effect sizes and the verdict against #1 (every number in stats.csv)."""
     has_test = any(s.test is not None for s in an.stats)
-    head = ["#", "activation", "mean rank", "median", "95% CI of median", "mean", "std", "best loss"] + (
+    head = ["#", "activation", "mean rank", "median", "95% CI of median", "mean", "std", "best loss (median)"] + (
         ["held-out median"] if has_test else []) + [f"epochs to {_g(an.threshold, 3)}", "ratio to #1 [95% CI]",
                                                     "wins vs #1", "p vs #1 (Holm)", "p equiv. (Holm)", "verdict",
                                                     "diverged"]
@@ -310,7 +310,11 @@ def _ranking_notes(an: Analysis) -> list[str]:
     cliques = "; ".join("{" + ", ".join(c) + "}" for c in ov.cliques) or "none"
     notes.append(f"- Friedman chi-square {_g(ov.friedman_chi2, 4)}, p {_g(ov.friedman_p, 3)} over {ov.seeds} seeds; "
                  f"Nemenyi critical difference {_g(ov.critical_difference, 3)} mean ranks; groups not separable by "
-                 f"it: {cliques}.")
+                 f"it: {cliques}. Nemenyi compares all pairs by mean ranks only and is more conservative than the "
+                 "paired Wilcoxon against #1, which also weighs how much each seed differs: an activation can be "
+                 "in #1's group here and still *worse* than #1 in the table.")
+    notes.append("- #1 is chosen from these same seeds, so 'worse than #1' leans slightly optimistic; a difference "
+                 "that matters should be confirmed on new seeds (`--seed`).")
     return notes
 
 

@@ -333,15 +333,17 @@ def rows(act_stats: Sequence[ActivationStats], threshold: float, reference: Refe
         for prefix, iv in (("final", s.final), ("best", s.best), ("test", s.test)):
             for name in ("mean", "std", "median", "lo", "hi"):
                 row[f"{prefix}_{name}"] = getattr(iv, name) if iv is not None else math.nan
-        fail_lo, fail_hi = inference.wilson(s.failed, s.runs)
-        stuck_lo, stuck_hi = inference.wilson(s.stuck, s.runs)
+        has_constant = reference is not None and math.isfinite(reference.constant_loss)
+        has_plateau = reference is not None and math.isfinite(reference.monotone_loss)
+        fail_lo, fail_hi = inference.wilson(s.failed, s.runs) if has_constant else (math.nan, math.nan)
+        stuck_lo, stuck_hi = inference.wilson(s.stuck, s.runs) if has_plateau else (math.nan, math.nan)
         row.update(
             median_ci_coverage=s.final.coverage, epochs_to_threshold=s.epochs_to_threshold, threshold=threshold,
             verdict=s.verdict, win_rate_vs_best=s.win_rate_vs_best, ratio_vs_best=s.ratio_vs_best,
             ratio_lo=s.ratio_lo, ratio_hi=s.ratio_hi, p_vs_best_raw=s.p_vs_best_raw, p_vs_best=s.p_vs_best,
             p_equivalent=s.p_equivalent, equivalence_margin=EQUIVALENCE_MARGIN,
-            nemenyi_p_vs_best=s.nemenyi_p_vs_best, failed=s.failed, failed_lo=fail_lo, failed_hi=fail_hi,
-            stuck=s.stuck if reference and math.isfinite(reference.monotone_loss) else math.nan,
+            nemenyi_p_vs_best=s.nemenyi_p_vs_best, failed=s.failed if has_constant else math.nan,
+            failed_lo=fail_lo, failed_hi=fail_hi, stuck=s.stuck if has_plateau else math.nan,
             stuck_lo=stuck_lo, stuck_hi=stuck_hi,
             friedman_chi2=ov.friedman_chi2, friedman_p=ov.friedman_p, critical_difference=ov.critical_difference,
             common_seeds=ov.seeds, min_p=ov.min_p, seeds_needed=ov.seeds_needed,
