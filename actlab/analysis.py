@@ -6,6 +6,7 @@ draw from here, so both show the same numbers.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -213,8 +214,13 @@ def spec_of(name: str) -> activations.ActivationSpec | None:
 
 def bounded(name: str, options: dict | None = None) -> bool | None:
     """Whether the activation's output is bounded, measured on a wide grid (None: unknown activation)."""
+    return _bounded(name, json.dumps(options or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _bounded(name: str, options_json: str) -> bool | None:
     spec = spec_of(name)
-    return None if spec is None else diagnostics.is_bounded(spec.build(dict(options or {})))
+    return None if spec is None else diagnostics.is_bounded(spec.build(json.loads(options_json)))
 
 
 Curve = tuple[np.ndarray, np.ndarray]  # (x, y)
