@@ -182,6 +182,15 @@ class RunUnits:
 def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
     """Per activation and seed: ``diagnostics.snapshot`` at the initial parameters (deterministic from the
     seed: ``model.initial_parameters``) and at the weights saved in weights.pt."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # hundreds of tiny nets: thread start-up would cost more than the work
+    try:
+        return _run_units(stored)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
     path = stored.path / "weights.pt"
     weights = torch.load(path, map_location="cpu") if path.is_file() else {}
     data = experiment.dataset(stored.config)
