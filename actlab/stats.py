@@ -273,14 +273,19 @@ def _against_best(act_stats: list[ActivationStats]) -> None:
         s.p_equivalent = p
     ov = overview(act_stats)
     for s in others:
-        if s.p_vs_best < ALPHA:
-            s.verdict = "worse" if s.win_rate_vs_best < 0.5 else "better"
-        elif s.p_equivalent < ALPHA:
-            s.verdict = "equivalent"
-        else:
-            s.verdict = "not separable"
+        s.verdict = verdict(s.p_vs_best, s.p_equivalent, s.win_rate_vs_best)
         s.tied_with_best = s.verdict in ("equivalent", "not separable")
         s.nemenyi_p_vs_best = inference.nemenyi_p(s.mean_rank - best.mean_rank, ov.activations, ov.seeds)
+
+
+def verdict(p_difference: float, p_equivalent: float, win_rate: float) -> str:
+    """Against #1: worse / better when the (adjusted) difference test is significant, equivalent when the
+    (adjusted) equivalence test is, else not separable (absence of evidence is not equivalence)."""
+    if p_difference < ALPHA:
+        return "worse" if win_rate < 0.5 else "better"
+    if p_equivalent < ALPHA:
+        return "equivalent"
+    return "not separable"
 
 
 def overview(act_stats: Sequence[ActivationStats], threshold: float = math.nan,

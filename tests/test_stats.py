@@ -213,3 +213,12 @@ def test_diverged_runs_rank_last_and_lose_the_pairing():
 def test_epochs_to_reach():
     assert stats.epochs_to_reach([1.0, 0.6, 0.4, 0.3], 0.5) == 3
     assert stats.epochs_to_reach([1.0, 0.9], 0.5) == math.inf
+
+
+def test_verdict_rule_every_branch():
+    assert stats.verdict(0.01, 0.9, 0.1) == "worse"
+    assert stats.verdict(0.01, 0.9, 0.8) == "better"  # significant, and it wins most seeds
+    assert stats.verdict(0.01, 0.01, 0.2) == "worse"  # a consistent small difference is still a difference
+    assert stats.verdict(0.3, 0.01, 0.5) == "equivalent"
+    assert stats.verdict(0.3, 0.3, 0.5) == "not separable"
+    assert stats.verdict(math.nan, math.nan, math.nan) == "not separable"
