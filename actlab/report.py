@@ -227,8 +227,19 @@ def stats_rows(an: Analysis) -> list[dict]:
                    rel_change_first=first, rel_change_last=last, blown_up=kb,
                    saturated_end=final_share(an, act, "saturated")[0], dead_end_share=final_share(an, act, "dead")[0],
                    **{k: getattr(u, k) if u else None for k in ("units", "born_dead", "died", "revived", "dead_end",
-                                                                "negative_end")}, **verdicts)
+                                                                "negative_end")},
+                   **_per_layer_counts(an, act), **verdicts)
     return rows
+
+
+def _per_layer_counts(an: Analysis, act: str) -> dict[str, int]:
+    """born_dead_L1, died_L1, ... : the unit story per hidden layer, summed over seeds."""
+    runs = [u for u in an.units().get(act, []) if u.end is not None]
+    out = {}
+    for what in ("born_dead", "died", "revived", "negative_end"):
+        for layer in range(an.hidden_layers()):
+            out[f"{what}_L{layer + 1}"] = sum(u.count(what)[layer] for u in runs) if runs else None
+    return out
 
 
 # --- tables -----------------------------------------------------------------------------------------------

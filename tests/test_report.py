@@ -208,6 +208,7 @@ def test_stats_json_holds_the_numbers_the_report_prints(compared):
     rows = {r["activation"]: r for r in json.loads((compared / "stats.json").read_text())}
     died = re.search(r"relu over 2 runs \(80 hidden units\): (\d+) died during training, (\d+) were dead", report)
     assert (int(died.group(1)), int(died.group(2))) == (rows["relu"]["died"], rows["relu"]["born_dead"])
+    assert rows["relu"]["died"] == sum(rows["relu"][f"died_L{layer}"] for layer in (1, 2, 3))  # per hidden layer
     for claim in ("C1", "C3", "C4"):
         verdict = re.search(r"\*\*" + claim + r"\. [^*]+: (supported|contradicted|not shown)\.\*\*", report).group(1)
         assert all(r[f"claim {claim}"] == verdict for r in rows.values())
