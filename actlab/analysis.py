@@ -6,6 +6,7 @@ draw from here, so both show the same numbers.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.optimize import isotonic_regression
 
-from actlab import activations, experiment, stats, storage
-from actlab.model import FeedForward
+from actlab import activations, config, diagnostics, experiment, stats, storage
+from actlab.model import FeedForward, initial_parameters, load_parameters
 
 
 @dataclass
@@ -35,7 +37,20 @@ class Analysis:
     stats: list[stats.ActivationStats]  # best first
     threshold: float
     least_squares: float  # the linear model's optimum training MSE on the same data
+    reference: stats.Reference | None = None
     _per_run: dict[str, dict[str, dict[int, list[float]]]] = field(default_factory=dict, repr=False)
+    _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
+
+    @property
+    def overview(self) -> stats.Overview:
+        """Friedman, critical difference and power of this comparison."""
+        return stats.overview(self.stats, self.threshold, self.reference)
+
+    def units(self) -> dict[str, list[RunUnits]]:
+        """activation -> per-seed measures at initialisation and at the end (needs weights.pt; else {})."""
+        if self._units is None:
+            self._units = run_units(self.stored)
+        return self._units
 
     @property
     def activations(self) -> list[str]:
@@ -46,15 +61,25 @@ class Analysis:
         return next((s for s in self.stats if s.activation == activation), None)
 
     def per_run(self, measure: str) -> dict[str, dict[int, list[float]]]:
-        """activation -> seed -> per-epoch values of ``measure`` (missing columns: empty)."""
+        """activation -> seed -> values of ``measure`` at epochs 1, 2, ... (missing columns: empty)."""
         if measure not in self._per_run:
             out: dict[str, dict[int, list[float]]] = {}
             values = self.table.get(measure)
             if values is not None:
-                for act, seed, value in zip(self.table["activation"], self.table["seed"], values):
-                    out.setdefault(act, {}).setdefault(seed, []).append(value)
+                epochs = self.table.get("epoch") or [1] * len(values)
+                for act, seed, epoch, value in zip(self.table["activation"], self.table["seed"], epochs, values):
+                    if epoch > 0:  # epoch 0 (at initialisation): ``initial``
+                        out.setdefault(act, {}).setdefault(seed, []).append(value)
             self._per_run[measure] = out
         return self._per_run[measure]
+
+    def initial(self, measure: str, activation: str) -> np.ndarray:
+        """The epoch-0 value of ``measure`` (before any step) for each seed of ``activation`` (empty for
+        folders written before epoch 0 was recorded)."""
+        t = self.table
+        rows = [v for a, e, v in zip(t["activation"], t.get("epoch", []), t.get(measure, []))
+                if a == activation and e == 0]
+        return np.array(rows, dtype=float)
 
     def band(self, measure: str, activation: str) -> Band | None:
         """Median and quartiles over seeds at every epoch all its seeds reached (NaN-aware)."""
@@ -98,17 +123,113 @@ def least_squares_mse(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((x1 @ beta - y.double()) ** 2).mean())
 
 
+def monotone_mse(x: torch.Tensor, y: torch.Tensor) -> float:
+    """1-D inputs: training MSE of the best monotone function of x (isotonic least squares, increasing or
+    decreasing): no net whose output is monotone in x (one working relu unit, all units one way) beats it."""
+    order = x[:, 0].double().argsort()
+    target = y[order, 0].double().numpy()
+    fits = (isotonic_regression(target, increasing=up).x for up in (True, False))
+    return float(min(((f - target) ** 2).mean() for f in fits))
+
+
+def task_reference(cfg: config.Config) -> stats.Reference:
+    """The task's own losses: constant predictor (var(y)), least squares, and for 1-D inputs the monotone fit."""
+    data = experiment.dataset(cfg)
+    y = data.y_train.double()
+    return stats.Reference(
+        constant_loss=float(((y - y.mean()) ** 2).mean()),
+        least_squares=least_squares_mse(data.x_train, data.y_train),
+        monotone_loss=monotone_mse(data.x_train, data.y_train) if data.features == 1 else math.nan,
+    )
+
+
 def analyse(
     stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None
 ) -> Analysis:
     """Everything plots and the report need, from an experiment folder read back (``ranked``: the result of
     ``stats.summarise`` when the caller has it already)."""
     table = stored.metrics()
+    reference = task_reference(stored.config)
     if ranked is None:
-        ranked = stats.summarise(stored.summary, stored.curves())
+        ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
     act_stats, threshold = ranked
+    return Analysis(stored, table, act_stats, threshold, reference.least_squares, reference)
+
+
+@dataclass(frozen=True)
+class RunUnits:
+    """One run at initialisation and at the end (its saved weights): the per-unit story and layer motion."""
+
+    seed: int
+    start: diagnostics.Snapshot
+    end: diagnostics.Snapshot | None  # None: no saved weights (diverged or missing)
+
+    def count(self, what: str) -> list[int]:
+        """Per hidden layer: born_dead | died | revived | dead_end | negative_start | negative_end units."""
+        s, e = self.start, self.end
+        if what == "born_dead":
+            return [int(m.sum()) for m in s.dead]
+        if what == "negative_start":
+            return [int(m.sum()) for m in s.negative]
+        if e is None:
+            return [0 for _ in s.dead]
+        pairs = {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
+                 "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
+                 "dead_end": e.dead, "negative_end": e.negative}
+        return [int(m.sum()) for m in pairs[what]]
+
+
+def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
+    """Per activation and seed: ``diagnostics.snapshot`` at the initial parameters (deterministic from the
+    seed: ``model.initial_parameters``) and at the weights saved in weights.pt."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # hundreds of tiny nets: thread start-up would cost more than the work
+    try:
+        return _run_units(stored)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
+    path = stored.path / "weights.pt"
+    weights = storage.load_weights(path) if path.is_file() else {}
     data = experiment.dataset(stored.config)
-    return Analysis(stored, table, act_stats, threshold, least_squares_mse(data.x_train, data.y_train))
+    sizes = stored.config.model.sizes
+    out: dict[str, list[RunUnits]] = {}
+    for row in stored.summary:
+        spec = spec_of(row["activation"])
+        if spec is None:
+            continue
+        options = json.loads(row["options"]) if row.get("options") else {}
+        model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
+        load_parameters(model, initial_parameters(sizes, int(row["seed"])))
+        start = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
+        end = None
+        state = weights.get(row["run"]) if row["status"] == "ok" else None
+        if state is not None:
+            model.load_state_dict(state)
+            end = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
+        out.setdefault(row["activation"], []).append(RunUnits(int(row["seed"]), start, end))
+    return out
+
+
+def spec_of(name: str) -> activations.ActivationSpec | None:
+    """The registry entry of ``name`` (None when it cannot be resolved)."""
+    try:
+        return activations.resolve(name, imports=False)  # reading a folder never imports its code
+    except activations.ActivationError:
+        return None
+
+
+def bounded(name: str, options: dict | None = None) -> bool | None:
+    """Whether the activation's output is bounded, measured on a wide grid (None: unknown activation)."""
+    return _bounded(name, json.dumps(options or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _bounded(name: str, options_json: str) -> bool | None:
+    spec = spec_of(name)
+    return None if spec is None else diagnostics.is_bounded(spec.build(json.loads(options_json)))
 
 
 Curve = tuple[np.ndarray, np.ndarray]  # (x, y)

@@ -290,7 +290,7 @@ def compare(
 ) -> None:
     """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
     from actlab import workflow
-    from actlab.tables import ranking_table
+    from actlab.tables import ranking_table, verdict_text
 
     with _user_errors():
         flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
@@ -300,6 +300,7 @@ def compare(
         with _training(quiet) as bar:
             done = workflow.run_compare(cfg, report=not no_report, progress=bar)
     out.print(ranking_table(cfg, *done.ranking))
+    out.print(verdict_text(*done.ranking))
     if done.report is not None:
         out.print(f"report: {done.report}")
     out.print(f"saved in {done.path}")

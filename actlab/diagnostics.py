@@ -139,3 +139,72 @@ def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.
     saturated = (flat_inputs >= math.ceil(SATURATION_SHARE * n_inputs)).sum(dim=1) / width
     nan = torch.tensor(float("nan"), device=device)
     return torch.where(applies, dead, nan), torch.where(applies, saturated, nan)
+
+
+# --- Measures of one run's network, from its parameters alone (initial ones or weights.pt) ---------------
+# These take a plain ``FeedForward`` (one run), so the report can measure any saved state without the
+# engines: at initialisation (the parameters are deterministic from the seed) and at the end.
+
+BOUND_GRID = 1e4  # "bounded": |f| over [-1e4, 1e4] no larger than over [-100, 100] (it stopped growing)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One run's measures at one set of parameters, on the full training data.
+
+    ``dead[l]``: (W,) bool, f'(z) exactly 0 on every input; ``negative[l]``: (W,) bool, pre-activation
+    <= 0 on every input (for leaky variants the unit lives on its leaky side only); ``grad_rms[l]``: RMS
+    over layer l's parameters (weight and bias) of the full-data MSE gradient; ``weights[l]``: the weight.
+    """
+
+    loss: float
+    grad_rms: list[float]
+    dead: list[torch.Tensor]
+    negative: list[torch.Tensor]
+    weights: list[torch.Tensor]
+
+
+def snapshot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, elementwise: bool = True) -> Snapshot:
+    """Loss, per-layer RMS gradient and per-unit dead / all-negative masks of ``model`` (a FeedForward)."""
+    linears = model.linears()
+    params = [p for layer in linears for p in (layer.weight, layer.bias)]
+    with torch.enable_grad():
+        h, pre = x, []
+        for i, layer in enumerate(linears):
+            h = layer(h)
+            if i < len(linears) - 1:
+                z = h.detach().requires_grad_()
+                pre.append(z)
+                h = model.activations()[i](h)
+        loss = (h - y).pow(2).mean()
+        # one backward pass: the parameters' gradients and, through detached copies, every f'(z)
+        total = loss + sum(act(z).sum() for act, z in zip(model.activations(), pre)) if elementwise else loss
+        grads = torch.autograd.grad(total, params + (pre if elementwise else []))
+        slopes = list(grads[len(params):]) if elementwise else [None] * len(pre)
+        grads = grads[: len(params)]
+    rms = [float(torch.cat([gw.flatten(), gb.flatten()]).pow(2).mean().sqrt())
+           for gw, gb in zip(grads[::2], grads[1::2])]
+    dead = [(s == 0).all(dim=0) if s is not None else torch.zeros(z.shape[1], dtype=torch.bool)
+            for s, z in zip(slopes, pre)]
+    negative = [(z <= 0).all(dim=0) for z in pre]
+    return Snapshot(float(loss.detach()), rms, dead, negative, [layer.weight.detach().clone() for layer in linears])
+
+
+def relative_change(start: Snapshot, end: Snapshot) -> list[float]:
+    """Per linear layer, |W_end - W_0| / |W_0| (Frobenius norms of the weight matrices)."""
+    return [float((b - a).norm() / a.norm()) if float(a.norm()) > 0 else math.nan
+            for a, b in zip(start.weights, end.weights)]
+
+
+def is_bounded(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+    """Whether |fn| stops growing: its largest |value| on [-1e4, 1e4] is within 1% of that on [-100, 100].
+
+    Measured, not declared: relu6, hardtanh, softmax and sigmoid are bounded; relu, elu, softplus,
+    logsigmoid and tanhshrink are not. Inputs are laid out (1, G, 4): softmax sees rows of 4 units.
+    """
+    # rows of 4 values from 4 distant parts of the grid, so that softmax sees large differences in both
+    grid = lambda bound, n: torch.linspace(-bound, bound, n).view(4, -1).T.reshape(1, -1, 4)  # noqa: E731
+    with torch.no_grad():
+        near = fn(grid(100.0, 4000)).abs().max()
+        wide = fn(grid(BOUND_GRID, 4000)).abs().max()
+    return bool(torch.isfinite(wide)) and float(wide) <= 1.01 * float(near) + 1e-6

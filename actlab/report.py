@@ -1,30 +1,33 @@
-"""report.md: the setup, the ranking with intervals, the figures, and what the data says about each claim.
+"""report.md: the answer first (three verdict lines), the setup, the ranking with intervals and effect sizes,
+failure rates, each claim's verdict with its evidence, the diagnostics behind them, and the figures.
 
-Each claim of ARTICLES.md §C is checked against the measured numbers and stated plainly — including when
-the data does not show it, or when the experiment could not test it.
+The numbers come from ``actlab.stats`` (also in stats.csv / stats.json) and from ``actlab.analysis``; the
+verdicts from ``actlab.claims``, which says "not shown" whenever its test cannot support more.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from actlab import activations
+from actlab import analysis, claims, inference, stats, tables
 from actlab.analysis import Analysis
 
 FIGURE_TITLES = {
     "loss_curves": "Training loss per epoch",
     "final_loss": "Final loss per activation (every seed)",
+    "critical_difference": "Critical-difference diagram (mean ranks, Nemenyi)",
     "gradient_norms": "Gradient norms: first vs last layer",
     "dead_units": "Dead units per hidden layer",
     "fits": "Fitted curves",
 }
+LEAKY = ("leaky_relu", "prelu", "elu")
+FLAT = 0.01  # a stuck run is "flat" when its loss moved less than 1% over the last quarter of the epochs
 
 
-def _g(value: float, digits: int = 4) -> str:
+def _g(value: float | None, digits: int = 4) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
@@ -32,221 +35,310 @@ def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{100 * value:.0f}%"
 
 
+# --- measures gathered from the analysis ------------------------------------------------------------------
+
+def _param_counts(an: Analysis) -> list[int]:
+    sizes = an.stored.config.model.sizes
+    return [a * b + b for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def grad_ratio_training(an: Analysis, act: str) -> float:
+    """Median over seeds of the median over epochs of RMS gradient layer 1 / RMS gradient last layer
+    (per-parameter RMS = gradient norm / sqrt(parameters)); NaN without diagnostics."""
+    counts = _param_counts(an)
+    first = an.per_run("grad_norm_L1").get(act, {})
+    last = an.per_run(f"grad_norm_L{an.layers()}").get(act, {})
+    scale = math.sqrt(counts[-1] / counts[0])
+    per_seed = []
+    for seed, values in first.items():
+        r = [a / b * scale for a, b in zip(values, last.get(seed, [])) if b > 0 and math.isfinite(a)]
+        if r:
+            per_seed.append(float(np.median(r)))
+    return float(np.median(per_seed)) if per_seed else math.nan
+
+
+def grad_ratio_init(an: Analysis, act: str) -> float:
+    """Median over seeds of RMS gradient layer 1 / last layer at initialisation (epoch 0)."""
+    runs = an.units().get(act, [])
+    r = [u.start.grad_rms[0] / u.start.grad_rms[-1] for u in runs if u.start.grad_rms[-1] > 0]
+    return float(np.median(r)) if r else math.nan
+
+
+def moves(an: Analysis, act: str) -> tuple[float, float]:
+    """Median over seeds of |W_end - W_0| / |W_0| for the first and the last layer (NaN: no weights)."""
+    from actlab import diagnostics
+
+    changes = [diagnostics.relative_change(u.start, u.end) for u in an.units().get(act, []) if u.end]
+    if not changes:
+        return math.nan, math.nan
+    arr = np.array(changes)
+    return float(np.median(arr[:, 0])), float(np.median(arr[:, -1]))
+
+
+def final_share(an: Analysis, act: str, kind: str) -> tuple[float, float]:
+    """(mean over seeds, worst seed) of the final share of ``kind`` (dead | saturated) hidden units from
+    metrics.csv, weighted by layer width; NaN when not measured."""
+    per_layer = [an.final(f"{kind}_L{layer}", act) for layer in range(1, an.hidden_layers() + 1)]
+    if not per_layer or not len(per_layer[0]) or all(np.isnan(v).all() for v in per_layer):
+        return math.nan, math.nan
+    sizes = np.array(an.stored.config.model.sizes[1:-1], dtype=float)
+    weighted = (np.array(per_layer) * sizes[:, None]).sum(axis=0) / sizes.sum()
+    return float(np.nanmean(weighted)), float(np.nanmax(weighted))
+
+
+def unit_counts(an: Analysis, act: str) -> claims.Units | None:
+    """Hidden-unit story of ``act`` summed over seeds (None without saved weights)."""
+    runs = [u for u in an.units().get(act, []) if u.end is not None]
+    if not runs:
+        return None
+    total = lambda what: sum(sum(u.count(what)) for u in runs)  # noqa: E731
+    width = sum(an.stored.config.model.sizes[1:-1])
+    return claims.Units(len(runs), width * len(runs), total("born_dead"), total("died"), total("revived"),
+                        total("dead_end"), total("negative_end"))
+
+
+def blowups(an: Analysis, names: list[str]) -> tuple[int, int]:
+    """(runs that diverged or ended above BLOWUP x max(initial loss, var(y)), runs) over ``names``."""
+    ref = an.reference.constant_loss if an.reference else math.nan
+    start = {(a, u.seed): u.start.loss for a in names for u in an.units().get(a, [])}
+    k = n = 0
+    for row in an.stored.summary:
+        if row["activation"] not in names:
+            continue
+        n += 1
+        limit = claims.BLOWUP * np.nanmax([start.get((row["activation"], int(row["seed"])), math.nan), ref])
+        k += row["status"] != "ok" or not math.isfinite(row["final_loss"]) or row["final_loss"] > limit
+    return k, n
+
+
+def stuck_by_seed(an: Analysis, act: str) -> dict[int, bool]:
+    """seed -> stuck on the monotone plateau (1-D tasks; {} otherwise)."""
+    s = _stat_of(an, act)
+    mono = an.reference.monotone_loss if an.reference else math.nan
+    if s is None or not math.isfinite(mono):
+        return {}
+    return {seed: not (loss < stats.STUCK_FRACTION * mono) for seed, loss in s.losses.items()}
+
+
+def flat_stuck(an: Analysis, act: str) -> int:
+    """Stuck runs whose full-data loss changed by less than FLAT (relative) over the last quarter of epochs."""
+    stuck = stuck_by_seed(an, act)
+    curves = an.per_run("full_loss").get(_stat_of(an, act).activation if _stat_of(an, act) else act, {})
+    count = 0
+    for seed, is_stuck in stuck.items():
+        c = curves.get(seed, [])
+        if is_stuck and len(c) >= 4:
+            a, b = c[-len(c) // 4], c[-1]
+            count += math.isfinite(a) and math.isfinite(b) and abs(b - a) <= FLAT * a
+    return count
+
+
+def line_deviations(an: Analysis) -> list[float]:
+    """Per identity seed: max |fit - its own least-squares line| / range of the target (1-D tasks)."""
+    curves = analysis.fitted_curves(an.stored).get("identity", [])
+    _, y = analysis.target_curve(an.stored)
+    span = float(np.ptp(y)) or 1.0
+    out = []
+    for x, pred in curves:
+        coef = np.polyfit(x.astype(float), pred.astype(float), 1)
+        out.append(float(np.abs(np.polyval(coef, x) - pred).max()) / span)
+    return out
+
+
+def _stat_of(an: Analysis, act: str) -> stats.ActivationStats | None:
+    """The row holding ``act`` (itself, or the identical activation it was folded into)."""
+    return next((s for s in an.stats if s.activation == act or act in s.same_as), None)
+
+
+def _present(an: Analysis) -> set[str]:
+    return {a for s in an.stats for a in (s.activation, *s.same_as)}
+
+
+# --- claims -----------------------------------------------------------------------------------------------
+
+def checks(an: Analysis) -> list[claims.Verdict]:
+    """Every claim of ARTICLES.md §C (and §D for 1-D tasks) checked on this experiment."""
+    present = _present(an)
+    out = [claims.linear_collapse(list(_stat_of(an, "identity").losses.values()) if "identity" in present else [],
+                                  an.least_squares)]
+    baselines = {a: grad_ratio_training(an, _stat_of(an, a).activation) for a in ("relu", "identity") if a in present}
+    for act in ("sigmoid", "tanh"):
+        if act in present:
+            ratio = grad_ratio_training(an, act)
+            first, last = moves(an, act)
+            out.append(claims.vanishing_gradients(act, ratio, first, last, final_share(an, act, "saturated")[0],
+                                                  an.hidden_layers(), baselines))
+    if not any(a in present for a in ("sigmoid", "tanh")):
+        out.append(claims.Verdict("C2", "Sigmoid and tanh saturate", claims.NOT_SHOWN,
+                                  "neither sigmoid nor tanh is in this comparison."))
+    leaky = {a: u for a in LEAKY if a in present and (u := unit_counts(an, a)) is not None}
+    out.append(claims.dying_relu(unit_counts(an, "relu") if "relu" in present else None, leaky))
+    measured = {a: analysis.bounded(a, an.stored.config.model.options.get(a, {})) for a in sorted(present)}
+    out.append(claims.bounded_helps(blowups(an, [a for a, b in measured.items() if b]),
+                                    blowups(an, [a for a, b in measured.items() if b is False]),
+                                    an.stored.config.train.lr))
+    for act, check in (("relu", claims.relu_first), ("sigmoid", claims.avoid_sigmoid)):
+        s = _stat_of(an, act)
+        out.append(check(s.verdict if s else None, s.rank if s else 0, s.ratio_vs_best if s else math.nan,
+                         s.p_vs_best if s else math.nan))
+    if an.stored.config.model.sizes[0] == 1 and an.reference and math.isfinite(an.reference.monotone_loss):
+        out += _curve_checks(an, present)
+    return out
+
+
+def _curve_checks(an: Analysis, present: set[str]) -> list[claims.Verdict]:
+    out = [claims.straight_line(line_deviations(an) if "identity" in present else [])]
+    relu = stuck_by_seed(an, "relu")
+    out.append(claims.stuck_often("relu", sum(relu.values()), len(relu), flat_stuck(an, "relu")))
+    out.append(claims.leaky_avoids(relu, stuck_by_seed(an, "leaky_relu")))
+    for act in ("sigmoid", "tanh"):
+        st = stuck_by_seed(an, act)
+        out.append(claims.smooth_fit(act, sum(st.values()), len(st)))
+    return out
+
+
+def claims_markdown(verdicts: list[claims.Verdict]) -> list[str]:
+    """One paragraph per verdict: claim, verdict, evidence, explanation (only when measured)."""
+    return [f"**{v.claim}. {v.title}: {v.verdict}.** {v.evidence}" + (f" {v.explanation}" if v.explanation else "")
+            for v in verdicts]
+
+
+def headline(an: Analysis, verdicts: list[claims.Verdict]) -> list[str]:
+    """The three verdict lines of the top of the report, and a one-line tally of the claims."""
+    tally = {k: [v.claim for v in verdicts if v.verdict == k]
+             for k in (claims.SUPPORTED, claims.CONTRADICTED, claims.NOT_SHOWN)}
+    return tables.verdict_lines(an.stats, an.threshold) + [
+        "Claims of the articles: " + "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in tally.items()) + "."]
+
+
+def stats_rows(an: Analysis) -> list[dict]:
+    """stats.csv rows with the report's own numbers added: per activation the diagnostics behind the claims
+    (measured boundedness, RMS-gradient ratios, layer motion, unit counts, blow-ups), and on every row each
+    claim's verdict, so that every number the report prints can be checked from the folder's files."""
+    rows = stats.rows(an.stats, an.threshold, an.reference)
+    verdicts = {f"claim {v.claim}": v.verdict for v in checks(an)}
+    for row in rows:
+        act = row["activation"]
+        u = unit_counts(an, act)
+        first, last = moves(an, act)
+        kb, n = blowups(an, [act, *an.stat(act).same_as])
+        row.update(bounded=analysis.bounded(act, an.stored.config.model.options.get(act, {})),
+                   grad_rms_ratio_init=grad_ratio_init(an, act), grad_rms_ratio_training=grad_ratio_training(an, act),
+                   rel_change_first=first, rel_change_last=last, blown_up=kb,
+                   saturated_end=final_share(an, act, "saturated")[0], dead_end_share=final_share(an, act, "dead")[0],
+                   **{k: getattr(u, k) if u else None for k in ("units", "born_dead", "died", "revived", "dead_end",
+                                                                "negative_end")},
+                   **_per_layer_counts(an, act), **verdicts)
+    return rows
+
+
+def _per_layer_counts(an: Analysis, act: str) -> dict[str, int]:
+    """born_dead_L1, died_L1, ... : the unit story per hidden layer, summed over seeds."""
+    runs = [u for u in an.units().get(act, []) if u.end is not None]
+    out = {}
+    for what in ("born_dead", "died", "revived", "negative_end"):
+        for layer in range(an.hidden_layers()):
+            out[f"{what}_L{layer + 1}"] = sum(u.count(what)[layer] for u in runs) if runs else None
+    return out
+
+
+# --- tables -----------------------------------------------------------------------------------------------
+
 def ranking_markdown(an: Analysis) -> str:
+    """The ranking with medians, intervals, effect sizes and the verdict against #1 (every number in stats.csv)."""
     has_test = any(s.test is not None for s in an.stats)
-    head = ["rank", "activation", "mean", "95% CI", "median", "std", "best loss"] + (
-        ["held-out"] if has_test else []) + ["epochs to " + _g(an.threshold, 3), "wins vs #1", "p vs #1", "diverged"]
+    head = ["#", "activation", "mean rank", "median", "95% CI of median", "mean", "std", "best loss (median)"] + (
+        ["held-out median"] if has_test else []) + [f"epochs to {_g(an.threshold, 3)}", "ratio to #1 [95% CI]",
+                                                    "wins vs #1", "p vs #1 (Holm)", "p equiv. (Holm)", "verdict",
+                                                    "diverged"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ranks = [s.rank for s in an.stats]
-    for act in an.activations:
-        s = an.stat(act)
-        tie = "=" if ranks.count(s.rank) > 1 else ""
-        cells = [f"{s.rank}{tie}", f"`{act}`", _g(s.final.mean), f"[{_g(s.final.lo)}, {_g(s.final.hi)}]",
-                 _g(s.final.median), _g(s.final.std, 2), _g(s.best.mean)]
+    for s in an.stats:
+        name = f"`{s.activation}`" + "".join(f" = `{a}`" for a in s.same_as)
+        cells = [str(s.rank), name, _g(s.mean_rank, 3), _g(s.final.median), f"[{_g(s.final.lo)}, {_g(s.final.hi)}]",
+                 _g(s.final.mean), _g(s.final.std, 2), _g(s.best.median)]
         if has_test:
-            cells.append(_g(s.test.mean) if s.test else "-")
-        cells += ["never" if math.isinf(s.epochs_to_threshold) else f"{s.epochs_to_threshold:.0f}",
+            cells.append(_g(s.test.median) if s.test else "-")
+        ratio = "-" if math.isnan(s.ratio_vs_best) else (
+            f"{s.ratio_vs_best:.3g} [{_g(s.ratio_lo, 3)}, {_g(s.ratio_hi, 3)}]")
+        cells += ["never" if math.isinf(s.epochs_to_threshold) else f"{s.epochs_to_threshold:.0f}", ratio,
                   "-" if math.isnan(s.win_rate_vs_best) else f"{s.win_rate_vs_best:.0%}",
-                  "-" if math.isnan(s.p_vs_best) else f"{s.p_vs_best:.2g}", f"{s.diverged}/{s.runs}"]
+                  _g(s.p_vs_best, 2), _g(s.p_equivalent, 2), s.verdict, f"{s.diverged}/{s.runs}"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def _median_ratio(an: Analysis, act: str) -> float:
-    """Median over seeds and epochs of |grad layer 1| / |grad last layer|."""
-    first = an.per_run("grad_norm_L1").get(act, {})
-    last = an.per_run(f"grad_norm_L{an.layers()}").get(act, {})
-    ratios = [a / b for seed in first for a, b in zip(first[seed], last.get(seed, [])) if b > 0 and a == a]
-    return float(np.median(ratios)) if ratios else math.nan
-
-
-def _dead_share(an: Analysis, act: str, kind: str = "dead") -> tuple[float, float]:
-    """(mean over seeds, worst seed) of the final share of ``kind`` (dead | saturated) hidden units, over all
-    hidden layers."""
-    per_seed = [an.final(f"{kind}_L{layer}", act) for layer in range(1, an.hidden_layers() + 1)]
-    if not per_seed or not len(per_seed[0]) or all(np.isnan(v).all() for v in per_seed):
-        return math.nan, math.nan  # no unit states (softmax), or no finished run
-    sizes = np.array(an.stored.config.model.sizes[1:-1], dtype=float)
-    stacked = np.array(per_seed)  # (layers, seeds)
-    weighted = (stacked * sizes[:, None]).sum(axis=0) / sizes.sum()  # share of all hidden units
-    return float(np.nanmean(weighted)), float(np.nanmax(weighted))
-
-
-def diagnostics_markdown(an: Analysis) -> str:
-    """Per activation, the measures behind the ranking: gradient ratio, dead and saturated units at the end."""
-    if "grad_norm_L1" not in an.table:
-        return "Not measured: this experiment ran with train.diagnostics off (losses only)."
-    rows = ["| activation | layer-1 / last-layer gradient | dead units at the end (worst seed) | saturated units |",
-            "|---|---|---|---|"]
-    for act in an.activations:
-        dead, worst = _dead_share(an, act)
-        saturated, _ = _dead_share(an, act, "saturated")
-        ratio = _median_ratio(an, act)
-        rows.append(f"| `{act}` | {_g(ratio, 2)} | {_pct(dead)} ({_pct(worst)}) | {_pct(saturated)} |")
+def failures_markdown(an: Analysis) -> str:
+    """Failure (and, for 1-D tasks, stuck) counts per activation with Wilson intervals."""
+    one_d = an.reference is not None and math.isfinite(an.reference.monotone_loss)
+    head = ["activation", "failed (diverged or >= var(y))", "95% Wilson"] + (["stuck", "95% Wilson"] if one_d else [])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in an.stats:
+        lo, hi = inference.wilson(s.failed, s.runs)
+        cells = [f"`{s.activation}`", f"{s.failed}/{s.runs}", f"[{_pct(lo)}, {_pct(hi)}]"]
+        if one_d:
+            lo, hi = inference.wilson(s.stuck, s.runs)
+            cells += [f"{s.stuck}/{s.runs}", f"[{_pct(lo)}, {_pct(hi)}]"]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def claims(an: Analysis) -> list[str]:
-    """One paragraph per claim of ARTICLES.md §C, with the measured numbers and a plain verdict."""
-    acts = an.activations
-    present = set(acts)
-    out = []
-    best = acts[0] if acts else None
-    ls = an.least_squares
-
-    # C.1 linear collapse
-    if "identity" in present:
-        s = an.stat("identity")
-        lowest = float(np.nanmin(an.final("full_loss", "identity"))) if s.final.n else math.nan
-        ratio = s.final.mean / ls
-        if lowest < ls * (1 - 1e-4):
-            verdict = "below the linear optimum, which a linear map cannot do: this contradicts the claim"
-        elif ratio <= 1.05:
-            gap = "to 0.1%" if ratio - 1 < 1e-3 else f"within {100 * (ratio - 1):.1f}%"
-            verdict = f"behaves as one linear map: as good as linear regression ({gap}), never better"
-        else:
-            verdict = ("still above the linear optimum (not converged): consistent with the claim, which is an "
-                       "upper limit, but more epochs or a larger lr would show it more sharply")
-        text = (f"**1. Without a non-linearity the net is one linear map.** identity: final loss {_g(s.final.mean)} "
-                f"vs least-squares optimum {_g(ls)} on the same data (ratio {ratio:.3f}) — {verdict}.")
-        if best and best != "identity" and an.stat(best).final.mean < ls:
-            text += (f" With a non-linearity, {best} reaches {_g(an.stat(best).final.mean)}, "
-                     f"{ls / an.stat(best).final.mean:.1f}x below it.")
-        out.append(text)
-    else:
-        out.append(f"**1. Linear collapse:** not tested — identity is not in this comparison (least-squares "
-                   f"optimum on this data: {_g(ls)}).")
-
+def diagnostics_markdown(an: Analysis) -> str:
+    """Per activation: measured boundedness, RMS-gradient ratios, layer motion, the unit story, saturation."""
     measured = "grad_norm_L1" in an.table
-    off = "not measured — this experiment ran with train.diagnostics off (losses only)"
-    # C.2 vanishing gradients
-    ref = "relu" if "relu" in present else None
-    sat = [a for a in ("sigmoid", "tanh") if a in present]
-    if sat and not measured:
-        out.append(f"**2. Vanishing gradients:** {off}.")
-    elif sat:
-        ref_ratio = _median_ratio(an, ref) if ref else math.nan
-        parts = []
-        for act in sat:
-            r = _median_ratio(an, act)
-            sat_share = np.nanmean([np.nanmean(an.final(f"saturated_L{layer}", act))
-                                    for layer in range(1, an.hidden_layers() + 1)])
-            if not ref:
-                verdict = "no relu to compare with"
-            elif math.isfinite(r) and math.isfinite(ref_ratio) and r < ref_ratio / 2:
-                verdict = "supported"
-            else:
-                verdict = "not visible here"
-            parts.append(f"{act}: first-layer gradient {_fold(r)} the last layer's, {_pct(sat_share)} of hidden "
-                         f"units saturated at the end — {verdict}")
-        if ref:
-            parts.append(f"relu, for reference: {_fold(ref_ratio)} the last layer's")
-        out.append("**2. Sigmoid and tanh saturate: vanishing gradients.** " + "; ".join(parts) +
-                   " (median over seeds and epochs). Where few units are saturated, a smaller first-layer gradient "
-                   "comes from the derivative's ceiling (sigmoid' <= 0.25) compounding layer by layer.")
-    else:
-        out.append("**2. Vanishing gradients:** not tested — neither sigmoid nor tanh is in this comparison.")
-
-    # C.3 dying relu
-    if "relu" in present and not measured:
-        out.append(f"**3. Dying ReLU:** {off}.")
-    elif "relu" in present:
-        mean, worst = _dead_share(an, "relu")
-        leaky = [a for a in ("leaky_relu", "prelu", "elu") if a in present]
-        leaky_text = ", ".join(f"{a} {_pct(_dead_share(an, a)[0])}" for a in leaky)
-        if mean > 0:
-            verdict = ("leaky variants keep every unit alive: supported" if leaky and
-                       all(_dead_share(an, a)[1] == 0 for a in leaky) else "units die, as claimed")
-        else:
-            verdict = "no relu unit died in this experiment: the claim is not visible here"
-        out.append(f"**3. ReLU units can die.** relu: {_pct(mean)} of hidden units dead at the end (worst seed "
-                   f"{_pct(worst)})" + (f"; {leaky_text}" if leaky else "") + f" — {verdict}.")
-    else:
-        out.append("**3. Dying ReLU:** not tested — relu is not in this comparison.")
-
-    # C.4 bounded activations vs exploding values
-    bounded = [s for s in an.stats if "saturating" in _tags(s.activation)]
-    unbounded = [s for s in an.stats if "saturating" not in _tags(s.activation)]
-    div_b, div_u = sum(s.diverged for s in bounded), sum(s.diverged for s in unbounded)
-    if div_b + div_u == 0:
-        out.append(f"**4. Bounded activations help against exploding values.** No run diverged at lr "
-                   f"{an.stored.config.train.lr:g}: nothing to see in this experiment (a much larger --lr provokes "
-                   "it).")
-    else:
-        n_b, n_u = sum(s.runs for s in bounded), sum(s.runs for s in unbounded)
-        verdict = ("bounded activations diverged less often: supported" if n_b and div_b / n_b < div_u / max(n_u, 1)
-                   else "bounded activations did not diverge less often here")
-        out.append(f"**4. Bounded activations help against exploding values.** Diverged: {div_u} of {n_u} runs "
-                   f"with unbounded activations, {div_b} of {n_b} with bounded ones — {verdict}.")
-
-    # C.5 selection advice
-    if best:
-        tied = [s.activation for s in an.stats if s.tied_with_best]
-        text = (f"**5. Selection advice.** Best: {best} (final loss {_g(an.stat(best).final.mean)}); not separable "
-                f"from it over these seeds: {', '.join(a for a in tied if a != best) or 'none'}.")
-        if "relu" in present:
-            s = an.stat("relu")
-            text += (" 'ReLU first': relu ranks " + f"#{s.rank} of {len(acts)}" +
-                     (", tied with the best — supported." if s.tied_with_best else
-                      f", significantly behind {best} (p {_g(s.p_vs_best, 2)}) — not supported here."))
-        if "sigmoid" in present:
-            s = an.stat("sigmoid")
-            text += (f" 'Avoid sigmoid in hidden layers': sigmoid ranks #{s.rank} of {len(acts)}" +
-                     (f", significantly worse than {best} (p {_g(s.p_vs_best, 2)}) — supported." if not s.tied_with_best
-                      else ", not separable from the best — not supported here."))
-        out.append(text)
-
-    dying = [(a, _dead_share(an, a)[0]) for a in acts if a != "relu" and measured]
-    dying = [(a, share) for a, share in dying if share >= 0.2]
-    if dying:
-        out.append("**Also seen: dead units.** " + "; ".join(f"{a}: {_pct(share)} of hidden units dead at the end"
-                                                          for a, share in dying) +
-                   ". A dead unit passes no gradient to its inputs; a zero band around 0 (softshrink, hardshrink) "
-                   "or a flat region (relu6, hardtanh) can kill units just as relu's negative half does.")
-
-    if any(s.test is not None for s in an.stats):
-        best_test = min((s for s in an.stats if s.test is not None), key=lambda s: _inf(s.test.mean))
-        out.append(f"**Generalisation.** Lowest held-out loss: {best_test.activation} ({_g(best_test.test.mean)}; "
-                   f"its training loss {_g(best_test.final.mean)}). The ranking on held-out data can differ from "
-                   "the training ranking: memorising is not generalising.")
-    return out
+    head = ["activation", "bounded (measured)", "RMS grad L1/last at init", "during training", "rel. change L1",
+            "rel. change last", "born dead", "died", "revived", "dead at end (worst seed)", "all-negative at end",
+            "saturated at end"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in an.stats:
+        act = s.activation
+        u = unit_counts(an, act)
+        first, last = moves(an, act)
+        dead, worst = final_share(an, act, "dead")
+        bounded = analysis.bounded(act, an.stored.config.model.options.get(act, {}))
+        cells = [f"`{act}`", "-" if bounded is None else ("yes" if bounded else "no"), _g(grad_ratio_init(an, act), 2),
+                 _g(grad_ratio_training(an, act), 2) if measured else "off", _g(first, 2), _g(last, 2)]
+        cells += [str(x) for x in (u.born_dead, u.died, u.revived)] if u else ["-"] * 3
+        elementwise = getattr(analysis.spec_of(act), "elementwise", False)  # softmax: no unit of its own
+        cells += [f"{_pct(dead)} ({_pct(worst)})", str(u.negative_end) if u and elementwise else "-",
+                  _pct(final_share(an, act, "saturated")[0])]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
-def _fold(ratio: float) -> str:
-    if not math.isfinite(ratio) or ratio <= 0:
-        return "n/a"
-    if 0.9 <= ratio <= 1.1:
-        return "about the size of"
-    return f"{1 / ratio:.1f}x smaller than" if ratio < 1 else f"{ratio:.1f}x the size of"
+def _ranking_notes(an: Analysis) -> list[str]:
+    ov = an.overview
+    notes = []
+    for s in an.stats:
+        if s.same_as:
+            notes.append(f"- `{s.activation}` and {', '.join(f'`{a}`' for a in s.same_as)} have the same final loss "
+                         "on every seed: the same function on this data, one row.")
+    if ov.powerless:
+        notes.append(f"- **Too few seeds for any significance.** With {ov.seeds} common seeds the "
+                     f"smallest exact two-sided Wilcoxon p is 2/2^n = {ov.min_p:.3g}; Holm over {ov.comparisons} "
+                     f"comparisons with #1 needs p <= {inference.ALPHA / max(ov.comparisons, 1):.3g} for the first: "
+                     "at least "
+                     f"{ov.seeds_needed} seeds. Nothing below is significant, and nothing can be.")
+    cliques = "; ".join("{" + ", ".join(c) + "}" for c in ov.cliques) or "none"
+    notes.append(f"- Friedman chi-square {_g(ov.friedman_chi2, 4)}, p {_g(ov.friedman_p, 3)} over {ov.seeds} seeds; "
+                 f"Nemenyi critical difference {_g(ov.critical_difference, 3)} mean ranks; groups not separable by "
+                 f"it: {cliques}. Nemenyi compares all pairs by mean ranks only and is more conservative than the "
+                 "paired Wilcoxon against #1, which also weighs how much each seed differs: an activation can be "
+                 "in #1's group here and still *worse* than #1 in the table.")
+    notes.append("- #1 is chosen from these same seeds, so 'worse than #1' leans slightly optimistic; a difference "
+                 "that matters should be confirmed on new seeds (`--seed`).")
+    return notes
 
 
-def _inf(value: float) -> float:
-    return value if math.isfinite(value) else math.inf
-
-
-def _tags(name: str) -> Sequence[str]:
-    try:
-        return activations.resolve(name, imports=False).tags
-    except activations.ActivationError:
-        return ()
-
-
-def build(an: Analysis, figures: dict[str, Path]) -> str:
-    """The whole report as Markdown; figures are linked by file name (they sit next to report.md)."""
-    cfg = an.stored.config
-    status = an.stored.status
-    env = an.stored.env
+def _setup_lines(an: Analysis) -> list[str]:
+    """The folder's status and the experiment's setup, as Markdown lines."""
+    cfg, status, env = an.stored.config, an.stored.status, an.stored.env
     seeds = max((s.runs for s in an.stats), default=0)
-    lines = [
-        f"# actlab report: {cfg.output.name}",
-        "",
+    ref = an.reference
+    return [
         f"Folder `{an.stored.path.name}` — status **{status.get('status', 'unknown')}**"
         + (f" ({status.get('runs_done')} of {status.get('runs_total')} runs; {status.get('error')})"
-           if status.get("status") != "complete" else "")
-        + ".",
-        "",
-        "## Setup",
-        "",
+           if status.get("status") != "complete" else "") + ".",
+        "", "## Setup", "",
         f"- Net {'-'.join(map(str, cfg.model.sizes))}, activation after every hidden layer, linear output.",
         f"- Task `{cfg.data.task}`: {cfg.data.samples} points"
         + (f", {cfg.data.test_fraction:.0%} held out" if cfg.data.test_fraction else "")
@@ -257,29 +349,56 @@ def build(an: Analysis, figures: dict[str, Path]) -> str:
         f"- actlab {env.get('actlab', '?')}, torch {env.get('torch', '?')}, Python {env.get('python', '?')}, "
         f"device {env.get('device', '?')}.",
         f"- Replay: `actlab {status.get('command', 'compare')} --config {an.stored.path / 'config.yaml'}`.",
-        "",
-        "## Ranking",
-        "",
-        "Final loss on the full training data, over seeds. Rank = 1 + the number of activations that beat it "
-        "significantly (paired Wilcoxon signed-rank over seeds, p < 0.05, uncorrected); equal ranks (=) are "
-        "ties the evidence does not separate. Wins and p are against #1, paired by seed (every activation of a "
-        "seed starts from the same linear weights and sees the same data). 'epochs to' is the median number of "
-        "epochs to reach half the typical first-epoch loss.",
-        "",
-        ranking_markdown(an),
-        "",
-        f"Least-squares optimum of a linear model on the same data: {_g(an.least_squares)}.",
-        "",
-        "## What the data says",
-        "",
+        f"- Task references: constant predictor (var(y)) {_g(ref.constant_loss if ref else math.nan)}, least "
+        f"squares {_g(an.least_squares)}" + (f", best monotone fit {_g(ref.monotone_loss)}"
+                                             if ref and math.isfinite(ref.monotone_loss) else "") + ".",
     ]
-    for paragraph in claims(an):
+
+
+def build(an: Analysis, figures: dict[str, Path]) -> str:
+    """The whole report as Markdown; figures are linked by file name (they sit next to report.md)."""
+    cfg = an.stored.config
+    verdicts = checks(an)
+    ref = an.reference
+    lines = [f"# actlab report: {cfg.output.name}", ""]
+    lines += [f"> {line}  " for line in headline(an, verdicts) if line] + [""]
+    lines += _setup_lines(an) + [
+        "", "## Ranking", "",
+        "Final loss on the full training data, over seeds. Order: mean rank over the seeds every activation "
+        "finished (rank 1 = lowest loss of that seed; diverged runs rank last), ties by median. The interval is "
+        "the distribution-free 95% interval of the median (order statistics; none with fewer than 6 seeds). "
+        "Against #1, paired by seed (every activation of a seed starts from the same linear weights and sees the "
+        "same data): the loss ratio exp(Hodges-Lehmann shift of log losses) with a bootstrap (BCa, 9999 "
+        "resamples, fixed seed) interval; the exact Wilcoxon signed-rank test on log ratios, Holm-adjusted over "
+        f"the comparisons with #1 (*worse*/*better*); otherwise an equivalence test (TOST, ratio within "
+        f"{1 / (1 + stats.EQUIVALENCE_MARGIN):.3f}..{1 + stats.EQUIVALENCE_MARGIN:g}, Holm-adjusted): *equivalent*, "
+        f"else *not separable*. 'epochs to' is the median first epoch at or below {_g(an.threshold, 3)}, "
+        f"{stats.THRESHOLD_FRACTION:.0%} of var(y)"
+        + (f" capped at {stats.PLATEAU_SHARE:.0%} of the monotone fit's loss" if ref and
+           math.isfinite(ref.monotone_loss) else "") + " (set by the task, not by the runs).",
+        "", ranking_markdown(an), "", *_ranking_notes(an), "",
+        "## Failures", "",
+        "Runs that diverged or ended no better than predicting the mean (final loss >= var(y))"
+        + (f"; stuck: final loss >= {stats.STUCK_FRACTION:g} x the best monotone fit's (no better than a function "
+           "monotone in x, which is all one working unit of a monotone activation can give)"
+           if ref and math.isfinite(ref.monotone_loss) else "") + ". Wilson 95% intervals.",
+        "", failures_markdown(an), "",
+        "## What the data says", "",
+    ]
+    for paragraph in claims_markdown(verdicts):
         lines += [paragraph, ""]
     lines += ["## Why: diagnostics per activation", "",
-              "Median over seeds and epochs of the first layer's gradient norm divided by the last layer's "
-              "(well below 1: vanishing gradients), and the share of hidden units dead or saturated after the "
-              "last epoch (mean over seeds; softmax mixes units, so '-').", "", diagnostics_markdown(an), "",
-              "## Figures", ""]
+              "At initialisation (epoch 0, recomputed from the seed) and at the end (weights.pt). RMS grad: "
+              "root-mean-square of the full-data MSE gradient over a layer's parameters, first layer over last "
+              "(well below 1: vanishing gradients; unlike the norm, not inflated by a layer's size); during "
+              "training: median over seeds of the median over epochs. Relative change |W_end - W_0| / |W_0|: how "
+              "far a layer's weights moved. Units, summed over seeds: dead at initialisation, died (alive at "
+              "initialisation, dead at the end), revived; all-negative: pre-activation <= 0 on every input "
+              "(for leaky variants: alive only through the leak). Bounded: |f| stops growing on [-1e4, 1e4].", ""]
+    if "grad_norm_L1" not in an.table:
+        lines += ["Per-epoch diagnostics not measured: this experiment ran with train.diagnostics off (losses "
+                  "only); the columns at initialisation and at the end come from the saved weights.", ""]
+    lines += [diagnostics_markdown(an), "", "## Figures", ""]
     for name, path in figures.items():
         lines += [f"### {FIGURE_TITLES.get(name, name)}", "", f"![{FIGURE_TITLES.get(name, name)}]({path.name})",
                   "", f"Also as [{path.stem}.svg]({path.stem}.svg).", ""]
@@ -288,6 +407,6 @@ def build(an: Analysis, figures: dict[str, Path]) -> str:
               "family: it outputs 0 everywhere), so its incoming weights get no gradient.",
               "- *Saturated unit*: |derivative| below 1% of the activation's maximum on at least 90% of training "
               "inputs.",
-              "- *Gradient norm of layer l*: Euclidean norm of the full-data MSE gradient for that layer's weight "
-              "and bias, once per epoch.", ""]
+              f"- *Blew up* (claim C4): diverged, or final loss above {claims.BLOWUP:g}x the larger of its initial "
+              "loss and var(y).", ""]
     return "\n".join(lines)

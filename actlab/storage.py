@@ -68,10 +68,17 @@ def metrics_table(cfg: config.Config, results: Sequence[RunResult]) -> dict[str,
     table: dict[str, list[Any]] = {c: [] for c in metric_columns(cfg)}
     for r in results:
         n = r.epochs_done
-        fixed = {"run": [r.spec.run_id] * n, "activation": [r.spec.activation] * n, "seed": [r.spec.seed] * n,
-                 "lr": [r.spec.lr] * n, "epoch": list(range(1, n + 1))}
+        first = 0 if r.initial else 1  # epoch 0: the measures at initialisation, before any step
+        fixed = {"run": [r.spec.run_id] * (n + 1 - first), "activation": [r.spec.activation] * (n + 1 - first),
+                 "seed": [r.spec.seed] * (n + 1 - first), "lr": [r.spec.lr] * (n + 1 - first),
+                 "epoch": list(range(first, n + 1))}
         for column, values in table.items():
-            values.extend(fixed[column] if column in fixed else r.history.get(column) or [math.nan] * n)
+            if column in fixed:
+                values.extend(fixed[column])
+                continue
+            if first == 0:
+                values.append(0.0 if column == "seconds" else r.initial.get(column, math.nan))
+            values.extend(r.history.get(column) or [math.nan] * n)
     return table
 
 
@@ -372,11 +379,13 @@ class StoredExperiment:
         return table
 
     def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
-        """run id -> per-epoch values of ``measure``."""
+        """run id -> per-epoch values of ``measure``, epochs 1, 2, ... (epoch 0, at initialisation, left out)."""
         table = self.metrics()
         out: dict[str, list[float]] = {}
-        for run, value in zip(table.get("run", []), table.get(measure, [])):
-            out.setdefault(run, []).append(value)
+        epochs = table.get("epoch") or [1] * len(table.get("run", []))
+        for run, epoch, value in zip(table.get("run", []), epochs, table.get(measure, [])):
+            if epoch > 0:
+                out.setdefault(run, []).append(value)
         return out
 
 

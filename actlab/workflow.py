@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from actlab import devices, experiment, signals, stats, storage
+from actlab import analysis, devices, experiment, signals, stats, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
@@ -110,8 +110,9 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks)
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
-    done.ranking = stats.summarise([storage.run_summary(r) for r in results], curves)
-    storage.write_stats(done.path, stats.rows(*done.ranking))
+    reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
+    done.ranking = stats.summarise([storage.run_summary(r) for r in results], curves, reference=reference)
+    storage.write_stats(done.path, stats.rows(*done.ranking, reference))
     if report:
         stored = storage.load_experiment(done.path)
         stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
@@ -121,7 +122,7 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
 
 def rank(stored: storage.StoredExperiment) -> Ranking:
     """The statistics over seeds of a folder read back (what ``actlab show`` prints)."""
-    return stats.summarise(stored.summary, stored.curves())
+    return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
 def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
@@ -135,7 +136,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
     ranked = rank(stored)
     if notes is not None:
         notes.extend(stored.notes)
-    storage.write_stats(stored.path, stats.rows(*ranked))
+    storage.write_stats(stored.path, stats.rows(*ranked, analysis.task_reference(stored.config)))
     return _report(stored, ranked)
 
 
@@ -223,8 +224,9 @@ class _Tracker:
 
 def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
     """Figures and report.md in an experiment folder, from its data and its statistics."""
-    from actlab import analysis, plots, report  # matplotlib is only needed here
+    from actlab import cdplot, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, stored.path)
+    figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
+    storage.write_stats(stored.path, report.stats_rows(an))  # stats.csv: also every number the report adds
     return storage.write_text(stored.path / "report.md", report.build(an, figures))

@@ -39,7 +39,8 @@ def test_train_writes_the_documented_files(tmp_path):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "status.json").read_text())["status"] == "complete"
     rows = read_metrics(folder)
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # epoch 0: at initialisation, before any step
+    assert rows[0]["train_loss"] == "" and float(rows[0]["full_loss"]) > 0
     assert {"train_loss", "last_batch_loss", "full_loss", "seconds", "grad_norm_L1", "dead_L1"} <= set(rows[0])
     env = json.loads((folder / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
@@ -63,7 +64,7 @@ def test_compare_ranks_and_writes_every_run(tmp_path):
     assert result.exit_code == 0, result.output
     folder = only_folder(tmp_path)
     rows = read_metrics(folder)
-    assert len(rows) == 3 * 2 * 3
+    assert len(rows) == 3 * 2 * (3 + 1)  # activations x seeds x (epoch 0 + 3 epochs)
     assert {r["run"] for r in rows} == {f"{a}/seed{s}" for a in ("relu", "tanh", "identity") for s in (0, 1)}
     summary = json.loads((folder / "summary.json").read_text())
     assert len(summary) == 6 and all(r["status"] == "ok" for r in summary)
@@ -160,7 +161,7 @@ def test_interrupted_compare_keeps_what_finished(tmp_path, monkeypatch):
     status = json.loads((folder / "status.json").read_text())
     assert status["status"] == "incomplete" and status["runs_done"] == 1 and "interrupted" in status["error"]
     stored = storage.load_experiment(folder)
-    assert len(stored.summary) == 1 and len(read_metrics(folder)) == 3
+    assert len(stored.summary) == 1 and len(read_metrics(folder)) == 3 + 1  # epoch 0 and 3 epochs
 
 
 def test_activations_lists_the_registry():

@@ -57,3 +57,78 @@ def test_gradient_norms_equal_independent_autograd():
             want = torch.cat([m.weight.grad.flatten(), m.bias.grad]).norm()
             assert torch.allclose(got[f"grad_norm_L{layer}"][0], want, rtol=1e-5), (name, layer)
         assert torch.allclose(got["full_loss"][0], nn.MSELoss()(model(data.x_train), data.y_train))
+
+
+def _hand_net(name, bias1):
+    """1 -> 3 -> 1 net whose hidden pre-activations are x + bias1[i] for x in [0, 1]."""
+    spec = activations.resolve(name)
+    model = FeedForward((1, 3, 1), spec.build)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.copy_(torch.tensor(bias1))
+        model[2].weight.fill_(1.0)
+        model[2].bias.zero_()
+    return model, spec
+
+
+def test_snapshot_unit_masks_by_hand():
+    x = torch.linspace(0, 1, 11).unsqueeze(1)
+    y = torch.zeros(11, 1)
+    model, spec = _hand_net("relu", [-2.0, -0.5, 0.5])  # unit 0: z <= -1 always; unit 1: crosses 0; unit 2: > 0
+    snap = diagnostics.snapshot(model, x, y, spec.elementwise)
+    assert snap.dead[0].tolist() == [True, False, False] and snap.negative[0].tolist() == [True, False, False]
+    leaky, spec = _hand_net("leaky_relu", [-2.0, -0.5, 0.5])
+    snap = diagnostics.snapshot(leaky, x, y, spec.elementwise)
+    assert snap.dead[0].tolist() == [False, False, False]  # the leak keeps a gradient...
+    assert snap.negative[0].tolist() == [True, False, False]  # ...but unit 0 lives on its negative side only
+
+
+def test_snapshot_gradient_rms_equals_autograd():
+    data = make_dataset("noise", 100, 3)
+    model = load_parameters(FeedForward((10, 18, 18, 4, 1), nn.Tanh), initial_parameters((10, 18, 18, 4, 1), 2))
+    snap = diagnostics.snapshot(model, data.x_train, data.y_train)
+    nn.MSELoss()(model(data.x_train), data.y_train).backward()
+    for rms, m in zip(snap.grad_rms, model.linears()):
+        g = torch.cat([m.weight.grad.flatten(), m.bias.grad])
+        assert rms == torch.sqrt((g**2).mean()).item() or abs(rms / g.pow(2).mean().sqrt().item() - 1) < 1e-5
+    assert abs(snap.loss - nn.MSELoss()(model(data.x_train), data.y_train).item()) < 1e-6
+
+
+def test_relative_weight_change_by_hand():
+    x, y = torch.zeros(2, 1), torch.zeros(2, 1)
+    a, spec = _hand_net("relu", [0.0, 0.0, 0.0])
+    b, _ = _hand_net("relu", [0.0, 0.0, 0.0])
+    with torch.no_grad():
+        b[0].weight.mul_(3.0)  # |3W - W| / |W| = 2
+    change = diagnostics.relative_change(diagnostics.snapshot(a, x, y), diagnostics.snapshot(b, x, y))
+    assert change == [2.0, 0.0]
+
+
+def test_bounded_is_measured_not_declared():
+    bounded = {name: diagnostics.is_bounded(activations.resolve(name).build()) for name in activations.names()}
+    for name in ("sigmoid", "tanh", "relu6", "hardtanh", "softmax", "softsign", "hardsigmoid"):
+        assert bounded[name], name
+    for name in ("relu", "identity", "elu", "softplus", "logsigmoid", "tanhshrink", "leaky_relu", "prelu"):
+        assert not bounded[name], name
+
+
+def test_monotone_fit_by_hand():
+    from actlab.analysis import monotone_mse
+
+    x = torch.arange(5.0).unsqueeze(1)
+    y = torch.tensor([[2.0], [1.0], [0.0], [1.0], [2.0]])
+    # best non-decreasing fit (pool-adjacent-violators): 1, 1, 1, 1, 2 -> squared errors 1, 0, 1, 0, 0
+    assert abs(monotone_mse(x, y) - 2 / 5) < 1e-12
+    assert monotone_mse(x, torch.arange(5.0).unsqueeze(1)) == 0.0  # already monotone
+
+
+def test_unit_story_from_two_snapshots():
+    from actlab.analysis import RunUnits
+
+    def snap(dead):
+        mask = [torch.tensor(dead)]
+        return diagnostics.Snapshot(0.0, [], mask, mask, [])
+
+    units = RunUnits(0, snap([True, True, False, False]), snap([True, False, True, False]))
+    assert units.count("born_dead") == [2] and units.count("died") == [1] and units.count("revived") == [1]
+    assert units.count("dead_end") == [2] and RunUnits(0, snap([True]), None).count("died") == [0]

@@ -43,24 +43,39 @@ def test_compare_writes_figures_and_a_report_that_links_them(compared):
         assert_valid_figure(compared / f"{name}.png")
         assert f"]({name}.png)" in report and f"({name}.svg)" in report
     assert not (compared / "fits.png").exists()  # 10-d inputs: no curve to draw
-    assert "| rank | activation | mean | 95% CI |" in report
+    assert_valid_figure(compared / "critical_difference.png")
+    assert "](critical_difference.png)" in report
+    assert "| # | activation | mean rank | median | 95% CI of median |" in report
     ranking = report.split("## Ranking")[1].split("##")[0]
     assert ranking.count("| `") == 5  # one row per activation
     stats_rows = json.loads((compared / "stats.json").read_text())
     assert [r["activation"] for r in stats_rows][0] in report.split("| `")[1]  # best first, as in the report
     assert {r["activation"] for r in stats_rows} == {"identity", "relu", "sigmoid", "tanh", "leaky_relu"}
-    assert all(r["runs"] == 2 and r["final_lo"] <= r["final_mean"] <= r["final_hi"] for r in stats_rows)
-    assert (compared / "stats.csv").read_text().startswith("activation,rank,tied_with_best,runs,diverged,final_mean")
+    assert all(r["runs"] == 2 and r["final_lo"] is None for r in stats_rows)  # 2 seeds: no 95% CI of a median
+    assert [r["rank"] for r in stats_rows] == [1, 2, 3, 4, 5]
+    assert (compared / "stats.csv").read_text().startswith("activation,rank,tied_with_best,runs,diverged,same_as")
+
+
+def test_report_answers_first_and_says_when_seeds_are_too_few(compared):
+    report = (compared / "report.md").read_text()
+    top = report.split("## Setup")[0]
+    assert re.search(r"> Best: \w+, median final loss [\d.e-]+, mean rank [\d.]+ over 2 seeds", top)
+    assert "> Too few seeds for any significance: with 2 seeds the smallest exact p is 0.5" in top
+    assert "> Claims of the articles: supported:" in top
+    stats_rows = json.loads((compared / "stats.json").read_text())
+    assert all(r["verdict"] in ("best", "not separable") for r in stats_rows)  # nothing can be significant
 
 
 def test_report_checks_each_claim_with_numbers(compared):
     report = (compared / "report.md").read_text()
     section = report.split("## What the data says")[1].split("## Figures")[0]
-    for claim in ("**1.", "**2.", "**3.", "**4.", "**5."):
-        assert claim in section
-    assert re.search(r"identity: final loss [\d.]+ vs least-squares optimum [\d.]+", section)
-    assert re.search(r"sigmoid: first-layer gradient [\d.]+x", section)
-    assert re.search(r"relu: \d+% of hidden units dead", section)
+    verdict = r": (supported|contradicted|not shown)\.\*\*"
+    for claim in ("C1", "C2 sigmoid", "C2 tanh", "C3", "C4", "C5a", "C5b"):
+        assert re.search(r"\*\*" + claim + r"\. [^*]+" + verdict, section), claim
+    assert re.search(r"identity's final loss over 2 seeds: [\d.]+ to [\d.]+; least-squares optimum", section)
+    assert re.search(r"sigmoid: first-layer RMS gradient [\d.]+x the last layer's", section)
+    assert re.search(r"relu over 2 runs \(80 hidden units\): \d+ died during training, \d+ were dead", section)
+    assert "D1." not in section  # the curve claims only for 1-D tasks
 
 
 def test_report_command_rewrites_from_disk_alone(compared):
@@ -105,7 +120,14 @@ def test_cosine_fits_are_drawn(tmp_path):
     assert result.exit_code == 0, result.output
     folder = only_folder(tmp_path)
     assert_valid_figure(folder / "fits.png")
-    assert "](fits.png)" in (folder / "report.md").read_text()
+    report = (folder / "report.md").read_text()
+    assert "](fits.png)" in report
+    for claim in ("D1. identity gives a straight line: not shown", "D2. relu often gets stuck", "D4 tanh. tanh fits",
+                  "D3. leaky_relu avoids getting stuck: not shown"):
+        assert f"**{claim}" in report, claim
+    assert "| stuck | 95% Wilson |" in report and "best monotone fit 0.3446" in report
+    rows = json.loads((folder / "stats.json").read_text())
+    assert all(r["threshold"] == pytest.approx(0.1 * r["constant_loss"]) for r in rows)  # below the plateau
 
 
 def test_plot_activations_never_overwrites(tmp_path):
@@ -155,4 +177,44 @@ def test_losses_only_experiment_reports_what_it_measured(tmp_path):
 def test_report_tabulates_diagnostics_for_every_activation(compared):
     section = (compared / "report.md").read_text().split("## Why: diagnostics per activation")[1].split("##")[0]
     for name in ("identity", "relu", "sigmoid", "tanh", "leaky_relu"):
-        assert re.search(rf"\| `{name}` \| [\d.]+ \| \d+% \(\d+%\) \| \d+% \|", section), name
+        num = r"[\d.e+-]+"
+        assert re.search(rf"\| `{name}` \| (yes|no) \| {num} \| {num} \| {num} \| {num} \| \d+ \| \d+ \| \d+ \| "
+                         rf"\d+% \(\d+%\) \| \d+ \| \d+% \|", section), name
+    assert "| `sigmoid` | yes |" in section and "| `relu` | no |" in section  # bounded, measured
+
+
+def test_claim_4_counts_finite_blowups_and_diverged_runs_are_reported(tmp_path):
+    result = invoke("compare", "-a", "relu,leaky_relu,sigmoid,tanh", "--epochs", "6", "--seeds", "3", "--lr", "1",
+                    "--set", "train.workers=1", "--out", tmp_path / "finite")
+    assert result.exit_code == 0, result.output
+    folder = only_folder(tmp_path / "finite")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert all(r["status"] == "ok" for r in summary)  # no NaN/inf: every blow-up here is finite
+    blown = sum(r["final_loss"] > 2.5 for r in summary if r["activation"] in ("relu", "leaky_relu"))
+    c4 = re.search(r"\*\*C4\.[^\n]*unbounded (\d+) of 6", (folder / "report.md").read_text())
+    assert c4 and int(c4.group(1)) >= blown > 0
+
+    result = invoke("compare", "-a", "relu,leaky_relu,sigmoid,identity", *FAST, "--lr", "1e6",
+                    "--out", tmp_path / "diverged")
+    assert result.exit_code == 0, result.output
+    folder = only_folder(tmp_path / "diverged")
+    rows = json.loads((folder / "stats.json").read_text())
+    assert sum(r["diverged"] for r in rows) > 0 and len(rows) == 4  # diverged runs are never "identical"
+    assert "unbounded" in (folder / "report.md").read_text()
+
+
+def test_stats_json_holds_the_numbers_the_report_prints(compared):
+    report = (compared / "report.md").read_text()
+    rows = {r["activation"]: r for r in json.loads((compared / "stats.json").read_text())}
+    died = re.search(r"relu over 2 runs \(80 hidden units\): (\d+) died during training, (\d+) were dead", report)
+    assert (int(died.group(1)), int(died.group(2))) == (rows["relu"]["died"], rows["relu"]["born_dead"])
+    assert rows["relu"]["died"] == sum(rows["relu"][f"died_L{layer}"] for layer in (1, 2, 3))  # per hidden layer
+    for claim in ("C1", "C3", "C4"):
+        verdict = re.search(r"\*\*" + claim + r"\. [^*]+: (supported|contradicted|not shown)\.\*\*", report).group(1)
+        assert all(r[f"claim {claim}"] == verdict for r in rows.values())
+    line = re.search(r"\| `sigmoid` \| yes \| ([\d.e+-]+) \| ([\d.e+-]+) \|", report)
+    assert float(line.group(1)) == pytest.approx(rows["sigmoid"]["grad_rms_ratio_init"], rel=0.01)
+    assert float(line.group(2)) == pytest.approx(rows["sigmoid"]["grad_rms_ratio_training"], rel=0.01)
+    best = re.search(r"> Best: (\w+), median final loss ([\d.e+-]+)", report)
+    assert rows[best.group(1)]["rank"] == 1
+    assert float(best.group(2)) == pytest.approx(rows[best.group(1)]["final_median"], rel=1e-3)

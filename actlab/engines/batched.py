@@ -291,6 +291,8 @@ def _train_chunk(
     names: list[str] = []
     alive = torch.ones(n_runs, dtype=torch.bool)
     diverged_at = [None] * n_runs
+    initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, diagnostics)  # epoch 0
+    initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     for epoch in range(1, epochs + 1):
         if orders is None:
             xe, ye = x.expand(n_runs, *x.shape), y.expand(n_runs, *y.shape)
@@ -334,6 +336,7 @@ def _train_chunk(
         results.append(RunResult(
             spec=spec, history=history, status="ok" if diverged_at[r] is None else "diverged",
             diverged_epoch=diverged_at[r], seconds=seconds / n_runs, engine="batched", state={},
+            initial={name: v[r] for name, v in initial.items() if prelu or not name.startswith("slope_")},
         ))
     return results, stack.final()
 

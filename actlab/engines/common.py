@@ -54,6 +54,7 @@ class RunResult:
     seconds: float
     engine: str
     state: dict[str, torch.Tensor]  # final state_dict of the equivalent FeedForward, on the CPU
+    initial: dict[str, float] = field(default_factory=dict)  # epoch 0: full-data measures before any step
 
     @property
     def epochs_done(self) -> int:

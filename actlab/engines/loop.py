@@ -61,6 +61,8 @@ def train_one(
     bounds = batch_bounds(len(x), batch_size)
     order = EpochOrder(spec.seed, len(x)) if shuffle else None
     history: dict[str, list[float]] = {}
+    initial: dict[str, list[float]] = {}
+    record_diagnostics(model, groups, data, initial, diagnostics)  # epoch 0: at initialisation
     diverged_at = None
     for epoch in range(1, epochs + 1):
         if order is None:
@@ -100,6 +102,7 @@ def train_one(
         seconds=time.perf_counter() - start,
         engine="loop",
         state={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        initial={name: values[0] for name, values in initial.items()},
     )
 
 
