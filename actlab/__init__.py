@@ -8,6 +8,25 @@ From Python::
     exp.result("relu", seed=0).history["full_loss"]
 """
 
+# --- Same numbers on every x86-64 CPU (see README "Engines"): pin MKL's and ATen's code paths. Both are
+# read from the environment when torch runs its first kernel (not when it is imported), so this must run
+# before any torch computation; a user's own setting wins. The engines' probe checks the effect.
+import os as _os  # noqa: E402
+
+
+def _cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx2" in line for line in f)
+    except OSError:  # not Linux: leave torch's own choice
+        return False
+
+
+_os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # MKL's SSE2 branch: the same sums on Intel and AMD
+if _cpu_has_avx2():  # ATen's AVX2 kernels, also where it would pick AVX-512 (Intel, AMD Zen 4)
+    _os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+# --- end of the CPU pinning
+
 __version__ = "0.1.0"
 
 from actlab.config import Config, ConfigError, build_config, load_config  # noqa: E402

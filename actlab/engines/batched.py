@@ -22,12 +22,13 @@ that does not act on the last dimension independently of the leading ones — fa
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing as mp
 import pickle
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -37,12 +38,18 @@ from torch import nn
 from actlab import activations, diagnostics
 from actlab.devices import available_cores
 from actlab.diagnostics import evaluate
-from actlab.engines import loop
+from actlab.engines import loop, probe
 from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
+from actlab.engines.rowwise import row_wise
 from actlab.model import initial_parameters
 from actlab.tasks import Dataset
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, which the loop engine uses
+# Activations whose CPU kernels (forward or backward) round their vectorised body and scalar tail
+# differently: applied run by run (``rowwise``) so that each run gets a single run's split. Custom
+# activations are too (their kernels are unknown); the others' kernels give every element the same
+# result wherever it sits (tested: all 23 are bitwise equal to the loop engine).
+ROW_WISE = frozenset({"sigmoid", "elu", "selu", "celu", "silu", "mish", "softplus"})
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -80,6 +87,19 @@ class _StackedMSE(torch.autograd.Function):
 def _stacked_prelu(slope: torch.Tensor):
     # Same arithmetic as PReLU's kernel: x if x > 0 else slope * x.
     return lambda z: torch.where(z > 0, z, slope * z)
+
+
+def stacked_activation(spec: RunSpec, slope: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The run's activation as the batched engine applies it to a stack (n, B, W) of its runs.
+
+    ``slope`` (n, 1, 1): prelu's stacked learned slope (a leaf of the stack's parameters).
+    """
+    act = activations.resolve(spec.activation)
+    if slope is not None:
+        return _stacked_prelu(slope)
+    # module.forward, not module(): the hook machinery of __call__ costs more than a small op
+    fn = act.build(spec.options).forward
+    return row_wise(fn) if act.name in ROW_WISE or act not in activations.BUILTIN else fn
 
 
 def _acts_on_last_dim(module: nn.Module, width: int = 5) -> bool:
@@ -155,11 +175,10 @@ class _Stack:
         layers: list[list[diagnostics.ActGroup]] = [[] for _ in range(n_hidden)]
         for g, (start, stop, spec) in enumerate(self.groups):
             act = activations.resolve(spec.activation)
-            module = None if (g, 0) in self.slope_index else act.build(spec.options)
-            scale = diagnostics.max_slope(module if module is not None else act.build(spec.options))
+            scale = diagnostics.max_slope(act.build(spec.options))
             for layer in range(n_hidden):
-                # module.forward, not module(): the hook machinery of __call__ costs more than a small op
-                fn = module.forward if module is not None else _stacked_prelu(self.leaves[self.slope_index[g, layer]])
+                slope = self.leaves[self.slope_index[g, layer]] if (g, layer) in self.slope_index else None
+                fn = stacked_activation(spec, slope)
                 layers[layer].append(diagnostics.ActGroup(start, stop, fn, act.elementwise, scale))
         return layers
 
@@ -387,6 +406,29 @@ def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kw
             raise
 
 
+def check_equivalence(specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], batch_size: int) -> dict:
+    """Run the start-up probe for this experiment's shapes; one warning line (logging) where it fails."""
+    n_test = len(data.x_test) if data.x_test is not None else 0
+    result = probe.for_training(specs, sizes, len(data.x_train), n_test, batch_size)
+    if not result["bitwise"]:
+        logging.getLogger("actlab").warning(_probe_warning(result["failed"], probe.kernel_setup()))
+    return result
+
+
+def _probe_warning(failed: list[str], setup: dict) -> str:
+    """One line: what the probe found, under which settings, and the fix where a setting explains it."""
+    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+    if setup["mkl"] and (setup["mkl_cbwr"] or "").upper() != "COMPATIBLE":
+        fix = "; unset MKL_CBWR or set it to COMPATIBLE for bitwise equality"
+    elif setup["aten_cpu_capability"] and not setup["aten_pinned"]:
+        fix = "; torch computed before actlab was imported, too early for its CPU settings: import actlab first"
+    else:
+        fix = ""
+    return (f"warning: the batched engine does not reproduce the loop engine bit for bit on this machine "
+            f"({failed[0]}{more}; MKL_CBWR={setup['mkl_cbwr']}, ATen {setup['cpu_capability']}): results can "
+            f"differ from the last bit on{fix}")
+
+
 def train_runs(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
     shuffle: bool, device: torch.device, chunk_size: int = 4096, workers: int = 1, diagnostics: bool = True,
@@ -406,6 +448,8 @@ def train_runs(
     for spec in batchable:
         first_seen.setdefault(spec.group_key, len(first_seen))
     batchable.sort(key=lambda spec: first_seen[spec.group_key])
+    if batchable and device.type == "cpu":
+        check_equivalence(batchable, data, sizes, batch_size)
     workers = workers or available_cores()
     # fork is only safe with torch on Linux (macOS's runtime does not survive it; Windows has none)
     parallel = workers > 1 and device.type == "cpu" and sys.platform.startswith("linux")

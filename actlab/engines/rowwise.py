@@ -1,0 +1,67 @@
+"""Element-wise activations on a stack of runs with each run's single-run rounding.
+
+ATen's element-wise CPU kernels walk each contiguous stretch of memory in blocks of 2 x Vec::size elements
+on the vectorised path and finish the remainder on the scalar path; for exp-based activations (sigmoid,
+elu, selu, celu, silu, mish, softplus, and their backward kernels) the two paths round differently in the
+last bit. A contiguous stack (N, B, W) is one stretch of N*B*W elements, so each run's tail lands in
+another place than when the run is computed alone (one stretch of B*W elements).
+
+Here every run's B*W elements are laid out as one row of a (N, B*W + 1) buffer: the gap after each row
+stops TensorIterator from merging the rows, so the kernel runs its loop once per row, with the body/tail
+split of a single run, whatever the vector width of the CPU. The backward kernels get their gradient laid
+out the same way, so the gradients match too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """A copy of t (N, ...) in which each t[i] is contiguous but no two are adjacent: (N, ...), row stride + 1."""
+    n, per_run = t.shape[0], t[0].numel()
+    buffer = t.new_empty(n, per_run + 1)[:, :per_run]
+    buffer.copy_(t.reshape(n, per_run))
+    return buffer.view(t.shape)
+
+
+class _ToRows(torch.autograd.Function):
+    """z -> ``rows(z)``; the gradient passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        return rows(z)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class _GradToRows(torch.autograd.Function):
+    """The identity, whose gradient reaches the kernels before it laid out by ``rows``."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return rows(grad)
+
+
+def row_wise(fn: Fn) -> Fn:
+    """``fn`` (element-wise) applied to z (N, B, W) run by run as the kernels see a single run, forward
+    and backward (autograd's own backward kernel, given the gradient laid out in rows)."""
+
+    def apply(z: torch.Tensor) -> torch.Tensor:
+        if z.shape[0] == 1 or z.device.type != "cpu":  # one run is one row already; GPUs have no such tail
+            return fn(z)
+        if torch.is_grad_enabled() and z.requires_grad:
+            return _GradToRows.apply(fn(_ToRows.apply(z)))
+        return fn(rows(z))
+
+    return apply
