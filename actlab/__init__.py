@@ -8,9 +8,10 @@ From Python::
     exp.result("relu", seed=0).history["full_loss"]
 """
 
-# --- Same numbers on every x86-64 CPU (see README "Engines"): pin MKL's and ATen's code paths. Both are
-# read from the environment when torch runs its first kernel (not when it is imported), so this must run
-# before any torch computation; a user's own setting wins. The engines' probe checks the effect.
+# --- Same numbers on every x86-64 CPU (see README "Engines"): pin the code paths of MKL (matmuls), ATen
+# (element-wise kernels) and oneDNN (gelu). Each reads its variable when torch first uses it (not when
+# torch is imported), so this must run before any torch computation; a user's own setting wins. The
+# engines' start-up probe (actlab/engines/probe.py) checks the effect.
 import os as _os  # noqa: E402
 
 
@@ -23,8 +24,9 @@ def _cpu_has_avx2() -> bool:
 
 
 _os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # MKL's SSE2 branch: the same sums on Intel and AMD
-if _cpu_has_avx2():  # ATen's AVX2 kernels, also where it would pick AVX-512 (Intel, AMD Zen 4)
+if _cpu_has_avx2():  # AVX2 kernels, also where torch would pick AVX-512 (Intel Xeon, AMD Zen 4)
     _os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+    _os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 # --- end of the CPU pinning
 
 __version__ = "0.1.0"

@@ -26,10 +26,10 @@ import logging
 import math
 import multiprocessing as mp
 import pickle
+import queue
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import torch
@@ -45,10 +45,11 @@ from actlab.model import initial_parameters
 from actlab.tasks import Dataset
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, which the loop engine uses
-# Activations whose CPU kernels (forward or backward) round their vectorised body and scalar tail
-# differently: applied run by run (``rowwise``) so that each run gets a single run's split. Custom
-# activations are too (their kernels are unknown); the others' kernels give every element the same
-# result wherever it sits (tested: all 23 are bitwise equal to the loop engine).
+# Activations whose ATen kernels (forward or backward) round their vectorised body and scalar tail
+# differently (exp-based): applied run by run (``rowwise``) so that each run gets a single run's split
+# (measured without it: each of these differs in training). Custom activations are too (their kernels are
+# unknown). Not gelu: on a contiguous input of more than one element torch computes it with oneDNN, on
+# padded rows with ATen's kernel: row-wise would differ from a single run everywhere instead of nowhere.
 ROW_WISE = frozenset({"sigmoid", "elu", "selu", "celu", "silu", "mish", "softplus"})
 
 
@@ -368,6 +369,7 @@ MIN_RUNS_PER_WORKER = 8  # below this a worker process costs more than it saves
 
 
 def _worker_init(queue) -> None:
+    """Set up a worker process (forked: it inherits the parent's CPU pinning and MKL mode)."""
     global _progress_queue
     _progress_queue = queue
     torch.set_num_threads(1)
@@ -383,27 +385,43 @@ def _worker_train(chunk, data, sizes, kwargs) -> bytes:
     return pickle.dumps(_train_chunk(chunk, data, sizes, progress=report, **kwargs))
 
 
+def _relay(progress_queue, progress: Progress | None) -> None:
+    """Pass the run-epochs the workers reported so far on to ``progress``."""
+    while not progress_queue.empty():
+        n = progress_queue.get()
+        if progress is not None:
+            progress(n, None)
+
+
 def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kwargs) -> Iterator[list[RunResult]]:
     """Train chunks in ``workers`` forked processes, relaying their progress; yields as they finish."""
     ctx = mp.get_context("fork")
-    queue = ctx.SimpleQueue()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(queue,)) as pool:
-        pending = {pool.submit(_worker_train, chunk, data, sizes, kwargs) for chunk in chunks}
-        try:
-            while pending:
-                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                while not queue.empty():
-                    n = queue.get()
-                    if progress is not None:
-                        progress(n, None)
-                for future in done:
-                    yield _with_states(*pickle.loads(future.result()))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()  # Ctrl-C: do not wait for the other chunks
-            raise
+    progress_queue = ctx.SimpleQueue()
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # (ok, pickled results or exception), filled by the pool
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(progress_queue,))
+    try:
+        for chunk in chunks:
+            pool.apply_async(_worker_train, (chunk, data, sizes, kwargs),
+                             callback=lambda out: finished.put((True, out)),
+                             error_callback=lambda exc: finished.put((False, exc)))
+        pool.close()
+        for _ in chunks:
+            while True:
+                _relay(progress_queue, progress)
+                try:
+                    ok, out = finished.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    continue
+            _relay(progress_queue, progress)
+            if not ok:
+                raise out
+            yield _with_states(*pickle.loads(out))
+    except BaseException:
+        pool.terminate()  # Ctrl-C or an error: do not wait for the other chunks
+        raise
+    finally:
+        pool.join()
 
 
 def check_equivalence(specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], batch_size: int) -> dict:

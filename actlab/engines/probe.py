@@ -41,7 +41,8 @@ def cpu_model() -> str:
 
 
 def kernel_setup() -> dict[str, Any]:
-    """What decides the kernels: CPU model, ATen's CPU capability (asked for and in use), MKL's CNR mode."""
+    """What decides the kernels: CPU model, ATen's CPU capability (asked for and in use), MKL's CNR mode,
+    oneDNN's ISA limit (the variables as set; the probe shows whether MKL's took effect)."""
     wanted = os.environ.get("ATEN_CPU_CAPABILITY")
     in_use = torch.backends.cpu.get_cpu_capability()
     return {
@@ -50,6 +51,7 @@ def kernel_setup() -> dict[str, Any]:
         "aten_cpu_capability": wanted,  # the pin; differs from cpu_capability if torch ran before actlab
         "aten_pinned": wanted is not None and wanted.upper() == in_use.upper(),
         "mkl_cbwr": os.environ.get("MKL_CBWR"),  # MKL reads it at its first call: the probe checks the effect
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "mkl": torch.backends.mkl.is_available(),
     }
 
