@@ -18,15 +18,16 @@ import os as _os  # noqa: E402
 def _cpu_has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " avx2" in line for line in f)
+            return any(line.startswith("flags") and "avx2" in line.split() for line in f)
     except OSError:  # not Linux: leave torch's own choice
         return False
 
 
-_os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # MKL's SSE2 branch: the same sums on Intel and AMD
-if _cpu_has_avx2():  # AVX2 kernels, also where torch would pick AVX-512 (Intel Xeon, AMD Zen 4)
-    _os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-    _os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+if _os.environ.get("ACTLAB_PIN_CPU", "1") != "0":  # ACTLAB_PIN_CPU=0: the libraries' own choice (faster)
+    _os.environ.setdefault("MKL_CBWR", "COMPATIBLE")  # MKL's SSE2 branch: the same sums on Intel and AMD
+    if _cpu_has_avx2():  # AVX2 kernels, also where torch would pick AVX-512 (Intel Xeon, AMD Zen 4)
+        _os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+        _os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 # --- end of the CPU pinning
 
 __version__ = "0.1.0"
