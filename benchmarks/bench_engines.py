@@ -127,6 +127,19 @@ def stacking() -> None:
     separate = sum(step_time([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names)
     print(f"\n3. {len(names)} activations x 10 seeds, one training step: one mixed stack {1e3 * mixed:.2f} ms, "
           f"{len(names)} per-activation stacks {1e3 * separate:.2f} ms")
+    from actlab.engines import batched
+
+    exp_based = [RunSpec(a, s, 1e-3) for a in sorted(batched.ROW_WISE) for s in range(10)]
+    times: dict[bool, list[float]] = {True: [], False: []}
+    row_wise = batched.ROW_WISE
+    for _ in range(3):  # alternating, to share the machine's noise
+        for rows in (True, False):
+            batched.ROW_WISE = row_wise if rows else frozenset()
+            times[rows].append(step_time(exp_based))
+    batched.ROW_WISE = row_wise
+    on, off = min(times[True]), min(times[False])
+    print(f"   the {len(row_wise)} exp-based activations x 10 seeds, one step: row by row (bitwise) {1e3 * on:.2f} ms, "
+          f"contiguous {1e3 * off:.2f} ms: x{on / off:.2f}")
 
 
 def default_compare(epochs: int) -> None:

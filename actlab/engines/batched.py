@@ -12,7 +12,11 @@ Bitwise equality with the loop engine (at one thread, float32) comes from doing 
   (autograd's own bmm backward may round in another order);
 - ``_StackedMSE`` computes the gradient as (2/B) * (out - y), like ``mse_loss_backward``;
 - the Adam update replays ``torch.optim.Adam``'s single-tensor arithmetic operation for operation; a per-run
-  lr goes in as (-lr/bias_correction1) * exp_avg / denom, which is ``addcdiv``'s own order of operations.
+  lr goes in as (-lr/bias_correction1) * exp_avg / denom, which is ``addcdiv``'s own order of operations;
+- exp-based activations see each run as a row of its own (``rowwise``), with a single run's split into a
+  vectorised body and a scalar tail.
+It also needs the libraries to pick the same kernels for the stacked and the single-run shapes, which
+``actlab/__init__.py`` pins and ``probe`` checks at start-up.
 
 Activations: runs are grouped by (activation, options); each group's module is applied to its slice of the
 run dimension (``diagnostics.apply_groups``). Parameter-free modules apply to (N, B, W) unchanged. PReLU's
@@ -368,10 +372,10 @@ def _split(specs: Sequence[RunSpec], chunk_size: int, parts: int) -> list[list[R
 MIN_RUNS_PER_WORKER = 8  # below this a worker process costs more than it saves
 
 
-def _worker_init(queue) -> None:
+def _worker_init(progress_queue) -> None:
     """Set up a worker process (forked: it inherits the parent's CPU pinning and MKL mode)."""
     global _progress_queue
-    _progress_queue = queue
+    _progress_queue = progress_queue
     torch.set_num_threads(1)
 
 
