@@ -23,10 +23,12 @@ Fn = Callable[[torch.Tensor], torch.Tensor]
 
 def rows(t: torch.Tensor) -> torch.Tensor:
     """A copy of t (N, ...) in which each t[i] is contiguous but no two are adjacent: (N, ...), row stride + 1."""
-    n, per_run = t.shape[0], t[0].numel()
-    buffer = t.new_empty(n, per_run + 1)[:, :per_run]
-    buffer.copy_(t.reshape(n, per_run))
-    return buffer.view(t.shape)
+    inner = [1]
+    for size in reversed(t.shape[2:]):
+        inner.insert(0, inner[0] * size)
+    per_run = inner[0] * t.shape[1] if t.dim() > 1 else 1
+    out = torch.empty_strided(t.shape, (per_run + 1, *inner[: t.dim() - 1]), dtype=t.dtype, device=t.device)
+    return out.copy_(t)
 
 
 class _ToRows(torch.autograd.Function):
