@@ -104,7 +104,7 @@ def run_summary(result: RunResult) -> dict[str, Any]:
 def environment(device: torch.device, argv: Sequence[str] | None = None,
                 cfg: config.Config | None = None) -> dict[str, Any]:
     """env.json: versions, device, threads, the command line, what decides the CPU kernels (CPU model,
-    ATen's capability, MKL's CNR mode) and, given the config, the engines' start-up probe under
+    ATen's capability, MKL's CNR mode) and, given the config (CPU only), the engines' start-up probe under
     "equivalence": {"bitwise", "checked", "failed"} (does the batched engine give the loop engine's numbers
     bit for bit on this machine for this experiment's shapes?)."""
     from actlab.engines import RunSpec, probe
@@ -121,7 +121,7 @@ def environment(device: torch.device, argv: Sequence[str] | None = None,
         "command": " ".join(argv if argv is not None else sys.argv),
         **probe.kernel_setup(),
     }
-    if cfg is not None:
+    if cfg is not None and device.type == "cpu":  # the probe is about CPU kernels; GPU results differ anyway
         names = dict.fromkeys([activations.canonical(cfg.model.activation), *cfg.compared_activations()])
         specs = [RunSpec(name, 0, cfg.train.lr, cfg.options_for(name)) for name in names]
         n_test = round(cfg.data.samples * cfg.data.test_fraction)
