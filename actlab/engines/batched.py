@@ -42,9 +42,8 @@ from torch import nn
 from actlab import activations, diagnostics
 from actlab.devices import available_cores
 from actlab.diagnostics import evaluate
-from actlab.engines import loop, probe
+from actlab.engines import loop, probe, rowwise
 from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
-from actlab.engines.rowwise import row_wise
 from actlab.model import initial_parameters
 from actlab.tasks import Dataset
 
@@ -102,9 +101,11 @@ def stacked_activation(spec: RunSpec, slope: torch.Tensor | None = None) -> Call
     act = activations.resolve(spec.activation)
     if slope is not None:
         return _stacked_prelu(slope)
+    module = act.build(spec.options)
     # module.forward, not module(): the hook machinery of __call__ costs more than a small op
-    fn = act.build(spec.options).forward
-    return row_wise(fn) if act.name in ROW_WISE or act not in activations.BUILTIN else fn
+    if act.name in ROW_WISE or act not in activations.BUILTIN:
+        return rowwise.row_wise(module.forward, rowwise.backward_kernel(module))
+    return module.forward
 
 
 def _acts_on_last_dim(module: nn.Module, width: int = 5) -> bool:

@@ -76,7 +76,8 @@ def for_training(
     full = min(batch_size, n_train)
     batch_sizes = {full, n_train % batch_size or full}
     eval_sizes = {n_train, *([n_test] if n_test else [])}
-    return equivalence([s for s in specs if can_batch(s)], sizes, batch_sizes, eval_sizes)
+    distinct = {spec.group_key: spec for spec in specs}.values()  # one run per activation is enough
+    return equivalence([s for s in distinct if can_batch(s)], sizes, batch_sizes, eval_sizes)
 
 
 @functools.lru_cache(maxsize=16)

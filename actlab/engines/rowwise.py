@@ -17,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
+Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (grad, input, output) -> grad
+# ATen's SELU constants (selu is elu with these; autograd differentiates that elu)
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
 def rows(t: torch.Tensor) -> torch.Tensor:
@@ -55,15 +59,58 @@ class _GradToRows(torch.autograd.Function):
         return rows(grad)
 
 
-def row_wise(fn: Fn) -> Fn:
+def backward_kernel(module: nn.Module) -> Backward | None:
+    """The backward kernel autograd calls for ``module`` (derivatives.yaml), for the exp-based built-ins."""
+    aten = torch.ops.aten
+    if isinstance(module, nn.Sigmoid):
+        return lambda grad, z, out: aten.sigmoid_backward(grad, out)
+    if isinstance(module, nn.SiLU):
+        return lambda grad, z, out: aten.silu_backward(grad, z)
+    if isinstance(module, nn.Mish):
+        return lambda grad, z, out: aten.mish_backward(grad, z)
+    if isinstance(module, nn.Softplus):
+        beta, threshold = module.beta, module.threshold
+        return lambda grad, z, out: aten.softplus_backward(grad, z, beta, threshold)
+    if isinstance(module, nn.ELU):
+        alpha = module.alpha
+        return lambda grad, z, out: aten.elu_backward(grad, alpha, 1.0, 1.0, False, z)
+    if isinstance(module, nn.CELU):  # celu(x) = elu(x, alpha, scale 1, input_scale 1/alpha)
+        alpha = module.alpha
+        return lambda grad, z, out: aten.elu_backward(grad, alpha, 1.0, 1.0 / alpha, False, z)
+    if isinstance(module, nn.SELU):
+        return lambda grad, z, out: aten.elu_backward(grad, SELU_ALPHA, SELU_SCALE, 1.0, False, z)
+    return None
+
+
+class _RowWise(torch.autograd.Function):
+    """fn on padded rows, and its backward kernel on padded rows: one autograd node (cheaper than three)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, fn: Fn, backward: Backward) -> torch.Tensor:
+        padded = rows(z)
+        out = fn(padded)
+        ctx.save_for_backward(padded, out)
+        ctx.backward_kernel = backward
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        padded, out = ctx.saved_tensors
+        return ctx.backward_kernel(rows(grad), padded, out), None, None
+
+
+def row_wise(fn: Fn, backward: Backward | None = None) -> Fn:
     """``fn`` (element-wise) applied to z (N, B, W) run by run as the kernels see a single run, forward
-    and backward (autograd's own backward kernel, given the gradient laid out in rows)."""
+    and backward: through ``backward`` (the kernel autograd would call) where given, else through autograd
+    with the gradient laid out in rows (any module)."""
 
     def apply(z: torch.Tensor) -> torch.Tensor:
         if z.shape[0] == 1 or z.device.type != "cpu":  # one run is one row already; GPUs have no such tail
             return fn(z)
-        if torch.is_grad_enabled() and z.requires_grad:
-            return _GradToRows.apply(fn(_ToRows.apply(z)))
-        return fn(rows(z))
+        if not (torch.is_grad_enabled() and z.requires_grad):
+            return fn(rows(z))
+        if backward is not None:
+            return _RowWise.apply(z, fn, backward)
+        return _GradToRows.apply(fn(_ToRows.apply(z)))
 
     return apply
