@@ -148,6 +148,7 @@ def test_custom_activations_batch_or_fall_back():
     data = make_dataset("noise", 100, 0)
     cube, scaled, rows = (RunSpec(f"custom_acts:{n}", 0, 1e-3) for n in ("Cube", "Scaled", "RowSoftmax"))
     assert can_batch(cube) and not can_batch(scaled) and not can_batch(rows)
+    assert not can_batch(RunSpec("custom_acts:FlatCube", 0, 1e-3))  # needs contiguous memory: not row by row
     got = _run([cube, scaled, rows], data, "batched", epochs=3)
     assert got[cube.run_id].engine == "batched"
     assert got[scaled.run_id].engine == "loop" and got[rows.run_id].engine == "loop"

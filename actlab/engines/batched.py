@@ -109,11 +109,12 @@ def stacked_activation(spec: RunSpec, slope: torch.Tensor | None = None) -> Call
 
 
 def _acts_on_last_dim(module: nn.Module, width: int = 5) -> bool:
-    """Does ``module`` treat (N, B, W) as N independent (B, W) inputs? Checked on random numbers."""
+    """Does ``module`` treat (N, B, W) as N independent (B, W) inputs? Checked on random numbers, laid out
+    in rows as the engine will give them (a module that needs contiguous memory fails here, not later)."""
     z = torch.randn(3, 4, width, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         try:
-            stacked = module(z)
+            stacked = module(rowwise.rows(z))
             single = torch.stack([module(zi) for zi in z])
         except Exception:  # a custom module that rejects 3-d input cannot be stacked
             return False
