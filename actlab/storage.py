@@ -114,8 +114,15 @@ def run_summary(result: RunResult) -> dict[str, Any]:
     }
 
 
-def environment(device: torch.device, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    return {
+def environment(device: torch.device, argv: Sequence[str] | None = None,
+                cfg: config.Config | None = None) -> dict[str, Any]:
+    """env.json: versions, device, threads, the command line, what decides the CPU kernels (CPU model,
+    ATen's capability, MKL's CNR mode) and, given the config (CPU only), the engines' start-up probe under
+    "equivalence": {"bitwise", "checked", "failed"} (does the batched engine give the loop engine's numbers
+    bit for bit on this machine for this experiment's shapes?)."""
+    from actlab.engines import RunSpec, probe
+
+    env: dict[str, Any] = {
         "actlab": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -123,8 +130,17 @@ def environment(device: torch.device, argv: Sequence[str] | None = None) -> dict
         "device": str(device),
         "cuda": torch.version.cuda,
         "threads": torch.get_num_threads(),
+        "engine_threads": 1,  # both engines train at one intra-op thread (actlab.engines.common.one_thread)
         "command": " ".join(argv if argv is not None else sys.argv),
+        **probe.kernel_setup(),
     }
+    if cfg is not None and device.type == "cpu":  # the probe is about CPU kernels; GPU results differ anyway
+        names = dict.fromkeys([activations.canonical(cfg.model.activation), *cfg.compared_activations()])
+        specs = [RunSpec(name, 0, cfg.train.lr, cfg.options_for(name)) for name in names]
+        n_test = round(cfg.data.samples * cfg.data.test_fraction)
+        env["equivalence"] = probe.for_training(specs, cfg.model.sizes, cfg.data.samples - n_test, n_test,
+                                                cfg.train.batch_size)
+    return env
 
 
 def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> Path:
@@ -267,7 +283,7 @@ class ExperimentWriter:
         try:
             write_text(path / "config.yaml", f"# actlab {command}: resolved config; replay with "
                        f"`actlab {command} --config {path / 'config.yaml'}`\n" + config.dump_yaml(cfg))
-            _write_json(path / "env.json", environment(torch.device(device)))
+            _write_json(path / "env.json", environment(torch.device(device), cfg=cfg))
             write_text(path / "metrics.csv", _csv_lines([metric_columns(cfg)]))
             writer._status("running")
         except BaseException:

@@ -1,21 +1,29 @@
-"""Loop engine vs batched engine on the article's setup, in one process; then the batched engine's scaling.
+"""Loop engine vs batched engine on the article's setup, in one process; then the batched engine's scaling;
+then what actlab's CPU pinning costs and what it changes.
 
-    python benchmarks/bench_engines.py            # about two minutes on a 2-core machine
+    python benchmarks/bench_engines.py            # about three minutes on a 2-core machine
     python benchmarks/bench_engines.py --quick    # a smoke run (seconds)
 
-Timings on a shared machine are noisy: read the ratios, measured back to back in one process, not the
-absolute numbers. Both engines run at one thread in one process (workers=1) unless a row says otherwise.
+Timings on a shared machine are noisy: read the ratios, measured back to back, not the absolute numbers.
+Both engines run at one thread in one process (workers=1) unless a row says otherwise. The pinning is
+set before torch computes anything, so part 4 compares pinned and unpinned (ACTLAB_PIN_CPU=0) runs in
+subprocesses, alternating, and reports CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from actlab import activations
-from actlab.engines import RunSpec, train
+from actlab.engines import RunSpec, probe, train
 from actlab.tasks import make_dataset
 
 SIZES = (10, 18, 18, 4, 1)
@@ -35,12 +43,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     parser.add_argument("--loop-seeds", type=int, default=2, help="seeds per activation for the (slow) loop engine")
+    parser.add_argument("--child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)  # part 4's subprocess
     args = parser.parse_args()
+    if args.child:
+        return default_compare(args.child)
     epochs = 15 if args.quick else 150
     seeds = 2 if args.quick else 16
     steps = epochs * 10  # 100 samples in batches of 10
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available; article setup, "
-          f"{epochs} epochs = {steps} steps per run\n")
+    setup = probe.kernel_setup()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, {setup['cpu']}, ATen "
+          f"{setup['cpu_capability']}, MKL_CBWR={setup['mkl_cbwr']}; article setup, {epochs} epochs = {steps} "
+          "steps per run\n")
 
     loop_specs = [RunSpec(a, s, 1e-3) for a in TEN for s in range(args.loop_seeds)]
     batched_specs = [RunSpec(a, s, 1e-3) for a in TEN for s in range(seeds)]
@@ -82,6 +95,7 @@ def main() -> None:
         print(f"   {n_all:6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (n_all * scale_epochs * 10):13.2f}"
               "   (every registry activation x 10 seeds: the default compare)")
     stacking()
+    pinning(epochs)
 
 
 def step_time(specs, steps: int = 200) -> float:
@@ -113,6 +127,61 @@ def stacking() -> None:
     separate = sum(step_time([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names)
     print(f"\n3. {len(names)} activations x 10 seeds, one training step: one mixed stack {1e3 * mixed:.2f} ms, "
           f"{len(names)} per-activation stacks {1e3 * separate:.2f} ms")
+    from actlab.engines import batched
+
+    exp_based = [RunSpec(a, s, 1e-3) for a in sorted(batched.ROW_WISE) for s in range(10)]
+    times: dict[bool, list[float]] = {True: [], False: []}
+    row_wise = batched.ROW_WISE
+    for _ in range(3):  # alternating, to share the machine's noise
+        for rows in (True, False):
+            batched.ROW_WISE = row_wise if rows else frozenset()
+            times[rows].append(step_time(exp_based))
+    batched.ROW_WISE = row_wise
+    on, off = min(times[True]), min(times[False])
+    print(f"   the {len(row_wise)} exp-based activations x 10 seeds, one step: row by row (bitwise) {1e3 * on:.2f} ms, "
+          f"contiguous {1e3 * off:.2f} ms: x{on / off:.2f}")
+
+
+def default_compare(epochs: int) -> None:
+    """(Subprocess of part 4.) Train the default comparison (every activation x 10 seeds, batched, one
+    process); print JSON: CPU seconds, every run's final loss, and the kernel setup."""
+    specs = [RunSpec(a, s, 1e-3) for a in activations.names() for s in range(10)]
+    data = make_dataset("noise", 100, 0)
+    start = time.process_time()
+    results = [r for chunk in train(specs, data, SIZES, epochs=epochs, batch_size=10, shuffle=False, workers=1)
+               for r in chunk]
+    print(json.dumps({"seconds": time.process_time() - start, "setup": probe.kernel_setup(),
+                      "final": {r.spec.run_id: r.history["full_loss"][-1] for r in results}}))
+
+
+def _child(epochs: int, pinned: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    env["ACTLAB_PIN_CPU"] = "1" if pinned else "0"
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(epochs)], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def pinning(epochs: int, rounds: int = 2) -> None:
+    """Part 4: the default comparison with and without actlab's CPU pinning, in alternating subprocesses."""
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for _ in range(rounds):
+        for pinned in (True, False):
+            runs[pinned].append(_child(epochs, pinned))
+    cpu = {pinned: sum(r["seconds"] for r in rs) / len(rs) for pinned, rs in runs.items()}
+    on, off = runs[True][0], runs[False][0]
+    print(f"\n4. CPU pinning, default comparison ({len(on['final'])} runs, {epochs} epochs, batched, one process)")
+    for pinned in (True, False):
+        s = runs[pinned][0]["setup"]
+        print(f"   {'pinned  ' if pinned else 'unpinned'}: ATen {s['cpu_capability']}, MKL_CBWR={s['mkl_cbwr']}, "
+              f"oneDNN ISA {s['onednn_max_cpu_isa'] or 'auto'}: {cpu[pinned]:6.2f} s CPU (mean of {rounds})")
+    print(f"   cost    : pinned / unpinned = {cpu[True] / cpu[False]:.2f}")
+    print("   same runs, pinned vs unpinned code paths (final loss, max relative difference over 10 seeds):")
+    for name in activations.names():
+        ids = [k for k in on["final"] if k.split("/")[0] == name]
+        same = sum(on["final"][k] == off["final"][k] for k in ids)
+        dev = max(abs(on["final"][k] - off["final"][k]) / abs(on["final"][k]) for k in ids)
+        print(f"     {name:11s} {same:2d}/{len(ids)} bitwise equal, up to {dev:.1e}")
 
 
 if __name__ == "__main__":

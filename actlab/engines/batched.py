@@ -12,7 +12,11 @@ Bitwise equality with the loop engine (at one thread, float32) comes from doing 
   (autograd's own bmm backward may round in another order);
 - ``_StackedMSE`` computes the gradient as (2/B) * (out - y), like ``mse_loss_backward``;
 - the Adam update replays ``torch.optim.Adam``'s single-tensor arithmetic operation for operation; a per-run
-  lr goes in as (-lr/bias_correction1) * exp_avg / denom, which is ``addcdiv``'s own order of operations.
+  lr goes in as (-lr/bias_correction1) * exp_avg / denom, which is ``addcdiv``'s own order of operations;
+- exp-based activations see each run as a row of its own (``rowwise``), with a single run's split into a
+  vectorised body and a scalar tail.
+It also needs the libraries to pick the same kernels for the stacked and the single-run shapes, which
+``actlab/__init__.py`` pins and ``probe`` checks at start-up.
 
 Activations: runs are grouped by (activation, options); each group's module is applied to its slice of the
 run dimension (``diagnostics.apply_groups``). Parameter-free modules apply to (N, B, W) unchanged. PReLU's
@@ -22,13 +26,14 @@ that does not act on the last dimension independently of the leading ones — fa
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing as mp
 import pickle
+import queue
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,12 +42,18 @@ from torch import nn
 from actlab import activations, diagnostics, signals
 from actlab.devices import available_cores
 from actlab.diagnostics import evaluate
-from actlab.engines import loop
+from actlab.engines import loop, probe, rowwise
 from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
 from actlab.model import initial_parameters
 from actlab.tasks import Dataset
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, which the loop engine uses
+# Activations whose ATen kernels (forward or backward) round their vectorised body and scalar tail
+# differently (exp-based): applied run by run (``rowwise``) so that each run gets a single run's split
+# (measured without it: each of these differs in training). Custom activations are too (their kernels are
+# unknown). Not gelu: on a contiguous input of more than one element torch computes it with oneDNN, on
+# padded rows with ATen's kernel: row-wise would differ from a single run everywhere instead of nowhere.
+ROW_WISE = frozenset({"sigmoid", "elu", "selu", "celu", "silu", "mish", "softplus"})
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -82,12 +93,28 @@ def _stacked_prelu(slope: torch.Tensor):
     return lambda z: torch.where(z > 0, z, slope * z)
 
 
+def stacked_activation(spec: RunSpec, slope: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The run's activation as the batched engine applies it to a stack (n, B, W) of its runs.
+
+    ``slope`` (n, 1, 1): prelu's stacked learned slope (a leaf of the stack's parameters).
+    """
+    act = activations.resolve(spec.activation)
+    if slope is not None:
+        return _stacked_prelu(slope)
+    module = act.build(spec.options)
+    # module.forward, not module(): the hook machinery of __call__ costs more than a small op
+    if act.name in ROW_WISE or act not in activations.BUILTIN:
+        return rowwise.row_wise(module.forward, rowwise.backward_kernel(module))
+    return module.forward
+
+
 def _acts_on_last_dim(module: nn.Module, width: int = 5) -> bool:
-    """Does ``module`` treat (N, B, W) as N independent (B, W) inputs? Checked on random numbers."""
+    """Does ``module`` treat (N, B, W) as N independent (B, W) inputs? Checked on random numbers, laid out
+    in rows as the engine will give them (a module that needs contiguous memory fails here, not later)."""
     z = torch.randn(3, 4, width, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         try:
-            stacked = module(z)
+            stacked = module(rowwise.rows(z))
             single = torch.stack([module(zi) for zi in z])
         except Exception:  # a custom module that rejects 3-d input cannot be stacked
             return False
@@ -155,11 +182,10 @@ class _Stack:
         layers: list[list[diagnostics.ActGroup]] = [[] for _ in range(n_hidden)]
         for g, (start, stop, spec) in enumerate(self.groups):
             act = activations.resolve(spec.activation)
-            module = None if (g, 0) in self.slope_index else act.build(spec.options)
-            scale = diagnostics.max_slope(module if module is not None else act.build(spec.options))
+            scale = diagnostics.max_slope(act.build(spec.options))
             for layer in range(n_hidden):
-                # module.forward, not module(): the hook machinery of __call__ costs more than a small op
-                fn = module.forward if module is not None else _stacked_prelu(self.leaves[self.slope_index[g, layer]])
+                slope = self.leaves[self.slope_index[g, layer]] if (g, layer) in self.slope_index else None
+                fn = stacked_activation(spec, slope)
                 layers[layer].append(diagnostics.ActGroup(start, stop, fn, act.elementwise, scale))
         return layers
 
@@ -351,10 +377,11 @@ def _split(specs: Sequence[RunSpec], chunk_size: int, parts: int) -> list[list[R
 MIN_RUNS_PER_WORKER = 8  # below this a worker process costs more than it saves
 
 
-def _worker_init(queue) -> None:
+def _worker_init(progress_queue) -> None:
+    """Set up a worker process (forked: it inherits the parent's CPU pinning and MKL mode)."""
     signals.worker_setup()  # exit with the parent, leave Ctrl-C/SIGTERM to it (actlab/signals.py)
     global _progress_queue
-    _progress_queue = queue
+    _progress_queue = progress_queue
     torch.set_num_threads(1)
 
 
@@ -368,27 +395,66 @@ def _worker_train(chunk, data, sizes, kwargs) -> bytes:
     return pickle.dumps(_train_chunk(chunk, data, sizes, progress=report, **kwargs))
 
 
+def _relay(progress_queue, progress: Progress | None) -> None:
+    """Pass the run-epochs the workers reported so far on to ``progress``."""
+    while not progress_queue.empty():
+        n = progress_queue.get()
+        if progress is not None:
+            progress(n, None)
+
+
 def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kwargs) -> Iterator[list[RunResult]]:
     """Train chunks in ``workers`` forked processes, relaying their progress; yields as they finish."""
     ctx = mp.get_context("fork")
-    queue = ctx.SimpleQueue()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(queue,)) as pool:
-        pending = {pool.submit(_worker_train, chunk, data, sizes, kwargs) for chunk in chunks}
-        try:
-            while pending:
-                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                while not queue.empty():
-                    n = queue.get()
-                    if progress is not None:
-                        progress(n, None)
-                for future in done:
-                    yield _with_states(*pickle.loads(future.result()))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()  # Ctrl-C: do not wait for the other chunks
-            raise
+    progress_queue = ctx.SimpleQueue()
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # (ok, pickled results or exception), filled by the pool
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(progress_queue,))
+    try:
+        for chunk in chunks:
+            pool.apply_async(_worker_train, (chunk, data, sizes, kwargs),
+                             callback=lambda out: finished.put((True, out)),
+                             error_callback=lambda exc: finished.put((False, exc)))
+        pool.close()
+        for _ in chunks:
+            while True:
+                _relay(progress_queue, progress)
+                try:
+                    ok, out = finished.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    continue
+            _relay(progress_queue, progress)
+            if not ok:
+                raise out
+            yield _with_states(*pickle.loads(out))
+    except BaseException:
+        pool.terminate()  # Ctrl-C or an error: do not wait for the other chunks
+        raise
+    finally:
+        pool.join()
+
+
+def check_equivalence(specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], batch_size: int) -> dict:
+    """Run the start-up probe for this experiment's shapes; one warning line (logging) where it fails."""
+    n_test = len(data.x_test) if data.x_test is not None else 0
+    result = probe.for_training(specs, sizes, len(data.x_train), n_test, batch_size)
+    if not result["bitwise"]:
+        logging.getLogger("actlab").warning(_probe_warning(result["failed"], probe.kernel_setup()))
+    return result
+
+
+def _probe_warning(failed: list[str], setup: dict) -> str:
+    """One line: what the probe found, under which settings, and the fix where a setting explains it."""
+    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+    if setup["mkl"] and (setup["mkl_cbwr"] or "").upper() != "COMPATIBLE":
+        fix = "; unset MKL_CBWR or set it to COMPATIBLE for bitwise equality"
+    elif setup["aten_cpu_capability"] and not setup["aten_pinned"]:
+        fix = "; torch computed before actlab was imported, too early for its CPU settings: import actlab first"
+    else:
+        fix = ""
+    return (f"warning: the batched engine does not reproduce the loop engine bit for bit on this machine "
+            f"({failed[0]}{more}; MKL_CBWR={setup['mkl_cbwr']}, ATen {setup['cpu_capability']}): results can "
+            f"differ from the last bit on{fix}")
 
 
 def train_runs(
@@ -410,6 +476,8 @@ def train_runs(
     for spec in batchable:
         first_seen.setdefault(spec.group_key, len(first_seen))
     batchable.sort(key=lambda spec: first_seen[spec.group_key])
+    if batchable and device.type == "cpu":
+        check_equivalence(batchable, data, sizes, batch_size)
     workers = workers or available_cores()
     # fork is only safe with torch on Linux (macOS's runtime does not survive it; Windows has none)
     parallel = workers > 1 and device.type == "cpu" and sys.platform.startswith("linux")

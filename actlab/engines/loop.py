@@ -33,17 +33,17 @@ def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list
 
 
 def record_diagnostics(
-    model: FeedForward, groups, data: Dataset, history: dict[str, list[float]], full: bool = True
+    model: FeedForward, groups, data: Dataset, row: dict[str, float], full: bool = True
 ) -> None:
-    """Append this epoch's full-data measures (and prelu slopes) to ``history``."""
+    """Add this epoch's full-data measures (and prelu slopes) to ``row`` (name -> value)."""
     linears = model.linears()
     weights = [layer.weight.unsqueeze(0) for layer in linears]  # a stack of one run
     biases = [layer.bias.unsqueeze(0) for layer in linears]
     for name, value in diagnostics.evaluate(weights, biases, groups, data, full).items():
-        history.setdefault(name, []).append(float(value[0]))
+        row[name] = float(value[0])
     for layer, module in enumerate(model.activations(), start=1):
         if isinstance(module, nn.PReLU):
-            history.setdefault(f"slope_L{layer}", []).append(float(module.weight.detach()[0]))
+            row[f"slope_L{layer}"] = float(module.weight.detach()[0])
 
 
 def train_one(
@@ -61,7 +61,7 @@ def train_one(
     bounds = batch_bounds(len(x), batch_size)
     order = EpochOrder(spec.seed, len(x)) if shuffle else None
     history: dict[str, list[float]] = {}
-    initial: dict[str, list[float]] = {}
+    initial: dict[str, float] = {}
     record_diagnostics(model, groups, data, initial, diagnostics)  # epoch 0: at initialisation
     diverged_at = None
     for epoch in range(1, epochs + 1):
@@ -78,20 +78,17 @@ def train_one(
             optimizer.step()
             last = loss.item()
             total += last * (hi - lo)
-        if not math.isfinite(total):
-            diverged_at = epoch
+        row = {"train_loss": total / len(x), "last_batch_loss": last}
+        if math.isfinite(total):  # a diverged epoch is not recorded: its measures would be NaN or inf
+            record_diagnostics(model, groups, data, row, diagnostics)
+        if not (math.isfinite(total) and math.isfinite(row["full_loss"])):
+            diverged_at = epoch  # the batched engine's rule: the epoch's mean or full-data loss is not finite
             break
-        history.setdefault("train_loss", []).append(total / len(x))
-        history.setdefault("last_batch_loss", []).append(last)
-        record_diagnostics(model, groups, data, history, diagnostics)
-        if not math.isfinite(history["full_loss"][-1]):
-            diverged_at = epoch
-            for values in history.values():
-                del values[-1]
-            break
-        history.setdefault("seconds", []).append(time.perf_counter() - start)
+        row["seconds"] = time.perf_counter() - start
+        for name, value in row.items():
+            history.setdefault(name, []).append(value)
         if progress is not None:
-            progress(1, {"epoch": epoch, **{name: values[-1] for name, values in history.items()}})
+            progress(1, {"epoch": epoch, **row})
     if progress is not None and diverged_at is not None:
         progress(epochs - diverged_at + 1, None)  # the epochs it will not run
     return RunResult(
@@ -102,7 +99,7 @@ def train_one(
         seconds=time.perf_counter() - start,
         engine="loop",
         state={k: v.detach().cpu() for k, v in model.state_dict().items()},
-        initial={name: values[0] for name, values in initial.items()},
+        initial=initial,
     )
 
 

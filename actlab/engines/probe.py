@@ -1,0 +1,196 @@
+"""Start-up probe: do the batched engine's stacked primitives give this machine's single-run numbers?
+
+The batched engine equals the loop engine bit for bit only if every stacked operation rounds as the
+single-run one does, and that depends on the kernels the libraries pick for this CPU and these shapes
+(``actlab/__init__.py`` pins MKL's and ATen's code paths so that the answer does not depend on the CPU).
+The probe checks, on random numbers and the experiment's own layer shapes and batch sizes, each primitive
+of a training step and of the per-epoch diagnostics against the single-run code the loop engine runs:
+each linear layer (output, input, weight and bias gradients), the MSE loss and its gradient, each
+activation (output and gradients), and one Adam update. A few milliseconds; cached per shape set.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from actlab import activations
+from actlab.engines.common import RunSpec, one_thread
+
+N_RUNS = 8  # a stack of a few runs: each run's slice is computed alike, and 8 give enough values to compare
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def kernel_setup() -> dict[str, Any]:
+    """What decides the kernels: CPU model, ATen's CPU capability (asked for and in use), MKL's CNR mode,
+    oneDNN's ISA limit (the variables as set; the probe shows whether MKL's took effect)."""
+    wanted = os.environ.get("ATEN_CPU_CAPABILITY")
+    in_use = torch.backends.cpu.get_cpu_capability()
+    return {
+        "cpu": cpu_model(),
+        "cpu_capability": in_use,
+        "aten_cpu_capability": wanted,  # the pin; differs from cpu_capability if torch ran before actlab
+        "aten_pinned": wanted is not None and wanted.upper() == in_use.upper(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),  # MKL reads it at its first call: the probe checks the effect
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "mkl": torch.backends.mkl.is_available(),
+    }
+
+
+def equivalence(
+    specs: Iterable[RunSpec], sizes: Sequence[int], batch_sizes: Iterable[int], eval_sizes: Iterable[int] = (),
+) -> dict[str, Any]:
+    """{"bitwise": bool, "checked": [...], "failed": [...]}: does every stacked primitive reproduce the
+    single-run one for these layer ``sizes``, mini-batch sizes and (diagnostics) full-data sizes?"""
+    groups = {spec.group_key: None for spec in specs}
+    return dict(_probe(tuple(sizes), tuple(sorted(set(batch_sizes))), tuple(sorted(set(eval_sizes))),
+                       tuple(groups)))
+
+
+def for_training(
+    specs: Iterable[RunSpec], sizes: Sequence[int], n_train: int, n_test: int, batch_size: int
+) -> dict[str, Any]:
+    """``equivalence`` for a training setup: the runs the batched engine stacks, the mini-batch sizes of
+    an epoch (full and last) and the full-data sizes of the diagnostics (training and held-out sets)."""
+    from actlab.engines.batched import can_batch
+
+    full = min(batch_size, n_train)
+    batch_sizes = {full, n_train % batch_size or full}
+    eval_sizes = {n_train, *([n_test] if n_test else [])}
+    distinct = {spec.group_key: spec for spec in specs}.values()  # one run per activation is enough
+    return equivalence([s for s in distinct if can_batch(s)], sizes, batch_sizes, eval_sizes)
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(sizes, batch_sizes, eval_sizes, group_keys) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(0)
+    checked: list[str] = []
+    failed: list[str] = []
+    with one_thread():
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            name = f"linear {fan_in}->{fan_out}"
+            checked.append(name)
+            failed += [f"{name} batch {b}: {what}" for b in batch_sizes
+                       for what in _linear(fan_in, fan_out, b, gen)]
+        checked.append("mse")
+        failed += [f"mse batch {b}: {what}" for b in batch_sizes for what in _mse(b, gen)]
+        checked.append("adam")
+        failed += [f"adam: {what}" for what in _adam(sizes, gen)]
+        widths = sorted(set(sizes[1:-1]))
+        for activation, options in group_keys:
+            spec = RunSpec(activation, 0, 0.0, dict(options))
+            name = spec.run_id.rsplit("/", 1)[0]
+            checked.append(name)
+            failed += [f"{name} {b}x{w}: {what}" for b in sorted({*batch_sizes, *eval_sizes}) for w in widths
+                       for what in _activation(spec, b, w, gen)]
+    return {"bitwise": not failed, "checked": checked, "failed": failed}
+
+
+def _grads(out: torch.Tensor, leaves: Sequence[torch.Tensor], grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Gradients of ``leaves`` given ``grad`` for ``out``: through sum(out * grad), whose gradient for out is
+    exactly grad (1 * grad), because a tensor ``grad_outputs`` makes autograd import sympy (half a second)."""
+    return torch.autograd.grad((out * grad).sum(), leaves)
+
+
+def _differs(names: Sequence[str], stacked: Sequence[torch.Tensor], single: Sequence[torch.Tensor]) -> list[str]:
+    return [n for n, a, b in zip(names, stacked, single) if not torch.equal(a, b)]
+
+
+def _linear(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list[str]:
+    from actlab.engines.batched import _StackedLinear
+
+    x, grad = torch.randn(N_RUNS, batch, fan_in, generator=gen), torch.randn(N_RUNS, batch, fan_out, generator=gen)
+    w = torch.rand(N_RUNS, fan_out, fan_in, generator=gen).sub_(0.5).requires_grad_()
+    b = torch.rand(N_RUNS, fan_out, generator=gen).sub_(0.5).requires_grad_()
+    x.requires_grad_()
+    out = _StackedLinear.apply(x, w, b)
+    stacked = [out, *_grads(out, (x, w, b), grad)]
+    single = []
+    for i in range(N_RUNS):  # nn.Linear's own arithmetic: F.linear and autograd
+        xi, wi, bi = (t[i].detach().requires_grad_() for t in (x, w, b))
+        oi = F.linear(xi, wi, bi)
+        single.append([oi, *_grads(oi, (xi, wi, bi), grad[i])])
+    return _differs(["output", "input grad", "weight grad", "bias grad"], stacked,
+                    [torch.stack(parts) for parts in zip(*single)])
+
+
+def _mse(batch: int, gen: torch.Generator) -> list[str]:
+    from actlab.engines.batched import _StackedMSE
+
+    out, y = torch.randn(N_RUNS, batch, 1, generator=gen).requires_grad_(), torch.randn(N_RUNS, batch, 1, generator=gen)
+    loss = _StackedMSE.apply(out, y)
+    stacked = [loss.detach(), *torch.autograd.grad(loss.sum(), out)]
+    single = []
+    for i in range(N_RUNS):
+        oi = out[i].detach().requires_grad_()
+        li = nn.MSELoss()(oi, y[i])
+        single.append([li.detach(), *torch.autograd.grad(li, oi)])
+    return _differs(["loss", "gradient"], stacked, [torch.stack(parts) for parts in zip(*single)])
+
+
+def _activation(spec: RunSpec, batch: int, width: int, gen: torch.Generator) -> list[str]:
+    from actlab.engines.batched import stacked_activation
+
+    act = activations.resolve(spec.activation)
+    z, grad = 3 * torch.randn(N_RUNS, batch, width, generator=gen), torch.randn(N_RUNS, batch, width, generator=gen)
+    z.requires_grad_()
+    modules = [act.build(spec.options) for _ in range(N_RUNS)]
+    slope = None
+    if act.name == "prelu":  # the stacked slope (n, 1, 1) against each module's own
+        slope = torch.stack([m.weight.detach() for m in modules]).view(N_RUNS, 1, 1).requires_grad_()
+    out = stacked_activation(spec, slope)(z)
+    stacked = [out, *_grads(out, [z] + ([slope] if slope is not None else []), grad)]
+    single = []
+    for i, module in enumerate(modules):
+        zi = z[i].detach().requires_grad_()
+        oi = module(zi)
+        leaves = [zi, *module.parameters()]
+        single.append([oi, *(g.view(-1) if g.dim() == 1 else g for g in _grads(oi, leaves, grad[i]))])
+    if slope is not None:
+        stacked[-1] = stacked[-1].view(N_RUNS, 1)
+    return _differs(["output", "input grad", "slope grad"], stacked, [torch.stack(parts) for parts in zip(*single)])
+
+
+def _adam(sizes: Sequence[int], gen: torch.Generator) -> list[str]:
+    """Two steps of the engine's flat-buffer Adam against torch.optim.Adam's single-tensor arithmetic on
+    each run's own parameter tensors (``torch.optim.adam.adam``: ``Adam(foreach=False)``'s update, without
+    the optimizer object, whose construction imports torch's compiler: a second of start-up)."""
+    from torch.optim.adam import adam
+
+    from actlab.engines.batched import BETA1, BETA2, EPS, _Adam, _Stack
+
+    specs = [RunSpec("relu", seed, 1e-3) for seed in range(N_RUNS)]
+    stack = _Stack(specs, sizes, torch.device("cpu"))
+    optimizer = _Adam(stack, [s.lr for s in specs])
+    params = [leaf[r].detach().clone() for leaf in stack.leaves for r in range(N_RUNS)]
+    state = [(torch.zeros_like(p), torch.zeros_like(p), torch.tensor(0.0)) for p in params]
+    for _ in range(2):
+        grads = [torch.randn(leaf.shape, generator=gen) for leaf in stack.leaves]
+        optimizer.step(torch.cat([g.reshape(-1) for g in grads]))
+        per_run = [g[r] for g in grads for r in range(N_RUNS)]
+        for p, g, (m, v, step) in zip(params, per_run, state):
+            adam([p], [g], [m], [v], [], [step], foreach=False, capturable=False, differentiable=False,
+                 fused=None, grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=BETA1,
+                 beta2=BETA2, lr=1e-3, weight_decay=0.0, eps=EPS, maximize=False)
+    stacked = [leaf.detach() for leaf in stack.leaves]
+    single = [torch.stack(params[i * N_RUNS : (i + 1) * N_RUNS]) for i in range(len(stacked))]
+    return _differs([f"parameters {i}" for i in range(len(single))], stacked, single)
