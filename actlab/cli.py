@@ -245,11 +245,13 @@ def compare(
 
 def _write_report(stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float]) -> Path:
     """Figures and report.md in an experiment folder, from its data and its statistics (``stats.summarise``)."""
-    from actlab import analysis, plots, report  # matplotlib is only needed here
+    from actlab import analysis, html, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked)
     figures = plots.save_all(an, stored.path)
-    return storage.write_text(stored.path / "report.md", report.build(an, figures))
+    text = report.build(an, figures)
+    html.write_html(stored.path, text, figures)  # report.html: the same page, figures inline, self-contained
+    return storage.write_text(stored.path / "report.md", text)
 
 
 @app.command("activations")
