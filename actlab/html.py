@@ -24,7 +24,7 @@ h1, h2 { border-bottom: 1px solid #d1d9e0; padding-bottom: .3em; }
 code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f0f2f4;
        padding: .1em .3em; border-radius: 4px; }
 table { border-collapse: collapse; margin: 1em 0; display: block; overflow-x: auto; }
-th, td { border: 1px solid #d1d9e0; padding: .3em .7em; text-align: left; }
+th, td { border: 1px solid #d1d9e0; padding: .3em .7em; text-align: left; white-space: nowrap; }
 tr:nth-child(even) { background: #f6f8fa; }
 .figure svg { max-width: 100%; height: auto; display: block; }
 .missing { color: #9a6700; font-style: italic; }
