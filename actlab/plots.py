@@ -336,7 +336,7 @@ def gradient_norms(an: Analysis) -> Figure | None:
 def _dead_note(quiet: list[str], unmeasured: list[str], gone: list[str], some_diverged: bool) -> str:
     parts = []
     if quiet:
-        parts.append(f"No dead unit in any seed, layer or epoch (not drawn): {', '.join(quiet)}.")
+        parts.append(f"No dead unit in any seed, layer or epoch: {', '.join(quiet)}.")
     if gone:
         parts.append(f"Every run diverged (nothing to draw): {', '.join(gone)}.")
     if unmeasured:
@@ -361,8 +361,9 @@ def dead_units(an: Analysis) -> Figure | None:
                       [act for act, vs in measured.items() if not vs and act not in gone], gone,
                       any(0 < k < n for k, n in diverged.values()))
     if not dead:  # nothing to draw: the note alone says so
-        fig = plt.figure(figsize=(7.5, 1.0))
-        fig.text(0.02, 0.5, textwrap.fill(f"Dead units: none. {note}", 110), fontsize=9, va="center")
+        fig = plt.figure(figsize=(7.5, 1.2))
+        fig.suptitle("Dead units per hidden layer: none", fontsize=10)
+        fig.text(0.02, 0.4, textwrap.fill(note, 110), fontsize=9, va="center")
         return fig
     # wider lines for earlier layers: where layers coincide (all dead), every one still shows
     width = {i: 1.2 + 1.2 * (len(layers) - 1 - i) for i in range(len(layers))}
