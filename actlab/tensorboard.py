@@ -42,6 +42,11 @@ def _tensorboard():
     return SummaryWriter, summary
 
 
+def require() -> None:
+    """Raise ``TensorBoardUnavailable`` (saying how to install it) unless the tensorboard package is there."""
+    _tensorboard()
+
+
 def scalar_tag(column: str) -> str:
     """The TensorBoard tag of a metrics.csv column, grouped by kind: full_loss -> loss/full,
     grad_norm_L1 -> grad_norm/L1, dead_L2 -> dead/L2 (TensorBoard groups tags by their first part)."""
@@ -152,8 +157,9 @@ class TensorBoardSink:
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, int(summary.get("epochs") or 0))
 
-    def close(self) -> None:
-        """Nothing stays open between runs (each run's writer is closed when written); kept for symmetry."""
+    def close(self, status: str = "complete", error: str | None = None) -> None:
+        """No more runs. Nothing stays open between runs (each run's writer is closed once written), so there
+        is nothing to flush; ``status`` and ``error`` are those of the experiment (a result sink's signature)."""
 
 
 def export(run_dir: Path, out: Path | None = None) -> tuple[Path, int]:
