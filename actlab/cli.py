@@ -511,6 +511,28 @@ def plot_activations(
     out.print(f"wrote {out_file} and {out_file.with_suffix('.svg')}")
 
 
+export_app = typer.Typer(help="Export an experiment to other viewers.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    run_dir: RunDir,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="log directory to create (default: "
+                                                 "RUN_DIR/tensorboard)", show_default=False)] = None,
+) -> None:
+    """Write every run's per-epoch scalars and HParams as TensorBoard logs (`tensorboard --logdir ...`)."""
+    from actlab import tensorboard
+
+    with _user_errors():
+        try:
+            logdir, n = tensorboard.export(run_dir, out_dir)
+        except tensorboard.TensorBoardUnavailable as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(2) from None
+    out.print(f"wrote {n} runs to {logdir}; view them with: tensorboard --logdir {logdir}")
+
+
 def main() -> None:
     """The ``actlab`` console script."""
     app(prog_name="actlab")

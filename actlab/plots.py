@@ -1,6 +1,8 @@
 """Figures of an experiment (matplotlib, written as PNG and SVG): the pictures behind the numbers.
 
 Every figure is one function returning a ``Figure``; ``save_all`` writes them into the experiment folder.
+Every figure survives what training can produce: runs that diverged (NaN or infinite values) are drawn
+apart and marked with a red x, values of exactly zero on a log axis are drawn at its floor and marked.
 """
 
 from __future__ import annotations
@@ -8,8 +10,11 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,84 +24,281 @@ matplotlib.use("Agg")  # files only: no display needed, safe on CI and in worker
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from actlab import activations  # noqa: E402
-from actlab.analysis import Analysis, fitted_curves, target_curve  # noqa: E402
+from actlab.analysis import Analysis, Band, fitted_curves, target_curve  # noqa: E402
 from actlab.devices import available_cores  # noqa: E402
 
 COLUMNS = 6
+PANEL = (2.6, 2.0)  # inches per panel, its title and spacing included
+# Marks shared by the figures (tests find them by gid).
+DIVERGED = dict(marker="x", color="C3", linestyle="none", markersize=7, markeredgewidth=2, gid="diverged")
+ZERO = dict(marker="v", linestyle="none", markersize=4, gid="zero")
 
 
-def _grid(n: int, title: str, *, sharey: bool = True) -> tuple[Figure, list[plt.Axes]]:
+def _diverged_handle(label: str = "diverged run, x at its last epoch (off-scale values at the edge)") -> Line2D:
+    return Line2D([], [], **{k: v for k, v in DIVERGED.items() if k != "gid"}, label=label)
+
+
+def _zero_handle() -> Line2D:
+    return Line2D([], [], color="0.3", **{k: v for k, v in ZERO.items() if k != "gid"},
+                  label="exactly 0, drawn at the bottom edge")
+
+
+def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Sequence[Artist] = (),
+          note: str = "", sharey: bool = True) -> tuple[Figure, list[plt.Axes]]:
+    """A figure of ``n`` panels in rows of ``COLUMNS``: title, axis labels on the outer panels, a legend
+    of ``legend`` handles and a ``note`` below the panels."""
     cols = min(COLUMNS, max(1, n))
     rows = math.ceil(n / cols)
-    height = 2.0 * rows + 0.7
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, height), sharex=True, sharey=sharey, squeeze=False)
+    width = max(PANEL[0] * cols + 0.9, 7.5)  # a narrow figure would cut its title and legend
+    chars = int(width * 13)  # characters per line at fontsize 8-10
+    title = textwrap.fill(title, chars)
+    note = textwrap.fill(note, int(chars * 1.2)) if note else ""
+    longest = max((len(h.get_label()) for h in legend), default=0)
+    ncol = max(1, min(len(legend), int(width // (0.065 * longest + 0.7))))  # as many columns as fit
+    top = 0.4 + 0.18 * (title.count("\n") + 1)
+    note_height = 0.15 * (note.count("\n") + 1) + 0.08 if note else 0.0
+    legend_height = 0.22 * math.ceil(len(legend) / ncol) + 0.05 if legend else 0.0
+    bottom = 0.62 + legend_height + note_height  # tick labels and the x label take the first 0.62 in
+    height = PANEL[1] * rows + top + bottom
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), sharex=True, sharey=sharey, squeeze=False)
     # Fixed margins, not a layout engine: with dozens of panels, constrained layout costs seconds per figure.
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.45 / height + 0.02, top=1 - 0.55 / height,
-                        wspace=0.12, hspace=0.38)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=0.12 if sharey else 0.3, hspace=0.38)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
-    for ax in flat[:n]:
+    for i, ax in enumerate(flat[:n]):
         ax.tick_params(labelsize=7)
         ax.label_outer()  # tick labels on the outer panels only: less to lay out and draw
-    fig.suptitle(title, fontsize=10)
+        if xlabel == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if i + cols >= n:  # lowest panel of its column (the one below may be missing): show its x axis
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel(xlabel, fontsize=8)
+        if i % cols == 0:
+            ax.set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
+    if legend:
+        fig.legend(handles=list(legend), loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, (note_height + 0.06) / height), bbox_transform=fig.transFigure,
+                   borderaxespad=0, columnspacing=1.5)
+    if note:
+        fig.text(0.75 / width, 0.06 / height, note, fontsize=8, va="bottom", ha="left", color="0.25")
     return fig, flat[:n]
 
 
-def _log_y(ax: plt.Axes) -> None:
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(numticks=4))
-    ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks on every panel make drawing slow
+# --------------------------------------------------------------------------------------------------
+# Runs over seeds, with the diverged ones apart, and a log axis that shows zeros and off-scale values.
 
 
-def _band(ax: plt.Axes, band, **style) -> None:
-    line = ax.plot(band.epochs, band.median, **style)[0]
-    ax.fill_between(band.epochs, band.lo, band.hi, color=line.get_color(), alpha=0.25, linewidth=0)
+@dataclass
+class Runs:
+    """One measure of one activation: every seed's per-epoch values, NaN-padded, and which seeds diverged."""
+
+    values: np.ndarray  # (seeds, epochs)
+    diverged: np.ndarray  # (seeds,) bool
+
+    def band(self) -> Band | None:
+        """Median and 25-75% over the seeds that did not diverge (None if none did not, or nothing measured)."""
+        healthy = self.values[~self.diverged]
+        if not len(healthy) or np.all(np.isnan(healthy)):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # epochs no healthy seed measured stay NaN
+            q = np.nanpercentile(healthy, [25, 50, 75], axis=0)
+        return Band(np.arange(1, healthy.shape[1] + 1), q[1], q[0], q[2])
+
+    def diverged_rows(self) -> np.ndarray:
+        return self.values[self.diverged]
+
+
+def runs_of(an: Analysis, measure: str, activation: str) -> Runs | None:
+    """Every seed of ``activation`` for ``measure`` (None if the measure was not recorded)."""
+    per_seed = an.per_run(measure).get(activation)
+    if not per_seed:
+        return None
+    status = {(row["activation"], row["seed"]): row.get("status") for row in an.stored.summary}
+    values = np.full((len(per_seed), max(len(v) for v in per_seed.values())), np.nan)
+    for i, v in enumerate(per_seed.values()):
+        values[i, :len(v)] = v
+    diverged = np.array([status.get((activation, seed)) == "diverged" for seed in per_seed])
+    return Runs(values, diverged)
+
+
+@dataclass
+class LogScale:
+    """A log axis fitted to the healthy data: zeros drawn at ``floor``, larger values (diverged) at ``top``."""
+
+    floor: float
+    top: float
+
+    @classmethod
+    def fit(cls, reference: Iterable[np.ndarray], fallback: Iterable[np.ndarray] = (), zeros: bool = False
+            ) -> LogScale:
+        """From the positive finite values of ``reference`` (those of ``fallback`` when it has none); with
+        ``zeros``, a floor well below the smallest value, so that zeros stand apart."""
+        for arrays in (reference, fallback):
+            values = np.concatenate([np.ravel(np.asarray(a, dtype=float)) for a in arrays] or [np.zeros(0)])
+            values = values[np.isfinite(values) & (values > 0)]
+            if len(values):
+                return cls(float(values.min()) / (4 if zeros else 1.15), float(values.max()) * 1.15)
+        return cls(1e-3, 10.0)  # nothing positive and finite at all: any decent range
+
+    def clip(self, values: np.ndarray) -> np.ndarray:
+        """Values as drawn: <= 0 at the floor, above the top (inf too) at the top, NaN left out."""
+        return np.clip(np.asarray(values, dtype=float), self.floor, self.top)
+
+    def apply(self, ax: plt.Axes, which: str = "y") -> None:
+        """Log scale and these limits on ``ax``'s ``which`` ("x" or "y") axis, with readable tick labels."""
+        axis = ax.yaxis if which == "y" else ax.xaxis
+        (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+        (ax.set_ylim if which == "y" else ax.set_xlim)(self.floor / 1.15, self.top * 1.15)
+        span = self.top / self.floor
+        if span < (300 if which == "x" else 30):  # 0.4, 0.5, 0.6 ... or 0.2, 0.5, 1 ... not one lone 10^0
+            axis.set_major_locator(LogLocator(subs=np.arange(1.0, 10.0) if span < 5 else (1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        else:
+            axis.set_major_locator(LogLocator(numticks=5))
+        axis.set_minor_locator(NullLocator())  # minor log ticks on every panel make drawing slow
+
+
+def _draw(ax: plt.Axes, runs: Runs, scale: LogScale, *, fill: bool = True, **style) -> tuple[bool, bool]:
+    """The healthy seeds' median (and 25-75% band), each diverged seed apart; returns (zeros drawn, diverged
+    drawn)."""
+    band = runs.band()
+    zeros = False
+    if band is not None:
+        line = ax.plot(band.epochs, scale.clip(band.median), **style)[0]
+        if fill:
+            ax.fill_between(band.epochs, scale.clip(band.lo), scale.clip(band.hi), color=line.get_color(),
+                            alpha=0.25, linewidth=0)
+        at_zero = band.median <= 0
+        if at_zero.any():
+            step = max(1, int(at_zero.sum()) // 12)  # a few marks, not one per epoch
+            ax.plot(band.epochs[at_zero][::step], np.full(int(at_zero.sum()), scale.floor)[::step],
+                    color=line.get_color(), **ZERO)
+            zeros = True
+    for row in runs.diverged_rows():
+        seen = np.flatnonzero(~np.isnan(row))
+        if len(seen):
+            epochs = np.arange(1, len(row) + 1)
+            ax.plot(epochs, scale.clip(row), color="C3", linewidth=0.8, alpha=0.6, linestyle=style.get("linestyle"))
+            ax.plot(epochs[seen[-1]], scale.clip(row[seen[-1]]), **DIVERGED)
+    return zeros, bool(runs.diverged.any())
+
+
+def _has_zero(bands: Iterable[Band | None]) -> bool:
+    return any(b is not None and bool((b.median <= 0).any()) for b in bands)
+
+
+def _band_arrays(bands: Iterable[Band | None]) -> list[np.ndarray]:
+    return [a for b in bands if b is not None for a in (b.median, b.lo, b.hi)]
+
+
+def divergence(an: Analysis) -> dict[str, tuple[int, int]]:
+    """activation -> (runs that diverged, runs), from summary.csv: also the runs that diverged in their first
+    epoch, which left no row in metrics.csv."""
+    counts: dict[str, tuple[int, int]] = {}
+    for row in an.stored.summary:
+        k, n = counts.get(row["activation"], (0, 0))
+        counts[row["activation"]] = (k + (row.get("status") == "diverged"), n + 1)
+    return counts
+
+
+def _mark_diverged(ax: plt.Axes, counts: tuple[int, int]) -> None:
+    """'k of n seeds diverged' in the panel's corner: visible even when nothing of those runs can be drawn."""
+    k, n = counts
+    if k:
+        ax.text(0.97, 0.95, f"{k} of {n} seeds diverged", transform=ax.transAxes, ha="right", va="top",
+                fontsize=7, color="C3", gid="diverged-note")
+
+
+# --------------------------------------------------------------------------------------------------
+# The figures.
 
 
 def loss_curves(an: Analysis) -> Figure:
     """Full-training-data loss per epoch: median over seeds, 25-75% band; the best activation for reference."""
     acts = an.activations
-    cfg = an.stored.config
-    fig, axes = _grid(len(acts), f"Training loss per epoch ({cfg.data.task}; median and 25-75% of "
-                                 f"{max(s.runs for s in an.stats)} seeds; dashed: #1, dotted: least squares)")
-    best = an.band("full_loss", acts[0])
+    runs = {act: runs_of(an, "full_loss", act) for act in acts}
+    bands = {act: r.band() if r is not None else None for act, r in runs.items()}
+    reference = _band_arrays(bands.values())  # the runs that did not diverge set the scale, if there are any
+    scale = LogScale.fit(reference + [np.array([an.least_squares])] * bool(reference),
+                         [r.values for r in runs.values() if r is not None] + [np.array([an.least_squares])],
+                         zeros=_has_zero(bands.values()))
+    legend: list[Artist] = [
+        Line2D([], [], color="C0", linewidth=1.5, label="median over seeds"),
+        Patch(color="C0", alpha=0.25, label="25-75% of seeds"),
+    ] * bool(reference)
+    legend += [Line2D([], [], color="0.6", linestyle="--", label=f"#1 ({acts[0]}), median")] * (
+        len(acts) > 1 and bands[acts[0]] is not None)
+    legend += [Line2D([], [], color="C3", linestyle=":", label="least-squares optimum (linear model)")]
+    legend += [_zero_handle()] * _has_zero(bands.values())
+    diverged = divergence(an)
+    legend += [_diverged_handle()] * any(k for k, _ in diverged.values())
+    seeds = max((s.runs for s in an.stats), default=0)
+    fig, axes = _grid(len(acts), f"Training loss per epoch ({an.stored.config.data.task}, whole training "
+                                 f"data, {seeds} seeds per activation)", ylabel="MSE (log scale)", legend=legend)
+    best = bands[acts[0]]
     for ax, act in zip(axes, acts):
-        band = an.band("full_loss", act)
         if best is not None and act != acts[0]:
-            ax.plot(best.epochs, best.median, "--", color="0.6", linewidth=1)
-        if band is not None:
-            _band(ax, band, color="C0", linewidth=1.5)
+            ax.plot(best.epochs, scale.clip(best.median), "--", color="0.6", linewidth=1)
+        if runs[act] is not None:
+            _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
         ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
-        _log_y(ax)
-        ax.set_title(f"#{an.stat(act).rank} {act}", fontsize=9)
-    for ax in axes[-COLUMNS:]:
-        ax.set_xlabel("epoch")
+        _mark_diverged(ax, diverged.get(act, (0, 0)))
+        scale.apply(ax)
+        stat = an.stat(act)
+        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9)
     return fig
 
 
 def final_losses(an: Analysis) -> Figure:
-    """Distribution over seeds of the final loss, one row per activation, best on top."""
+    """Distribution over seeds of the final loss, one row per activation, best on top; diverged runs marked."""
     acts = an.activations
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(acts) + 1.4), layout="constrained")  # one axes: cheap
-    data = [an.final("full_loss", a) for a in acts]
-    data = [d[np.isfinite(d)] if len(d) else d for d in data]
+    rows = {act: [r for r in an.stored.summary if r["activation"] == act] for act in acts}
+    healthy = {act: np.array([float(r["final_loss"]) for r in rs if r.get("status") != "diverged"
+                              and math.isfinite(float(r["final_loss"]))]) for act, rs in rows.items()}
+    diverged = {act: sum(r.get("status") == "diverged" or not math.isfinite(float(r["final_loss"])) for r in rs)
+                for act, rs in rows.items()}
+    scale = LogScale.fit(list(healthy.values()) + [np.array([an.least_squares])],
+                         zeros=any((d <= 0).any() for d in healthy.values()))
+    legend: list[Artist] = [
+        Line2D([], [], marker="o", color="C0", linestyle="none", markersize=4, label="one seed"),
+        Patch(facecolor="none", edgecolor="black", label="box: 25-75% of seeds, bar: median, whiskers: 1.5 IQR"),
+    ] * any(len(d) for d in healthy.values())
+    legend += [Line2D([], [], color="C3", linestyle=":", label="least-squares optimum (linear model)")]
+    legend += [_zero_handle()] * any((d <= 0).any() for d in healthy.values())
+    legend += [_diverged_handle("diverged run (no final loss to compare): at the right edge, not in the box")] * any(
+        diverged.values())
+    # one axes: constrained layout is cheap here; the legend below the axes, never over the dots
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(acts) + 1.6 + 0.2 * len(legend)), layout="constrained")
     positions = np.arange(len(acts))[::-1]
-    ax.boxplot([d if len(d) else [np.nan] for d in data], positions=positions, orientation="horizontal", widths=0.6,
-               showfliers=False)
-    for pos, d in zip(positions, data):
+    with_data = [(pos, healthy[a]) for pos, a in zip(positions, acts) if len(healthy[a])]
+    if with_data:
+        ax.boxplot([scale.clip(d) for _, d in with_data], positions=[p for p, _ in with_data], widths=0.6,
+                   orientation="horizontal", showfliers=False, medianprops=dict(color="black", linewidth=1.5))
+    for pos, act in zip(positions, acts):
+        d = healthy[act]
         jitter = np.linspace(-0.15, 0.15, len(d)) if len(d) > 1 else np.zeros(len(d))
-        ax.plot(d, pos + jitter, "o", color="C0", markersize=3, alpha=0.7)
-    ax.axvline(an.least_squares, color="C3", linestyle=":", label="least-squares optimum (linear model)")
-    ax.set_yticks(positions, [f"#{an.stat(a).rank} {a}" for a in acts])
-    ax.set_xscale("log")
-    ax.set_xlabel("final loss on the full training data (each dot: one seed)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Final loss per activation")
+        ax.plot(scale.clip(d), pos + jitter, "o", color="C0", markersize=3, alpha=0.7)
+        if (d <= 0).any():
+            ax.plot(np.full(int((d <= 0).sum()), scale.floor), pos + jitter[d <= 0], color="0.3", **ZERO)
+        if diverged[act]:  # at the right edge, one x per diverged seed
+            ax.plot(np.full(diverged[act], scale.top), pos + np.linspace(-0.15, 0.15, diverged[act]), **DIVERGED)
+    ax.axvline(an.least_squares, color="C3", linestyle=":")
+    ax.set_yticks(positions, [f"#{an.stat(a).rank if an.stat(a) else '?'} {a}" for a in acts])
+    scale.apply(ax, "x")
+    ax.set_xlabel("final loss (MSE) on the whole training data, log scale")
+    fig.legend(handles=legend, loc="outside lower center", ncol=1, fontsize=8, frameon=False)
+    ax.set_title("Final loss per activation (best first)")
     return fig
 
 
@@ -104,39 +306,80 @@ def gradient_norms(an: Analysis) -> Figure | None:
     """First-layer (solid) and last-layer (dashed) gradient norm per epoch: vanishing gradients show as a gap."""
     if "grad_norm_L1" not in an.table:
         return None  # run with train.diagnostics off
-    acts = an.activations
-    last = an.layers()
-    fig, axes = _grid(len(acts), f"Gradient norm of layer 1 (solid) and layer {last} (dashed), median over seeds")
+    acts, last = an.activations, an.layers()
+    runs = {act: (runs_of(an, "grad_norm_L1", act), runs_of(an, f"grad_norm_L{last}", act)) for act in acts}
+    bands = [r.band() for pair in runs.values() for r in pair if r is not None]
+    scale = LogScale.fit(_band_arrays(bands), [r.values for pair in runs.values() for r in pair if r is not None],
+                         zeros=_has_zero(bands))
+    legend: list[Artist] = [
+        Line2D([], [], color="C0", label="layer 1, median over seeds"),
+        Patch(color="C0", alpha=0.25, label="layer 1, 25-75% of seeds"),
+        Line2D([], [], color="C1", linestyle="--", label=f"layer {last} (output), median"),
+    ]
+    legend += [_zero_handle()] * _has_zero(bands)
+    diverged = divergence(an)
+    legend += [_diverged_handle()] * any(k for k, _ in diverged.values())
+    fig, axes = _grid(len(acts), "Gradient norm of the first and last layer per epoch (a gap: vanishing "
+                                 "gradients)", ylabel="gradient norm (log scale)", legend=legend)
     for ax, act in zip(axes, acts):
-        first_band, last_band = an.band("grad_norm_L1", act), an.band(f"grad_norm_L{last}", act)
-        if first_band is not None:
-            _band(ax, first_band, color="C0")
-        if last_band is not None:
-            ax.plot(last_band.epochs, last_band.median, "--", color="C1")
-        _log_y(ax)
+        first, final = runs[act]
+        if first is not None:
+            _draw(ax, first, scale, color="C0")
+        if final is not None:
+            _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
+        _mark_diverged(ax, diverged.get(act, (0, 0)))
+        scale.apply(ax)
         ax.set_title(act, fontsize=9)
-    for ax in axes[-COLUMNS:]:
-        ax.set_xlabel("epoch")
     return fig
 
 
+def _dead_note(quiet: list[str], unmeasured: list[str], gone: list[str], some_diverged: bool) -> str:
+    parts = []
+    if quiet:
+        parts.append(f"No dead unit in any seed, layer or epoch: {', '.join(quiet)}.")
+    if gone:
+        parts.append(f"Every run diverged (nothing to draw): {', '.join(gone)}.")
+    if unmeasured:
+        parts.append(f"Not measured (the activation mixes units): {', '.join(unmeasured)}.")
+    if some_diverged:
+        parts.append("Runs that diverged are left out of the medians.")
+    return " ".join(parts)
+
+
 def dead_units(an: Analysis) -> Figure | None:
-    """Share of dead units per hidden layer per epoch (median over seeds)."""
-    acts = [a for a in an.activations if an.band("dead_L1", a) is not None]
-    if not acts:
-        return None  # softmax only, or train.diagnostics off
-    title = "Dead units (no gradient on any training input) per hidden layer, median over seeds"
-    fig, axes = _grid(len(acts), title)
-    for ax, act in zip(axes, acts):
-        for layer in range(1, an.hidden_layers() + 1):
-            band = an.band(f"dead_L{layer}", act)
+    """Share of dead units per hidden layer per epoch (median over seeds), for the activations with any."""
+    if "dead_L1" not in an.table:
+        return None  # train.diagnostics off
+    layers = range(1, an.hidden_layers() + 1)
+    diverged = divergence(an)
+    runs = {act: [runs_of(an, f"dead_L{layer}", act) for layer in layers] for act in an.activations}
+    healthy = {act: [r.values[~r.diverged] for r in rs if r is not None] for act, rs in runs.items()}
+    measured = {act: [v for v in vs if not np.all(np.isnan(v))] for act, vs in healthy.items()}
+    dead = [act for act, vs in measured.items() if any(np.nan_to_num(v).max() > 0 for v in vs)]
+    gone = [act for act, (k, n) in diverged.items() if k == n and act in runs]
+    note = _dead_note([act for act, vs in measured.items() if vs and act not in dead],
+                      [act for act, vs in measured.items() if not vs and act not in gone], gone,
+                      any(0 < k < n for k, n in diverged.values()))
+    if not dead:  # nothing to draw: the note alone says so
+        fig = plt.figure(figsize=(7.5, 1.2))
+        fig.suptitle("Dead units per hidden layer: none", fontsize=10)
+        fig.text(0.02, 0.4, textwrap.fill(note, 110), fontsize=9, va="center")
+        return fig
+    # wider lines for earlier layers: where layers coincide (all dead), every one still shows
+    width = {i: 1.2 + 1.2 * (len(layers) - 1 - i) for i in range(len(layers))}
+    legend = [Line2D([], [], color=f"C{i}", linewidth=width[i], label=f"hidden layer {layer}, median over seeds")
+              for i, layer in enumerate(layers)] + [Patch(color="0.5", alpha=0.2, label="25-75% of seeds")]
+    fig, axes = _grid(len(dead), "Dead units per hidden layer (no gradient on any training input)",
+                      ylabel="% of the layer's units dead", legend=legend, note=note)
+    for ax, act in zip(axes, dead):
+        for i, r in enumerate(runs[act]):
+            band = r.band() if r is not None else None
             if band is not None:
-                ax.plot(band.epochs, 100 * band.median, label=f"layer {layer}")
+                ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
+                ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
         ax.set_ylim(-3, 103)
+        _mark_diverged(ax, diverged.get(act, (0, 0)))
         ax.set_title(act, fontsize=9)
-    if acts:
-        axes[0].legend(fontsize=7)
-        axes[0].set_ylabel("% dead")
     return fig
 
 
@@ -147,25 +390,37 @@ def fits(an: Analysis) -> Figure | None:
         return None
     acts = [a for a in an.activations if a in curves]
     x, y = target_curve(an.stored)
-    final = {row["run"]: row["final_loss"] for row in an.stored.summary}
-    fig, axes = _grid(len(acts), f"Fits of the {an.stored.config.data.task} target (black); each seed thin, "
-                                 "the best seed bold")
+    summary = {row["run"]: row for row in an.stored.summary}
+    legend = [Line2D([], [], color="black", linewidth=2, label=f"target ({an.stored.config.data.task})"),
+              Line2D([], [], color="C0", linewidth=0.7, alpha=0.5, label="one seed's fit"),
+              Line2D([], [], color="C1", linewidth=2, label="the seed with the lowest final loss")]
+    fig, axes = _grid(len(acts), "What the net computes after training: the target against each seed's fit",
+                      ylabel="y", xlabel="x", legend=legend)
     for ax, act in zip(axes, acts):
         ax.plot(x, y, color="black", linewidth=2)
         runs = [r["run"] for r in an.stored.summary if r["activation"] == act]
-        best = min(runs, key=lambda r: final.get(r, math.inf) if math.isfinite(final.get(r, math.inf)) else math.inf)
+        loss = {r: float(summary[r]["final_loss"]) for r in runs}
+        ok = [r for r in runs if summary[r].get("status") != "diverged" and math.isfinite(loss[r])]
+        best = min(ok, key=loss.__getitem__, default=None)
         for run, (gx, gy) in zip(runs, curves[act]):
+            if run not in ok:
+                continue  # a diverged fit is noise or nothing: counted in the title instead
             bold = run == best
             ax.plot(gx, gy, color="C1" if bold else "C0", linewidth=2 if bold else 0.7, alpha=1 if bold else 0.5)
         ax.set_ylim(float(y.min()) - 0.6, float(y.max()) + 0.6)
-        ax.set_title(act, fontsize=9)
+        gone = len(runs) - len(ok)
+        ax.set_title(act + (f" ({gone} diverged, not drawn)" if gone else ""), fontsize=9,
+                     color="C3" if gone else "black")
     return fig
 
 
 def activation_gallery(names: Sequence[str] | None = None) -> Figure:
     """Every registry activation (solid) and its derivative from autograd (dashed) on [-4, 4]."""
     names = list(names or activations.names())
-    fig, axes = _grid(len(names), "Activations (solid) and their derivatives from autograd (dashed)")
+    legend = [Line2D([], [], color="C0", label="activation f(x)"),
+              Line2D([], [], color="C1", linestyle="--", label="derivative f'(x), from autograd")]
+    fig, axes = _grid(len(names), "Activations and their derivatives", ylabel="f(x), f'(x)", xlabel="x",
+                      legend=legend)
     x = torch.linspace(-4, 4, 801, requires_grad=True)
     for ax, name in zip(axes, names):
         spec = activations.resolve(name)

@@ -224,9 +224,11 @@ class _Tracker:
 
 def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
     """Figures and report.md in an experiment folder, from its data and its statistics."""
-    from actlab import cdplot, plots, report  # matplotlib is only needed here
+    from actlab import cdplot, html, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked)
     figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
     storage.write_stats(stored.path, report.stats_rows(an))  # stats.csv: also every number the report adds
-    return storage.write_text(stored.path / "report.md", report.build(an, figures))
+    text = report.build(an, figures)
+    html.write_html(stored.path, text, figures)  # report.html: the same page, figures inline, self-contained
+    return storage.write_text(stored.path / "report.md", text)

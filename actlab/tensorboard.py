@@ -1,0 +1,182 @@
+"""TensorBoard logs of an experiment: per-epoch scalars of every run, and its HParams for filtering.
+
+Each run becomes one TensorBoard run (``<logdir>/relu/seed3``) holding the per-epoch values of metrics.csv
+(losses, gradient norms, dead/saturated shares) and, for the HParams tab, the run's setup (activation, lr,
+seed, options, task, epochs, ...) with its final and best losses as metrics. ``TensorBoardSink`` writes runs
+as they finish (live, during ``train``/``compare``); ``export`` writes a finished folder from its files.
+
+Needs the optional ``tensorboard`` package (``pip install -e '.[tensorboard]'``): without it,
+``TensorBoardUnavailable`` says so, and nothing else of actlab depends on it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from actlab import config, storage
+from actlab.engines import RunResult
+
+INSTALL_HINT = "pip install -e '.[tensorboard]'"
+DEFAULT_DIR = "tensorboard"  # inside the experiment folder: `tensorboard --logdir runs` then shows every experiment
+
+# metrics.csv columns that are not per-epoch measures: they are the run's identity or its step
+_NOT_SCALARS = {"run", "activation", "seed", "lr", "epoch", "seconds"}
+
+
+class TensorBoardUnavailable(RuntimeError):
+    """The ``tensorboard`` package is not installed."""
+
+
+def _tensorboard():
+    """torch.utils.tensorboard's SummaryWriter class and its summary module."""
+    # Imported here, not at the top: actlab works without tensorboard, and torch.utils.tensorboard fails
+    # at import time when the package is missing.
+    try:
+        from torch.utils.tensorboard import SummaryWriter, summary
+    except ImportError:
+        raise TensorBoardUnavailable(f"TensorBoard export needs the tensorboard package: {INSTALL_HINT}") from None
+    return SummaryWriter, summary
+
+
+def require() -> None:
+    """Raise ``TensorBoardUnavailable`` (saying how to install it) unless the tensorboard package is there."""
+    _tensorboard()
+
+
+def scalar_tag(column: str) -> str:
+    """The TensorBoard tag of a metrics.csv column, grouped by kind: full_loss -> loss/full,
+    grad_norm_L1 -> grad_norm/L1, dead_L2 -> dead/L2 (TensorBoard groups tags by their first part)."""
+    if column.endswith("_loss"):
+        return f"loss/{column.removesuffix('_loss')}"
+    kind, sep, layer = column.rpartition("_L")
+    return f"{kind}/L{layer}" if sep and layer.isdigit() else column
+
+
+def run_folder(run_id: str) -> Path:
+    """The relative folder of a run (``relu/seed3``): each part made safe, so that a run id read from a
+    folder can never point outside the log directory."""
+    parts = [re.sub(r"[^\w.,=\[\]:+-]", "_", part) for part in run_id.split("/")]
+    return Path(*[part if part.strip(".") else "_" for part in parts])
+
+
+def hparams(cfg: config.Config, summary: dict[str, Any]) -> dict[str, Any]:
+    """The HParams of one run: what differs between runs (activation, options, seed, lr) and the setup
+    shared by the experiment, as TensorBoard's types (str, int, float, bool)."""
+    d, t = cfg.data, cfg.train
+    return {
+        "activation": str(summary["activation"]),
+        "options": str(summary.get("options") or ""),
+        "seed": int(summary["seed"]),
+        "lr": float(summary["lr"]),
+        "status": str(summary.get("status", "")),
+        "task": d.task,
+        "sizes": "-".join(map(str, cfg.model.sizes)),
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "shuffle": t.shuffle,
+        "engine": t.engine,
+        "samples": d.samples,
+        "noise": d.noise,
+        "test_fraction": d.test_fraction,
+        "data_seed": d.seed,
+    }
+
+
+def hparam_metrics(summary: dict[str, Any], held_out: bool) -> dict[str, float]:
+    """The HParams metrics of one run: final and best full-training-data loss (and held-out, if any)."""
+    keys = ["final_loss", "best_loss"] + (["final_test_loss", "best_test_loss"] if held_out else [])
+    return {f"hparam/{key}": _float(summary.get(key)) for key in keys}
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _by_run(table: dict[str, list[Any]]) -> dict[str, dict[int, list[tuple[str, float]]]]:
+    """metrics.csv by column -> run id -> epoch -> [(tag, value)], empty (NaN) cells left out."""
+    columns = [(c, scalar_tag(c)) for c in table if c not in _NOT_SCALARS]
+    out: dict[str, dict[int, list[tuple[str, float]]]] = {}
+    for i, (run, epoch) in enumerate(zip(table.get("run", []), table.get("epoch", []))):
+        values = [(tag, float(table[column][i])) for column, tag in columns]
+        # an empty cell: not measured (no held-out split, no diagnostics, slope_L* of other than prelu)
+        out.setdefault(run, {})[int(epoch)] = [(tag, v) for tag, v in values if not math.isnan(v)]
+    return out
+
+
+class TensorBoardSink:
+    """Writes runs into a TensorBoard log directory as they finish: ``add(results)`` per finished chunk."""
+
+    def __init__(self, folder: Path, cfg: config.Config) -> None:
+        self.folder = Path(folder)
+        self.cfg = cfg
+        self._writer_class, self._summary = _tensorboard()  # fails now, before training, if missing
+        self.runs: list[str] = []
+
+    def add(self, results: Sequence[RunResult]) -> None:
+        """Log finished runs: their per-epoch scalars and HParams."""
+        self.write(storage.metrics_table(self.cfg, results), [storage.run_summary(r) for r in results])
+
+    def write(self, table: dict[str, list[Any]], summaries: Sequence[dict[str, Any]]) -> None:
+        """Log runs from metrics.csv rows (by column) and their summary rows (summary.csv)."""
+        series = _by_run(table)
+        held_out = self.cfg.data.test_fraction > 0
+        for summary in summaries:
+            run = summary["run"]
+            # a queue that holds a whole run: with the default (10 events) each one waits on the writer thread
+            with self._writer_class(log_dir=str(self.folder / run_folder(run)), max_queue=10_000) as writer:
+                for epoch, values in series.get(run, {}).items():
+                    self._write_epoch(writer, epoch, values)
+                self._write_hparams(writer, summary, held_out)
+            self.runs.append(run)
+
+    def _write_epoch(self, writer, epoch: int, values: list[tuple[str, float]]) -> None:
+        # One event per epoch holding every scalar (not one event per scalar: 15x fewer events to write and
+        # read back); TensorBoard splits it by tag.
+        if not values:
+            return
+        event = self._summary.scalar(*values[0])
+        for tag, value in values[1:]:
+            event.value.extend(self._summary.scalar(tag, value).value)
+        writer.file_writer.add_summary(event, epoch)
+
+    def _write_hparams(self, writer, summary: dict[str, Any], held_out: bool) -> None:
+        metrics = hparam_metrics(summary, held_out)
+        _, start, end = self._summary.hparams(hparams(self.cfg, summary), metrics)
+        # The session start/end only, in the run's own folder (not SummaryWriter.add_hparams, which makes a
+        # new timestamped run): with no experiment summary written, TensorBoard builds the HParams table from
+        # every run under --logdir, so the activation filter lists every activation, of every experiment.
+        writer.file_writer.add_summary(start)
+        writer.file_writer.add_summary(end)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, int(summary.get("epochs") or 0))
+
+    def close(self, status: str = "complete", error: str | None = None) -> None:
+        """No more runs. Nothing stays open between runs (each run's writer is closed once written), so there
+        is nothing to flush; ``status`` and ``error`` are those of the experiment (a result sink's signature)."""
+
+
+def export(run_dir: Path, out: Path | None = None) -> tuple[Path, int]:
+    """Write an experiment folder's runs as TensorBoard logs (default: ``RUN_DIR/tensorboard``); returns the
+    log directory and the number of runs. Never writes into an existing non-empty folder."""
+    stored = storage.load_experiment(run_dir)
+    if not stored.summary:
+        raise storage.StorageError(f"'{run_dir}' holds no finished run yet: nothing to export")
+    out = Path(out) if out is not None else Path(run_dir) / DEFAULT_DIR
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise storage.StorageError(f"'{out}' exists and is not empty; actlab does not overwrite files, "
+                                   "choose another --out")
+    sink = TensorBoardSink(out, stored.config)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage.StorageError(f"cannot create '{out}': {exc.strerror or exc}; choose another --out") from None
+    sink.write(stored.metrics(), stored.summary)
+    sink.close()
+    return out, len(sink.runs)

@@ -1,0 +1,155 @@
+"""Figures: readable (labels, legends that cover nothing), complete (zeros and diverged runs shown), never a crash."""
+
+import csv
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from actlab import analysis, cli, plots, storage
+
+runner = CliRunner()
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def compare(out: Path, *args: str) -> Path:
+    result = runner.invoke(cli.app, ["compare", *args, "--set", "train.workers=1", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    (folder,) = out.iterdir()
+    return folder
+
+
+def analysed(folder: Path) -> analysis.Analysis:
+    return analysis.analyse(storage.load_experiment(folder))
+
+
+def panels(fig) -> dict[str, plt.Axes]:
+    """Visible panels by title (the rank prefix '#3 ' and any suffix in parentheses dropped)."""
+    out = {}
+    for ax in fig.axes:
+        if ax.get_visible() and ax.get_title():
+            out[ax.get_title().split(" (")[0].split(" ")[-1]] = ax
+    return out
+
+
+def marks(ax: plt.Axes, gid: str) -> list:
+    return [line for line in ax.lines if line.get_gid() == gid]
+
+
+def metrics_rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    """softshrink (first-layer gradient exactly 0), relu (dead units), tanh and sigmoid: none diverges."""
+    return compare(tmp_path_factory.mktemp("runs"), "-a", "softshrink,relu,tanh,sigmoid", "--seeds", "3",
+                   "--epochs", "6")
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory) -> Path:
+    """lr 1e5: identity diverges after some epochs, relu and elu in their first; softshrink, tanh don't."""
+    return compare(tmp_path_factory.mktemp("runs"), "-a", "identity,relu,elu,tanh,softshrink", "--seeds", "2",
+                   "--epochs", "30", "--lr", "1e5", "--batch-size", "100")
+
+
+def test_log_scale_shows_zeros_and_off_scale_values():
+    scale = plots.LogScale.fit([np.array([0.0, 1e-3, 0.5, math.inf, math.nan])], zeros=True)
+    assert 0 < scale.floor < 1e-3 and scale.top >= 0.5
+    drawn = scale.clip(np.array([0.0, 1e-3, 1e9, math.inf, math.nan]))
+    assert drawn[0] == scale.floor and drawn[1] == 1e-3 and drawn[2] == drawn[3] == scale.top
+    assert math.isnan(drawn[4])  # a value never measured is not drawn
+    assert plots.LogScale.fit([np.array([math.nan, -1.0])]).floor > 0  # nothing positive: still a valid axis
+
+
+def test_zero_gradient_norms_are_drawn_at_the_floor_and_marked(mixed):
+    rows = metrics_rows(mixed)
+    zero = {r["activation"] for r in rows if float(r["grad_norm_L1"]) == 0.0}
+    assert "softshrink" in zero  # the oracle: softshrink's first layer gets exactly no gradient here
+    by_epoch: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        by_epoch.setdefault((r["activation"], r["epoch"]), []).append(float(r["grad_norm_L1"]))
+    median_zero = {act for (act, _), values in by_epoch.items() if np.median(values) == 0.0}
+    fig = plots.gradient_norms(analysed(mixed))
+    for act, ax in panels(fig).items():
+        zeros = marks(ax, "zero")
+        assert bool(zeros) == (act in median_zero), act
+        for line in zeros:
+            y = line.get_ydata()
+            assert np.all(y > ax.get_ylim()[0]) and np.all(y < ax.get_ylim()[1])  # inside the axes: visible
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any("exactly 0" in label for label in labels)
+    plt.close(fig)
+
+
+def test_dead_units_draws_only_activations_with_dead_units(mixed):
+    rows = metrics_rows(mixed)
+    columns = [c for c in rows[0] if c.startswith("dead_L")]
+    with_dead = {r["activation"] for r in rows if any(r[c] and float(r[c]) > 0 for c in columns)}
+    fig = plots.dead_units(analysed(mixed))
+    drawn = panels(fig)
+    assert set(drawn) == with_dead and "relu" in with_dead
+    note = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+    for act in {"softshrink", "relu", "tanh", "sigmoid"} - with_dead:
+        assert act in note.split("No dead unit in any seed, layer or epoch:")[1]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["loss_curves", "gradient_norms", "dead_units"])
+def test_every_panel_grid_has_axis_labels_and_a_legend(mixed, name):
+    fig = plots.FIGURES[name](analysed(mixed))
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert any(ax.get_ylabel() for ax in shown) and fig.legends
+    assert all(ax.get_xlabel() == "epoch" for ax in shown if ax.xaxis.get_tick_params().get("labelbottom", True))
+    plt.close(fig)
+
+
+def test_final_loss_legend_covers_no_data(mixed):
+    fig = plots.final_losses(analysed(mixed))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    (legend,) = fig.legends
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    plt.close(fig)
+
+
+def test_diverged_runs_are_marked_and_nothing_crashes(diverged):
+    summary = storage.load_experiment(diverged).summary
+    gone = {}
+    for row in summary:
+        gone.setdefault(row["activation"], []).append(row["status"] == "diverged")
+    assert all(gone["identity"]) and not any(gone["tanh"])  # the experiment is what the test needs
+    assert {"report.md", "report.html", "loss_curves.png", "final_loss.png"} <= {p.name for p in diverged.iterdir()}
+    an = analysed(diverged)
+    for name, draw in plots.FIGURES.items():
+        fig = draw(an)
+        if fig is None:
+            continue
+        for act, ax in (panels(fig) if name != "final_loss" else {}).items():  # final_loss: checked below
+            notes = [t.get_text() for t in ax.texts if t.get_gid() == "diverged-note"]
+            k, n = sum(gone[act]), len(gone[act])
+            assert notes == ([f"{k} of {n} seeds diverged"] if k else []), (name, act)
+        fig.savefig(diverged / f"check_{name}.png")  # drawing it for real must not fail either
+        plt.close(fig)
+    fig = plots.final_losses(an)
+    rows = {t.get_text().split(" ")[-1]: pos for pos, t in zip(fig.axes[0].get_yticks(),
+                                                               fig.axes[0].get_yticklabels())}
+    x_marks = [y for line in marks(fig.axes[0], "diverged") for y in line.get_ydata()]
+    for act, flags in gone.items():  # one x per diverged seed, on its activation's row
+        assert sum(abs(y - rows[act]) < 0.5 for y in x_marks) == sum(flags), act
+    plt.close(fig)
+
+
+def test_fits_legend_names_target_and_seeds(tmp_path):
+    folder = compare(tmp_path, "--config", str(CONFIGS / "cosine.yaml"), "-a", "relu,tanh", "--seeds", "2",
+                     "--epochs", "3")
+    fig = plots.fits(analysed(folder))
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert labels[0].startswith("target") and any("fit" in label for label in labels)
+    assert all(ax.get_xlabel() == "x" for ax in panels(fig).values())
+    plt.close(fig)
