@@ -272,6 +272,33 @@ def stacks(points: Sequence[Point], axes: Sequence[Axis]) -> list[Stack]:
     return [Stack({k: group[0].values[k] for k in stack_keys}, tuple(group)) for group in groups.values()]
 
 
+def as_mapping(axes: Sequence[Axis], points: Sequence[Point]) -> dict[str, list[Any]]:
+    """The grid as ``compare.grid`` data, values as the config read them: what a replayable config.yaml holds."""
+    out: dict[str, list[Any]] = {}
+    for a in axes:
+        distinct = {repr(p.values[a.key]): _plain(p.values[a.key]) for p in points}  # lists are unhashable
+        out[a.key] = list(distinct.values())
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def base_setting(base: config.Config, axes: Sequence[Axis], points: Sequence[Point]) -> dict[str, Any] | None:
+    """The base config's own values of the grid keys (the fixed-setting ranking), or None if not a grid point."""
+    hidden = base.model.sizes[1:-1]
+    own = {"model.depth": len(hidden), "model.width": hidden[0] if hidden and len(set(hidden)) == 1 else None}
+    setting = {a.key: own[a.key] if a.key in CONVENIENCES else lookup(base, a.key) for a in axes}
+    found = any(all(repr(p.values[k]) == repr(v) for k, v in setting.items()) for p in points)
+    return setting if found else None
+
+
+def label(values: Mapping[str, Any]) -> str:
+    """A point's grid values as short stable text for run ids: ``train.lr=0.001,model.init=auto``."""
+    return ",".join(f"{k}={_plain(v)}".replace(" ", "") for k, v in values.items())
+
+
 def columns(axes: Sequence[Axis]) -> list[str]:
     """The grid keys, in axis order: the extra columns of metrics, summary and stats."""
     return [a.key for a in axes]

@@ -268,3 +268,29 @@ def test_every_config_key_has_a_scope_or_a_reason():
         else:
             assert grid.scope(key) == expected[key], key
     assert set(expected) <= set(keys)
+
+
+def test_grid_round_trips_through_compare_grid_data():
+    _, axes, points = grid.load(None, [], ["train.lr=1e-3,1e-2", "model.sizes=[10,4,1],[10,8,8,1]"])
+    mapping = grid.as_mapping(axes, points)
+    assert mapping == {"train.lr": [1e-3, 1e-2], "model.sizes": [[10, 4, 1], [10, 8, 8, 1]]}
+    yaml_text = yaml.safe_dump({"compare": {"grid": mapping}}, sort_keys=False)  # as config.dump_yaml writes
+    raw, found = grid.split_grid(yaml.safe_load(yaml_text))
+    again = grid.expand(raw, grid.from_mapping(found, config.Sources()))
+    assert [p.config for p in again] == [p.config for p in points]
+
+
+def test_base_setting_is_the_fixed_ranking_point_when_on_the_grid():
+    base, axes, points = grid.load(None, [], ["train.lr=1e-4,1e-3,1e-2"])
+    assert grid.base_setting(base, axes, points) == {"train.lr": 1e-3}
+    base, axes, points = grid.load(None, [], ["train.lr=1e-2,3e-2"])
+    assert grid.base_setting(base, axes, points) is None  # the base lr 0.001 was not trained
+    base, axes, points = grid.load(None, [("model.sizes", [10, 8, 8, 1], "x")], ["model.depth=1,2"])
+    assert grid.base_setting(base, axes, points) == {"model.depth": 2}
+    base, axes, points = grid.load(None, [], ["model.width=4,18"])  # the article's 18-18-4: no single width
+    assert grid.base_setting(base, axes, points) is None
+
+
+def test_label_is_short_and_stable():
+    assert grid.label({"train.lr": 0.001, "model.sizes": (10, 4, 1)}) == "train.lr=0.001,model.sizes=[10,4,1]"
+    assert grid.label({}) == ""
