@@ -224,3 +224,10 @@ def test_validation_size_must_leave_training_points():
     assert study.validation_size(100, 0.0, 0.0) == 0
     with pytest.raises(study.StudyError, match="data.validation_fraction: 0.5 leaves 0 training points"):
         study.validation_size(100, 0.5, 0.5)
+
+
+def test_without_a_grid_the_fair_ranking_is_the_evaluation_seeds_at_the_one_setting():
+    rows = table({("tanh", 1e-3): [0.1, 0.1, 0.5, 0.5], ("relu", 1e-3): [0.9, 0.9, 0.2, 0.3]})
+    fair = study.fair_ranking(rows, ())
+    assert [(r.activation, r.choice.setting, r.evaluation) for r in fair.rows] == [
+        ("relu", {}, {2: 0.2, 3: 0.3}), ("tanh", {}, {2: 0.5, 3: 0.5})]
