@@ -68,6 +68,9 @@ class TrainConfig:
                         default=0)
     diagnostics: bool = _doc("gradient norms and dead/saturated units every epoch (about half the compute "
                              "of the batched engine); false: losses only", default=True)
+    checkpoint_seconds: float = _doc("most seconds of a stack's training an interrupt can lose: stacks in "
+                                     "training save a checkpoint this often (`actlab resume` goes on from it)",
+                                     default=30.0)
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,8 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(train.batch_size <= n_train, "train.batch_size",
           f"is larger than the {n_train} training points; lower it or raise data.samples")
     check(train.chunk_size >= 1, "train.chunk_size", f"must be at least 1 (got {train.chunk_size})")
+    check(math.isfinite(train.checkpoint_seconds) and train.checkpoint_seconds >= 0, "train.checkpoint_seconds",
+          f"must be 0 (every epoch) or more (got {train.checkpoint_seconds})")
     check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
     check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,6 +14,9 @@ from actlab.engines import RunResult, RunSpec
 from actlab.engines import common as engines
 from actlab.engines.common import Progress
 from actlab.tasks import Dataset, make_dataset
+
+if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
 
 
 def dataset(cfg: Config) -> Dataset:
@@ -42,13 +46,15 @@ def compare_specs(cfg: Config) -> list[RunSpec]:
 
 def run(
     cfg: Config, specs: Sequence[RunSpec], data: Dataset, device: torch.device, progress: Progress | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Iterator[list[RunResult]]:
-    """Train ``specs`` with the configured engine; yields results as chunks finish."""
+    """Train ``specs`` with the configured engine; yields results as chunks finish. ``checkpoints``: where
+    stacks in training save their state, and resume from (``actlab.checkpoint``)."""
     t = cfg.train
     return engines.train(
         specs, data, cfg.model.sizes, epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
         engine=t.engine, device=device, chunk_size=t.chunk_size, workers=t.workers, diagnostics=t.diagnostics,
-        progress=progress,
+        progress=progress, **({"checkpoints": checkpoints} if checkpoints is not None else {}),
     )
 
 

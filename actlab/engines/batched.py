@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from actlab import activations, diagnostics, signals
+from actlab.checkpoint import Checkpoint, CheckpointError, Checkpoints
 from actlab.devices import available_cores
 from actlab.diagnostics import evaluate
 from actlab.engines import loop, probe, rowwise
@@ -287,10 +288,11 @@ class _Adam:
 def train_chunk(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
     shuffle: bool, device: torch.device, diagnostics: bool = True, progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[RunResult]:
     """Train ``specs`` (already grouped so that equal activations are contiguous) as one stack."""
     results, final = _train_chunk(specs, data, sizes, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                                  device=device, diagnostics=diagnostics, progress=progress)
+                                  device=device, diagnostics=diagnostics, progress=progress, checkpoint=checkpoint)
     return _with_states(results, final)
 
 
@@ -303,8 +305,10 @@ def _with_states(results: list[RunResult], final: _FinalParameters) -> list[RunR
 def _train_chunk(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
     shuffle: bool, device: torch.device, diagnostics: bool = True, progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[list[RunResult], _FinalParameters]:
-    """The training itself: results without their ``state`` yet, and the stacked final parameters."""
+    """The training itself: results without their ``state`` yet, and the stacked final parameters.
+    ``checkpoint``: saves the state every so often and on an interrupt between epochs; resumed from."""
     start_time = time.perf_counter()
     n_runs = len(specs)
     stack = _Stack(specs, sizes, device)
@@ -319,35 +323,48 @@ def _train_chunk(
     diverged_at = [None] * n_runs
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, diagnostics)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
-    for epoch in range(1, epochs + 1):
-        if orders is None:
-            xe, ye = x.expand(n_runs, *x.shape), y.expand(n_runs, *y.shape)
-        else:
-            idx = torch.stack([order.next() for order in orders]).to(device)  # (N, n)
-            xe, ye = x[idx], y[idx]
-        total = torch.zeros(n_runs, dtype=torch.float64, device=device)
-        for lo, hi in bounds:
-            losses = _StackedMSE.apply(stack.forward(xe[:, lo:hi]), ye[:, lo:hi])
-            grads = torch.autograd.grad(losses.sum(), stack.leaves)
-            adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
-            last = losses.detach()
-            total += last.double() * (hi - lo)  # float64, as the loop engine's Python float sum
-        measures = evaluate(stack.weights, stack.biases, stack.act_layers, data, diagnostics)
-        measures.update(stack.slopes())
-        names = ["train_loss", "last_batch_loss", *measures]
-        row = torch.stack([total / n, last.double(), *(v.double() for v in measures.values())])
-        row = row.cpu()  # the one host synchronisation of the epoch
-        rows.append(row)
-        finite = torch.isfinite(row[0]) & torch.isfinite(row[names.index("full_loss")])
-        for r in torch.nonzero(alive & ~finite).flatten().tolist():
-            diverged_at[r] = epoch
-        alive &= finite
-        if progress is not None:
-            progress(n_runs, {"epoch": epoch, **dict(zip(names, row[:, 0].tolist()))} if n_runs == 1 else None)
-        if not alive.any():
+    start = checkpoint.load() if checkpoint is not None else None
+    if start is not None:
+        rows, names, initial = _restore(start, stack, adam, orders, alive, diverged_at)
+    between = True  # between epochs: the state is whole, an interrupt can save it
+    try:
+        for epoch in range(len(rows) + 1, epochs + 1):
+            between = False
+            if orders is None:
+                xe, ye = x.expand(n_runs, *x.shape), y.expand(n_runs, *y.shape)
+            else:
+                idx = torch.stack([order.next() for order in orders]).to(device)  # (N, n)
+                xe, ye = x[idx], y[idx]
+            total = torch.zeros(n_runs, dtype=torch.float64, device=device)
+            for lo, hi in bounds:
+                losses = _StackedMSE.apply(stack.forward(xe[:, lo:hi]), ye[:, lo:hi])
+                grads = torch.autograd.grad(losses.sum(), stack.leaves)
+                adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
+                last = losses.detach()
+                total += last.double() * (hi - lo)  # float64, as the loop engine's Python float sum
+            measures = evaluate(stack.weights, stack.biases, stack.act_layers, data, diagnostics)
+            measures.update(stack.slopes())
+            names = ["train_loss", "last_batch_loss", *measures]
+            row = torch.stack([total / n, last.double(), *(v.double() for v in measures.values())])
+            row = row.cpu()  # the one host synchronisation of the epoch
+            rows.append(row)
+            finite = torch.isfinite(row[0]) & torch.isfinite(row[names.index("full_loss")])
+            for r in torch.nonzero(alive & ~finite).flatten().tolist():
+                diverged_at[r] = epoch
+            alive &= finite
+            between = True
+            if checkpoint is not None and checkpoint.due() and alive.any():
+                checkpoint.save(_state(stack, adam, orders, rows, names, alive, diverged_at, initial))
             if progress is not None:
-                progress(n_runs * (epochs - epoch), None)
-            break
+                progress(n_runs, {"epoch": epoch, **dict(zip(names, row[:, 0].tolist()))} if n_runs == 1 else None)
+            if not alive.any():
+                if progress is not None:
+                    progress(n_runs * (epochs - epoch), None)
+                break
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: between epochs, keep the epochs done so far
+        if checkpoint is not None and between and rows and alive.any():
+            checkpoint.save(_state(stack, adam, orders, rows, names, alive, diverged_at, initial))
+        raise
     seconds = time.perf_counter() - start_time
     table = torch.stack(rows).permute(2, 1, 0).tolist()  # [run][metric][epoch]
     results = []
@@ -365,6 +382,34 @@ def _train_chunk(
             initial={name: v[r] for name, v in initial.items() if prelu or not name.startswith("slope_")},
         ))
     return results, stack.final()
+
+
+def _state(stack: _Stack, adam: _Adam, orders: list[EpochOrder] | None, rows: list[torch.Tensor], names: list[str],
+           alive: torch.Tensor, diverged_at: list[int | None], initial: dict[str, list[float]]) -> dict:
+    """The epoch loop's state between epochs, as ``actlab.checkpoint`` saves it (see STATE_KEYS there)."""
+    return {"epoch": len(rows), "params": stack.flat.cpu(), "step": adam.step_count,
+            "optimizer": {"exp_avg": adam.exp_avg.cpu(), "exp_avg_sq": adam.exp_avg_sq.cpu()},
+            "generators": torch.stack([o.get_state() for o in orders]) if orders is not None else None,
+            "rows": torch.stack(rows), "names": list(names), "alive": alive.clone(),
+            "diverged_at": list(diverged_at), "initial": initial}
+
+
+@torch.no_grad()
+def _restore(start: dict, stack: _Stack, adam: _Adam, orders: list[EpochOrder] | None, alive: torch.Tensor,
+             diverged_at: list[int | None]) -> tuple[list[torch.Tensor], list[str], dict[str, list[float]]]:
+    """Put a checkpoint's state into the loop's objects; the rows, measure names and epoch-0 measures."""
+    if start["params"].shape != stack.flat.shape or (start["generators"] is None) != (orders is None):
+        raise CheckpointError("a checkpoint does not fit its stack (another config?); delete the folder's "
+                              "checkpoints/ to retrain its runs from the start")
+    stack.flat.copy_(start["params"])
+    adam.exp_avg.copy_(start["optimizer"]["exp_avg"])
+    adam.exp_avg_sq.copy_(start["optimizer"]["exp_avg_sq"])
+    adam.step_count = start["step"]
+    for order, state in zip(orders or [], start["generators"] if orders is not None else []):
+        order.set_state(state)
+    alive.copy_(start["alive"])
+    diverged_at[:] = start["diverged_at"]
+    return list(start["rows"].unbind(0)), list(start["names"]), start["initial"]
 
 
 def _split(specs: Sequence[RunSpec], chunk_size: int, parts: int) -> list[list[RunSpec]]:
@@ -388,11 +433,11 @@ def _worker_init(progress_queue) -> None:
 _progress_queue = None  # set in worker processes only: where they report finished run-epochs
 
 
-def _worker_train(chunk, data, sizes, kwargs) -> bytes:
+def _worker_train(chunk, save, data, sizes, kwargs) -> bytes:
     report = (lambda n, _measures: _progress_queue.put(n)) if _progress_queue is not None else None
     # Plain pickle of a few stacked tensors: per-run tensors (multiprocessing's pickler gives each its own
     # shared-memory segment) would cost more than the training of a small chunk.
-    return pickle.dumps(_train_chunk(chunk, data, sizes, progress=report, **kwargs))
+    return pickle.dumps(_train_chunk(chunk, data, sizes, progress=report, checkpoint=save, **kwargs))
 
 
 def _relay(progress_queue, progress: Progress | None) -> None:
@@ -403,15 +448,16 @@ def _relay(progress_queue, progress: Progress | None) -> None:
             progress(n, None)
 
 
-def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kwargs) -> Iterator[list[RunResult]]:
+def _in_workers(chunks, saves, data, sizes, workers: int, progress: Progress | None,
+                kwargs) -> Iterator[list[RunResult]]:
     """Train chunks in ``workers`` forked processes, relaying their progress; yields as they finish."""
     ctx = mp.get_context("fork")
     progress_queue = ctx.SimpleQueue()
     finished: queue.SimpleQueue = queue.SimpleQueue()  # (ok, pickled results or exception), filled by the pool
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(progress_queue,))
     try:
-        for chunk in chunks:
-            pool.apply_async(_worker_train, (chunk, data, sizes, kwargs),
+        for chunk, save in zip(chunks, saves):
+            pool.apply_async(_worker_train, (chunk, save, data, sizes, kwargs),
                              callback=lambda out: finished.put((True, out)),
                              error_callback=lambda exc: finished.put((False, exc)))
         pool.close()
@@ -432,6 +478,13 @@ def _in_workers(chunks, data, sizes, workers: int, progress: Progress | None, kw
         raise
     finally:
         pool.join()
+
+
+def _resumed(specs: Sequence[RunSpec], checkpoints: Checkpoints | None) -> list[list[RunSpec]]:
+    """The stacks of ``checkpoints`` saved by an earlier session whose runs are all among ``specs``."""
+    by_id = {spec.run_id: spec for spec in specs}
+    saved = checkpoints.saved() if checkpoints is not None else []
+    return [[by_id[run_id] for run_id in key] for key in saved if all(run_id in by_id for run_id in key)]
 
 
 def check_equivalence(specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], batch_size: int) -> dict:
@@ -460,7 +513,7 @@ def _probe_warning(failed: list[str], setup: dict) -> str:
 def train_runs(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int,
     shuffle: bool, device: torch.device, chunk_size: int = 4096, workers: int = 1, diagnostics: bool = True,
-    progress: Progress | None = None,
+    progress: Progress | None = None, checkpoints: Checkpoints | None = None,
 ) -> Iterator[list[RunResult]]:
     """Train every spec; batchable ones in stacks of at most ``chunk_size``, the rest by the loop engine.
 
@@ -481,12 +534,16 @@ def train_runs(
     workers = workers or available_cores()
     # fork is only safe with torch on Linux (macOS's runtime does not survive it; Windows has none)
     parallel = workers > 1 and device.type == "cpu" and sys.platform.startswith("linux")
-    chunks = _split(batchable, chunk_size, workers if parallel else 1) if batchable else []
+    resumed = _resumed(batchable, checkpoints)  # stacks an earlier session checkpointed, rebuilt as they were
+    taken = {spec.run_id for chunk in resumed for spec in chunk}
+    batchable = [spec for spec in batchable if spec.run_id not in taken]
+    chunks = resumed + (_split(batchable, chunk_size, workers if parallel else 1) if batchable else [])
+    saves = [checkpoints.for_stack([s.run_id for s in chunk]) if checkpoints else None for chunk in chunks]
     if parallel and len(chunks) > 1:
-        yield from _in_workers(chunks, data, sizes, min(workers, len(chunks)), progress, kwargs)
+        yield from _in_workers(chunks, saves, data, sizes, min(workers, len(chunks)), progress, kwargs)
     else:
-        for chunk in chunks:
-            yield train_chunk(chunk, data, sizes, progress=progress, **kwargs)
+        for chunk, save in zip(chunks, saves):
+            yield train_chunk(chunk, data, sizes, progress=progress, checkpoint=save, **kwargs)
     rest = [spec for spec in specs if not batchable_keys[spec.group_key]]
     if rest:
         yield from loop.train_runs(rest, data, sizes, progress=progress, **kwargs)

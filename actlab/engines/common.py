@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from actlab import rng
 from actlab.tasks import Dataset
+
+if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
 
 # Progress callback: (run-epochs just finished, the epoch's measures when a single run is training).
 Progress = Callable[[int, Mapping[str, float] | None], None]
@@ -72,6 +75,13 @@ class EpochOrder:
         self._gen = rng.generator(seed, "shuffle")
         self._n = n
 
+    def get_state(self) -> torch.Tensor:
+        """The generator's state (a checkpoint saves it: the next orders follow from it)."""
+        return self._gen.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self._gen.set_state(state.clone())  # a fresh tensor: a row of a stacked state crashes set_state
+
     def next(self) -> torch.Tensor:
         """The next epoch's order: a permutation of range(n), (n,) int64."""
         return torch.rand(self._n, generator=self._gen).argsort(stable=True)
@@ -100,8 +110,10 @@ def train(
     workers: int = 1,
     diagnostics: bool = True,
     progress: Progress | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Iterator[list[RunResult]]:
     """Train every spec; yields results a chunk at a time (so a caller can save them as they come).
+    ``checkpoints``: where the batched engine's stacks save their state and resume from.
 
     Both engines compute at one thread (restored afterwards): some kernels (softmax) round differently
     with more threads, and the batched engine gets its parallelism from worker processes instead.
@@ -114,7 +126,8 @@ def train(
         if engine == "loop":
             yield from loop.train_runs(specs, data, sizes, **kwargs)
         elif engine == "batched":
-            yield from batched.train_runs(specs, data, sizes, chunk_size=chunk_size, workers=workers, **kwargs)
+            yield from batched.train_runs(specs, data, sizes, chunk_size=chunk_size, workers=workers,
+                                          checkpoints=checkpoints, **kwargs)
         else:
             raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
 
