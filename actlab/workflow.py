@@ -266,6 +266,8 @@ class _Tracker:
             fn(self.state)
 
     def _training(self, runs_done: int) -> str:
+        if not self.specs:  # a resumed folder that lacked no run
+            return "done"
         if self.stacked:
             left = len(self.specs) - runs_done
             acts = len({s.activation for s in self.specs})
