@@ -2,6 +2,7 @@
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,30 @@ def test_ray_without_ray_is_one_line_that_says_how_to_install_it(monkeypatch):
     with pytest.raises(executors.ExecutorError, match=r"pip install -e '\.\[ray\]'") as info:
         executors.get("ray")
     assert "\n" not in str(info.value)
+
+
+def test_cosine_keras_is_the_articles_keras_setup():
+    """ARTICLES.md §D's Keras defaults, as real keys: Glorot-uniform weights, zero biases, Adam eps 1e-7,
+    leaky slope 0.2, batches of 32 reshuffled, lr 0.04, 300 epochs."""
+    path = Path(__file__).parent.parent / "configs" / "cosine_keras.yaml"
+    assert "#+" not in path.read_text()
+    cfg = config.load_config(path)
+    assert (cfg.model.init, cfg.model.init_bias, cfg.train.eps, cfg.train.optimizer) == (
+        "xavier_uniform", "zero", 1e-7, "adam")
+    assert cfg.model.options["leaky_relu"] == {"negative_slope": 0.2}
+    assert (cfg.model.sizes, cfg.train.lr, cfg.train.epochs, cfg.train.batch_size, cfg.train.shuffle) == (
+        (1, 2, 1), 0.04, 300, 32, True)
+    assert config.load_config("cosine_keras") == cfg
+
+
+@pytest.mark.parametrize(("raw", "text"), [
+    ({}, "Adam lr 0.001"),
+    ({"train": {"optimizer": "sgd", "lr": 0.01}}, "SGD lr 0.01"),
+    ({"train": {"optimizer": "sgd", "momentum": 0.9}}, "SGD (momentum 0.9) lr 0.001"),
+    ({"train": {"eps": 1e-7, "betas": [0.8, 0.99]}, "model": {"init": "auto", "init_bias": "zero"}},
+     "Adam (eps 1e-07, betas [0.8, 0.99]) lr 0.001, auto weights and zero biases"),
+])
+def test_the_report_states_the_optimizer_and_initialisation_it_ran(raw, text):
+    from actlab import report
+
+    assert report._training_setup(config.build_config(raw)) == text
