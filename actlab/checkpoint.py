@@ -2,18 +2,19 @@
 
 A stack (a chunk of runs trained as one computation) finishes all at once, so without checkpoints an
 interrupt loses every run in flight. While it trains, the stacked epoch loop asks its ``Checkpoint``
-whether a save is ``due()`` (every ``train.checkpoint_seconds``) and hands it its state at an epoch
-boundary: plain tensors, numbers, strings and lists, so ``torch.load(weights_only=True)`` reads it back
-without unpickling code. ``actlab resume`` rebuilds the same stack and continues from that state: the
-numbers are those of an uninterrupted run, bit for bit.
+whether a save is ``due()`` (every ``train.checkpoint_seconds``) and hands it its state between two
+epochs, also when Ctrl-C or SIGTERM lands there (mid-epoch, the last save stands): plain tensors, numbers,
+strings and lists, so ``torch.load(weights_only=True)`` reads it back without unpickling code. ``actlab
+resume`` rebuilds the same stack and continues from that state: the numbers are those of an uninterrupted
+run, bit for bit.
 
 Files: ``<experiment>/checkpoints/chunk-<index>.pt``, written atomically (``storage.write_bytes``); a file
 is removed once its runs are saved in the folder, and the folder when the experiment is complete. The
 loop engine needs none: its runs are short and each is saved as it finishes.
 
 The state a loop saves (``STATE_KEYS``): ``epoch`` (epochs done), ``params`` (the flat buffer),
-``optimizer`` (its buffers by name, e.g. exp_avg), ``step`` (optimizer steps), ``generators`` ((N, S) uint8: each run's
-shuffle-generator state, or None without shuffling), ``rows`` ((epochs, measures, N) float64: the
+``optimizer`` (its buffers by name, e.g. exp_avg), ``step`` (optimizer steps), ``generators`` ((N, S)
+uint8: each run's shuffle-generator state, or None without shuffling), ``rows`` ((epochs, measures, N) float64: the
 per-epoch measures so far), ``names`` (the measures), ``alive`` ((N,) bool), ``diverged_at`` (epoch or
 None per run), ``initial`` (epoch-0 measures: name -> per-run list). ``save`` adds ``run_ids`` and
 ``format``.
@@ -26,7 +27,7 @@ import io
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,14 @@ class Checkpoint:
     path: Path
     run_ids: tuple[str, ...]  # the stack's runs, in stack order: a resumed stack is rebuilt in this order
     seconds: float  # at most this long between saves (0: every epoch)
-    _last: float = field(default_factory=time.monotonic)  # the chunk's start, then the last save
+    _last: float | None = None  # when first asked (the stack trains: its worker's clock), then the last save
 
     def due(self) -> bool:
-        """Has ``seconds`` passed since the stack started or was last saved?"""
-        return time.monotonic() - self._last >= self.seconds
+        """Has ``seconds`` passed since the stack started training (its first question) or was last saved?"""
+        now = time.monotonic()
+        if self._last is None:
+            self._last = now
+        return now - self._last >= self.seconds
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` (see ``STATE_KEYS``) atomically: a reader sees the previous file or this one."""

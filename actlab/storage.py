@@ -9,10 +9,12 @@ An experiment folder ``<runs>/<YYYYmmdd-HHMMSS>_<name>/`` holds:
 - ``summary.csv`` / ``summary.json``: one row per run: final and best loss, epoch of best, status, time;
 - ``weights.pt``: every run's final parameters (``torch.load`` -> {run id: FeedForward state_dict});
 - ``stats.csv`` / ``stats.json`` (compare, report): per activation, the statistics over seeds;
-- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``.
+- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``;
+- ``checkpoints/`` (while incomplete): the state of stacks in training (``actlab.checkpoint``).
 
 Files are appended or rewritten as runs finish, so whatever finished before a crash or Ctrl-C is readable.
-Nothing that exists is ever overwritten: a new folder is made for every command.
+Nothing that exists is ever overwritten: a new folder is made for every command, except that ``actlab
+resume`` reopens an interrupted folder (``ExperimentWriter.reopen``) to add the runs it lacks.
 """
 
 from __future__ import annotations

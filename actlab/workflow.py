@@ -20,12 +20,17 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from actlab import __version__, analysis, checkpoint, config, devices, experiment, signals, stats, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
+
+if TYPE_CHECKING:
+    import torch
+
+    from actlab.tasks import Dataset
 
 Ranking = tuple[list[stats.ActivationStats], float]  # per-activation statistics, best first; the epochs threshold
 
@@ -81,7 +86,8 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, path: Path, runs_done: int, runs_total: int, reason: str = "interrupted (Ctrl-C)",
                  exit_code: int = 130) -> None:
-        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}")
+        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}; "
+                         f"`actlab resume {path}` trains the rest")
         self.path, self.runs_done, self.runs_total, self.exit_code = path, runs_done, runs_total, exit_code
 
 
@@ -180,12 +186,12 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
     command = stored.status["command"]
     cfg = config.load_config(stored.path / "config.yaml")  # now the import paths it names are imported
     specs = experiment.train_specs(cfg) if command == "train" else experiment.compare_specs(cfg)
-    devices.resolve_device(cfg.device)  # a missing GPU: one line, the folder untouched
+    device = devices.resolve_device(cfg.device)  # a missing GPU: one line, the folder untouched
     data = experiment.dataset(cfg)
     checkpoint.Checkpoints(stored.path, cfg.train.checkpoint_seconds)  # unreadable checkpoints: refused here
     writer = storage.ExperimentWriter.reopen(stored, command, [s.run_id for s in specs])
     saved = set(writer.saved_runs)
-    done = _train(cfg, command, [s for s in specs if s.run_id not in saved], data, writer, progress, sinks)
+    done = _train(cfg, command, [s for s in specs if s.run_id not in saved], data, device, writer, progress, sinks)
     if command == "compare":
         stored = storage.load_experiment(done.path)
         done.ranking = rank(stored)
@@ -211,23 +217,22 @@ def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress
     device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
     data = experiment.dataset(cfg)
     writer = storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device)
-    return _train(cfg, command, specs, data, writer, progress, sinks)
+    return _train(cfg, command, specs, data, device, writer, progress, sinks)
 
 
-def _train(cfg: Config, command: str, specs: list[RunSpec], data, writer: storage.ExperimentWriter,
-           progress: ProgressFn | None, sinks: Sequence[ResultSink]) -> Finished:
+def _train(cfg: Config, command: str, specs: list[RunSpec], data: Dataset, device: torch.device,
+           writer: storage.ExperimentWriter, progress: ProgressFn | None, sinks: Sequence[ResultSink]) -> Finished:
     """Train ``specs`` into ``writer``'s folder and ``sinks``, stacks checkpointed into the folder as they
     train; Ctrl-C or a crash keeps what finished (and the checkpoints: ``actlab resume`` goes on from them)."""
     folder = FolderSink(writer)
     targets: list[ResultSink] = [folder, *sinks]
     checkpoints = checkpoint.Checkpoints(writer.path, cfg.train.checkpoint_seconds)
-    tracker = _Tracker(cfg, command, specs, str(devices.resolve_device(cfg.device)), progress,
-                       checkpoints.epochs_done())
+    tracker = _Tracker(cfg, command, specs, str(device), progress, checkpoints.epochs_done())
     results: list[RunResult] = []
     try:
         # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once
-        with signals.terminate_as_interrupt(), closing(experiment.run(
-                cfg, specs, data, devices.resolve_device(cfg.device), tracker.on_epochs, checkpoints)) as chunks:
+        with signals.terminate_as_interrupt(), \
+                closing(experiment.run(cfg, specs, data, device, tracker.on_epochs, checkpoints)) as chunks:
             for chunk in chunks:
                 results.extend(chunk)
                 for sink in targets:

@@ -154,6 +154,17 @@ def test_interrupted_train_resumes_to_the_uninterrupted_files(tmp_path, whole, e
     assert assert_same_folder(folder, whole("train", engine)) is None
 
 
+def test_sgd_momentum_buffers_resume_too(tmp_path):
+    """SGD's momentum buffer (made at its first step) is part of the state: the resumed runs are the same."""
+    settings = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
+    reference = workflow.run_compare(make_cfg(tmp_path / "a", "batched", 1, **settings), report=False).path
+    folder = interrupted(make_cfg(tmp_path / "b", "batched", 1, **settings), "compare", 0.5)
+    (saved,) = (folder / checkpoint.FOLDER).glob("chunk-*.pt")
+    assert set(checkpoint.read(saved)["optimizer"]) == {"buf"}
+    workflow.resume(folder, report=False)
+    assert_same_folder(folder, reference)
+
+
 def test_resume_with_the_report_writes_what_compare_writes(tmp_path):
     cfg = make_cfg(tmp_path / "a", "batched", 1)
     reference = workflow.run_compare(cfg, report=True).path
@@ -199,7 +210,7 @@ def test_a_checkpoint_of_other_runs_is_refused(tmp_path):
 
 
 def test_sigtermed_compare_resumes_to_the_uninterrupted_result(tmp_path, whole):
-    args = ["compare", "-q", "--no-report", "--out", str(tmp_path), "--engine", "batched", "--epochs", "3000",
+    args = ["compare", "-q", "--no-report", "--out", str(tmp_path), "--engine", "batched", "--epochs", "300",
             "-a", "relu,prelu,sigmoid", "--seeds", "4", "--set", "train.shuffle=true", "--set", "train.chunk_size=4",
             "--set", "train.workers=1", "--set", "train.checkpoint_seconds=0", "--set", "data.test_fraction=0.2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
