@@ -210,9 +210,9 @@ def test_a_checkpoint_of_other_runs_is_refused(tmp_path):
 
 
 def test_sigtermed_compare_resumes_to_the_uninterrupted_result(tmp_path, whole):
-    args = ["compare", "-q", "--no-report", "--out", str(tmp_path), "--engine", "batched", "--epochs", "300",
-            "-a", "relu,prelu,sigmoid", "--seeds", "4", "--set", "train.shuffle=true", "--set", "train.chunk_size=4",
-            "--set", "train.workers=1", "--set", "train.checkpoint_seconds=0", "--set", "data.test_fraction=0.2"]
+    args = ["compare", "-q", "--no-report", "--out", str(tmp_path), "--engine", "batched", "--epochs", "100",
+            "-a", "relu,prelu,sigmoid", "--seeds", "2", "--set", "train.shuffle=true", "--set", "train.chunk_size=2",
+            "--set", "train.workers=1", "--set", "train.checkpoint_seconds=0.1", "--set", "data.test_fraction=0.2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "actlab", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
