@@ -7,7 +7,8 @@ The CLI calls these and only prints; a notebook calls the same::
     done.path, done.report                    # the experiment folder and its report.md
 
 Results go to *sinks* as runs finish: the experiment folder is one (``FolderSink``); anything with
-``add(results)`` and ``close(status, error)`` (a live logger, say) can be passed in ``sinks=`` beside it.
+``add(results)`` and ``close(status, error)`` (a live logger, say) can be passed in ``sinks=`` beside it, or a
+function that makes one from the new folder's path.
 Progress goes to a plain callable that receives a ``ProgressState``: the CLI draws it with rich, a
 notebook can print it or ignore it.
 """
@@ -43,6 +44,7 @@ class ProgressState:
 
 
 ProgressFn = Callable[[ProgressState], None]
+SinkFactory = Callable[[Path], "ResultSink"]  # called with the new experiment folder, returns a sink
 
 
 class ResultSink(Protocol):
@@ -95,7 +97,7 @@ class Finished:
 
 
 def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn | None = None,
-              sinks: Sequence[ResultSink] = ()) -> Finished:
+              sinks: Sequence[ResultSink | SinkFactory] = ()) -> Finished:
     """``actlab train``: one run (model.activation, train.seed) into a new folder under ``out``
     (default: output.runs_dir)."""
     cfg = _with_out(cfg, out)
@@ -103,7 +105,7 @@ def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn |
 
 
 def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True, progress: ProgressFn | None = None,
-                sinks: Sequence[ResultSink] = ()) -> Finished:
+                sinks: Sequence[ResultSink | SinkFactory] = ()) -> Finished:
     """``actlab compare``: every activation x seed into a new folder under ``out`` (default: output.runs_dir),
     then stats.csv/json and, with ``report``, the figures and report.md."""
     cfg = _with_out(cfg, out)
@@ -151,12 +153,13 @@ def _with_out(cfg: Config, out: str | Path | None) -> Config:
 
 
 def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress: ProgressFn | None,
-                       sinks: Sequence[ResultSink]) -> Finished:
+                       sinks: Sequence[ResultSink | SinkFactory]) -> Finished:
     """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished."""
     device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
     data = experiment.dataset(cfg)
     folder = FolderSink(storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device))
-    targets: list[ResultSink] = [folder, *sinks]
+    # a factory is called with the new folder: for a sink that writes inside it (TensorBoard logs, say)
+    targets: list[ResultSink] = [folder, *(s(folder.path) if callable(s) else s for s in sinks)]
     tracker = _Tracker(cfg, command, specs, str(device), progress)
     results: list[RunResult] = []
     try:

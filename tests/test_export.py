@@ -49,14 +49,11 @@ def folder(tmp_path_factory) -> Path:
     return path
 
 
-def test_export_holds_every_scalar_of_metrics_csv_and_the_hparams(folder):
-    pytest.importorskip("tensorboard")
-    result = invoke("export", "tensorboard", folder)
-    assert result.exit_code == 0, result.output
-    logdir = folder / "tensorboard"
+def assert_logs_hold_the_folder(folder: Path, logdir: Path, lr: float) -> None:
+    """Every run of ``folder`` in ``logdir``: each metrics.csv value at its epoch, and the run's HParams."""
     rows = csv_rows(folder / "metrics.csv")
     summary = {row["run"]: row for row in json.loads((folder / "summary.json").read_text())}
-    assert len(summary) == 4 and "wrote 4 runs" in result.output
+    assert len(summary) == 4
     measures = [c for c in rows[0] if c not in ("run", "activation", "seed", "lr", "epoch", "seconds")]
     assert {"full_loss", "test_loss", "grad_norm_L1", "dead_L1", "saturated_L3"} <= set(measures)
     for run, row in summary.items():
@@ -73,10 +70,35 @@ def test_export_holds_every_scalar_of_metrics_csv_and_the_hparams(folder):
             assert [s for s, _ in got] == [e for e, _ in expected], column
             np.testing.assert_array_equal(np.float32([v for _, v in got]), np.float32([v for _, v in expected]))
         assert hparams["activation"] == row["activation"] and hparams["seed"] == row["seed"]
-        assert hparams["lr"] == 0.01 and hparams["task"] == "noise" and hparams["epochs"] == 3
+        assert hparams["lr"] == lr and hparams["task"] == "noise" and hparams["epochs"] == 3
         assert scalars["hparam/final_loss"] == [(3, pytest.approx(row["final_loss"], rel=1e-6))]
         assert scalars["hparam/best_loss"] == [(3, pytest.approx(row["best_loss"], rel=1e-6))]
         assert scalars["hparam/final_test_loss"] == [(3, pytest.approx(row["final_test_loss"], rel=1e-6))]
+
+
+def test_export_holds_every_scalar_of_metrics_csv_and_the_hparams(folder):
+    pytest.importorskip("tensorboard")
+    result = invoke("export", "tensorboard", folder)
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 runs" in result.output
+    assert_logs_hold_the_folder(folder, folder / "tensorboard", lr=0.01)
+
+
+def test_live_logging_while_training_writes_the_same(tmp_path):
+    pytest.importorskip("tensorboard")
+    result = invoke("compare", "-a", "sigmoid,relu", "--seeds", "2", "--epochs", "3", "--no-report", "--tensorboard",
+                    "--set", "data.test_fraction=0.2", "--set", "train.workers=1", "--out", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    assert f"tensorboard --logdir {folder / 'tensorboard'}" in result.output.replace("\n", "")
+    assert_logs_hold_the_folder(folder, folder / "tensorboard", lr=0.001)
+
+
+def test_live_logging_without_tensorboard_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # None in sys.modules: import fails
+    result = invoke("train", "--epochs", "2", "--tensorboard", "--out", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 2 and "pip install -e '.[tensorboard]'" in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tags_group_columns_by_kind():
