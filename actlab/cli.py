@@ -90,10 +90,10 @@ def _root(
 
 
 def _user_error_types() -> tuple[type[Exception], ...]:
-    from actlab import activations, config, devices, storage, tasks
+    from actlab import activations, config, devices, storage, tasks, tensorboard
 
     return (config.ConfigError, activations.ActivationError, tasks.TaskError, devices.DeviceError,
-            storage.StorageError)
+            storage.StorageError, tensorboard.TensorBoardUnavailable)
 
 
 @contextmanager
@@ -137,8 +137,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any confi
                                                   "(repeatable; same as a KEY=VALUE argument)", show_default=False,
                                                   metavar="KEY=VALUE")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or per-epoch log")]
-TensorBoardOpt = Annotated[bool, typer.Option("--tensorboard", help="also log every run to TensorBoard as it "
-                                              "finishes, in FOLDER/tensorboard (pip install -e '.[tensorboard]')")]
+TensorBoardOpt = Annotated[bool, typer.Option("--tensorboard", help="also log every run live to RUN_DIR/tensorboard "
+                                              "as it finishes (pip install -e '.[tensorboard]')")]
 OverridesArg = Annotated[list[str] | None, typer.Argument(
     help="config overrides, Hydra style: train.lr=3e-3 data.task=teacher (any key of the config reference)",
     show_default=False, metavar="KEY=VALUE")]
@@ -249,7 +249,7 @@ def train(
                               f"(epoch mean {m['train_loss']:.6f}, full data {m['full_loss']:.6f}{test})")
 
         with _training(quiet, None if quiet else on_epoch) as bar:
-            done = workflow.run_train(cfg, progress=bar, sinks=_live_tensorboard(cfg) if tensorboard else ())
+            done = workflow.run_train(cfg, progress=bar, tensorboard=tensorboard)
     row = storage.run_summary(done.experiment.results[0])
     if row["status"] == "diverged":
         out.print(f"[red]{row['run']} diverged at epoch {row['diverged_epoch']}[/] (NaN or infinite loss)")
@@ -258,8 +258,6 @@ def train(
                   f"(best {row['best_loss']:.6f} at epoch {row['best_epoch']}; last mini-batch "
                   f"{row['final_last_batch_loss']:.6f})" + _test_note(row))
     out.print(f"saved in {done.path}")
-    if tensorboard:
-        out.print(f"TensorBoard logs: tensorboard --logdir {done.path / 'tensorboard'}")
 
 
 def _test_note(row: dict[str, Any]) -> str:
@@ -304,15 +302,12 @@ def compare(
         flags["--seeds"] = ("compare.seeds", seeds)
         cfg = _load(config_path, flags, sets, overrides)
         with _training(quiet) as bar:
-            done = workflow.run_compare(cfg, report=not no_report, progress=bar,
-                                        sinks=_live_tensorboard(cfg) if tensorboard else ())
+            done = workflow.run_compare(cfg, report=not no_report, progress=bar, tensorboard=tensorboard)
     out.print(ranking_table(cfg, *done.ranking))
     out.print(verdict_text(*done.ranking))
     if done.report is not None:
         out.print(f"report: {done.report}")
     out.print(f"saved in {done.path}")
-    if tensorboard:
-        out.print(f"TensorBoard logs: tensorboard --logdir {done.path / 'tensorboard'}")
 
 
 @app.command("activations")
@@ -540,19 +535,6 @@ def export_tensorboard(
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
     out.print(f"wrote {n} runs to {logdir}; view them with: tensorboard --logdir {logdir}")
-
-
-def _live_tensorboard(cfg) -> list:
-    """--tensorboard: a sink for FOLDER/tensorboard, made once the folder exists (the package checked first, so
-    that without it nothing is written)."""
-    from actlab import tensorboard
-
-    try:
-        tensorboard.require()
-    except tensorboard.TensorBoardUnavailable as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    return [lambda folder: tensorboard.TensorBoardSink(folder / tensorboard.DEFAULT_DIR, cfg)]
 
 
 def main() -> None:

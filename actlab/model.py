@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from actlab import rng
+from actlab import init
+from actlab.init import LayerParams
 
 ARTICLE_SIZES = (10, 18, 18, 4, 1)
-
-LayerParams = tuple[torch.Tensor, torch.Tensor]  # weight (out, in), bias (out,)
 
 
 class FeedForward(nn.Sequential):
@@ -38,21 +37,18 @@ class FeedForward(nn.Sequential):
         return [m for m in self if not isinstance(m, nn.Linear)]
 
 
-def initial_parameters(sizes: Sequence[int], seed: int) -> list[LayerParams]:
+def initial_parameters(
+    sizes: Sequence[int], seed: int, scheme: str = "default", bias: str = "default",
+    activation: str | None = None, options: Mapping[str, Any] | None = None,
+) -> list[LayerParams]:
     """The initial (weight, bias) of every linear layer for ``seed``, drawn on the CPU.
 
-    Same distribution as ``nn.Linear``'s default (kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in),
-    1/sqrt(fan_in)) for weights and biases), but from an explicit generator instead of the global RNG, so
-    both engines and every device start each run from identical numbers.
+    The default is ``nn.Linear``'s own distribution (kaiming-uniform with a=sqrt(5), i.e.
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases), but from an explicit generator instead of
+    the global RNG, so both engines and every device start each run from identical numbers. ``scheme``
+    (xavier_uniform, kaiming_normal, auto, ...) and ``bias`` (default | zero): see ``actlab.init``.
     """
-    gen = rng.generator(seed, "init")
-    params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1.0 / math.sqrt(fan_in)
-        weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=gen)
-        bias = torch.empty(fan_out).uniform_(-bound, bound, generator=gen)
-        params.append((weight, bias))
-    return params
+    return init.initial_parameters(sizes, seed, scheme, bias, activation, options)
 
 
 def load_parameters(model: FeedForward, params: Sequence[LayerParams]) -> FeedForward:

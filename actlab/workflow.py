@@ -7,8 +7,7 @@ The CLI calls these and only prints; a notebook calls the same::
     done.path, done.report                    # the experiment folder and its report.md
 
 Results go to *sinks* as runs finish: the experiment folder is one (``FolderSink``); anything with
-``add(results)`` and ``close(status, error)`` (a live logger, say) can be passed in ``sinks=`` beside it, or a
-function that makes one from the new folder's path.
+``add(results)`` and ``close(status, error)`` (a live logger, say) can be passed in ``sinks=`` beside it.
 Progress goes to a plain callable that receives a ``ProgressState``: the CLI draws it with rich, a
 notebook can print it or ignore it.
 """
@@ -44,7 +43,6 @@ class ProgressState:
 
 
 ProgressFn = Callable[[ProgressState], None]
-SinkFactory = Callable[[Path], "ResultSink"]  # called with the new experiment folder, returns a sink
 
 
 class ResultSink(Protocol):
@@ -97,19 +95,20 @@ class Finished:
 
 
 def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn | None = None,
-              sinks: Sequence[ResultSink | SinkFactory] = ()) -> Finished:
+              sinks: Sequence[ResultSink] = (), tensorboard: bool = False) -> Finished:
     """``actlab train``: one run (model.activation, train.seed) into a new folder under ``out``
-    (default: output.runs_dir)."""
+    (default: output.runs_dir); ``tensorboard``: also log it live to the folder's ``tensorboard/``."""
     cfg = _with_out(cfg, out)
-    return _train_into_folder(cfg, "train", experiment.train_specs(cfg), progress, sinks)
+    return _train_into_folder(cfg, "train", experiment.train_specs(cfg), progress, sinks, tensorboard)
 
 
 def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True, progress: ProgressFn | None = None,
-                sinks: Sequence[ResultSink | SinkFactory] = ()) -> Finished:
+                sinks: Sequence[ResultSink] = (), tensorboard: bool = False) -> Finished:
     """``actlab compare``: every activation x seed into a new folder under ``out`` (default: output.runs_dir),
-    then stats.csv/json and, with ``report``, the figures and report.md."""
+    then stats.csv/json and, with ``report``, the figures and report.md; ``tensorboard``: every run also
+    logged live to the folder's ``tensorboard/`` as it finishes."""
     cfg = _with_out(cfg, out)
-    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks)
+    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard)
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
@@ -153,13 +152,18 @@ def _with_out(cfg: Config, out: str | Path | None) -> Config:
 
 
 def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress: ProgressFn | None,
-                       sinks: Sequence[ResultSink | SinkFactory]) -> Finished:
+                       sinks: Sequence[ResultSink], tensorboard: bool = False) -> Finished:
     """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished."""
     device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
+    if tensorboard:
+        from actlab import tensorboard as tb
+
+        tb.require()  # before the folder too: a missing package leaves nothing behind
     data = experiment.dataset(cfg)
     folder = FolderSink(storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device))
-    # a factory is called with the new folder: for a sink that writes inside it (TensorBoard logs, say)
-    targets: list[ResultSink] = [folder, *(s(folder.path) if callable(s) else s for s in sinks)]
+    targets: list[ResultSink] = [folder, *sinks]
+    if tensorboard:
+        targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
     tracker = _Tracker(cfg, command, specs, str(device), progress)
     results: list[RunResult] = []
     try:

@@ -280,7 +280,8 @@ def test_shell_completion_without_torch():
     from actlab import config
 
     expected = [name for name in config.shipped_configs() if name.startswith("cos")]
-    assert proc.stdout.split() == expected == ["cosine", "cosine_1_1_1"] and "TORCH False" in proc.stderr
+    assert proc.stdout.split() == expected == ["cosine", "cosine_1_1_1", "cosine_keras"]
+    assert "TORCH False" in proc.stderr
 
 
 def test_no_private_typer_import():
