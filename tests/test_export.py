@@ -93,13 +93,6 @@ def test_live_logging_while_training_writes_the_same(tmp_path):
     assert_logs_hold_the_folder(folder, folder / "tensorboard", lr=0.001)
 
 
-def test_live_logging_without_tensorboard_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # None in sys.modules: import fails
-    result = invoke("train", "--epochs", "2", "--tensorboard", "--out", tmp_path / "runs", "--quiet")
-    assert result.exit_code == 2 and "pip install -e '.[tensorboard]'" in result.output
-    assert not (tmp_path / "runs").exists()
-
-
 def test_tags_group_columns_by_kind():
     assert tb.scalar_tag("full_loss") == "loss/full"
     assert tb.scalar_tag("last_batch_loss") == "loss/last_batch"
