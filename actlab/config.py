@@ -248,6 +248,15 @@ def _check_activations(cfg: Config, sources: Sources, imports: bool) -> None:
             _fail(key, str(exc), sources)
 
 
+def _check_init(model: ModelConfig, sources: Sources) -> None:
+    """model.init and model.init_bias name schemes of actlab.init (the error lists them)."""
+    for key, scheme, bias in (("model.init", model.init, "default"), ("model.init_bias", "default", model.init_bias)):
+        try:
+            init.check(scheme, bias)
+        except init.InitError as exc:
+            _fail(key, str(exc), sources)
+
+
 def _check_optimizer(train: TrainConfig, check: typing.Callable[[bool, str, str], None]) -> None:
     """Adam's betas and eps, SGD's momentum: numbers torch.optim accepts (it would refuse them later)."""
     check(len(train.betas) == 2, "train.betas", f"needs two numbers, e.g. [0.9, 0.999] (got {list(train.betas)})")
@@ -268,12 +277,7 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     for i, size in enumerate(sizes):
         check(size >= 1, f"model.sizes[{i}]", f"a layer size must be at least 1 (got {size})")
     _check_activations(cfg, sources, imports)
-    for key, check_init in (("model.init", lambda: init.check(cfg.model.init)),
-                            ("model.init_bias", lambda: init.check("default", cfg.model.init_bias))):
-        try:
-            check_init()
-        except init.InitError as exc:
-            _fail(key, str(exc), sources)
+    _check_init(cfg.model, sources)
 
     data = cfg.data
     check(data.task in tasks.TASKS, "data.task", f"unknown task '{data.task}' (tasks: {', '.join(tasks.TASKS)})")
