@@ -120,3 +120,14 @@ def test_a_new_executor_is_one_module_and_one_registry_line(monkeypatch):
     for run_id, ref in local.items():
         assert same_history(ref.history, other[run_id].history), run_id
         assert all(torch.equal(ref.state[k], other[run_id].state[k]) for k in ref.state), run_id
+
+
+def test_initialisation_per_activation_overrides_the_common_scheme():
+    cfg = config.build_config({"model": {"init": "xavier_uniform", "init_by_activation": {"SELU": "lecun_normal",
+                                                                                        "swish": "auto"}},
+                               "compare": {"activations": ["relu", "selu", "silu"], "seeds": 1}})
+    assert [s.init for s in experiment.compare_specs(cfg)] == ["xavier_uniform", "lecun_normal", "auto"]
+    with pytest.raises(ConfigError, match=r"^model\.init_by_activation\.selu: unknown initialisation scheme 'he'"):
+        config.build_config({"model": {"init_by_activation": {"selu": "he"}}})
+    with pytest.raises(ConfigError, match=r"^model\.init_by_activation\.rleu: unknown activation 'rleu'"):
+        config.build_config({"model": {"init_by_activation": {"rleu": "auto"}}})
