@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -282,6 +282,7 @@ class ChunkResult:
     index: int
     partial: list[RunResult]  # state={} until results()
     final: FinalParameters
+    engine_seconds: float = 0.0
 
     def results(self) -> list[RunResult]:
         """The runs' results, each with its final state_dict (views of the stacked tensors)."""
@@ -310,14 +311,19 @@ def train_chunk(
     return ChunkResult(task.index, partial, stack.final())
 
 
-class _Record:
+@dataclass
+class _Progress:
     """The epoch loop's running record: the per-epoch rows and which runs are still alive."""
 
-    def __init__(self, n_runs: int) -> None:
-        self.rows: list[torch.Tensor] = []  # per epoch: (metrics, N) on the CPU
-        self.names: list[str] = []
-        self.alive = torch.ones(n_runs, dtype=torch.bool)
-        self.diverged_at: list[int | None] = [None] * n_runs
+    n_runs: int
+    rows: list[torch.Tensor] = field(default_factory=list)  # per epoch: (metrics, N) on the CPU
+    names: list[str] = field(default_factory=list)
+    alive: torch.Tensor = None  # type: ignore[assignment]
+    diverged_at: list[int | None] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.alive = torch.ones(self.n_runs, dtype=torch.bool)
+        self.diverged_at = [None] * self.n_runs
 
     def add(self, epoch: int, names: list[str], row: torch.Tensor) -> None:
         """Record an epoch's row (metrics, N); a run whose mean or full-data loss is not finite diverged."""
@@ -357,7 +363,7 @@ def train_stack(
     optimizer = flat_optim.make(stack, [spec.lr for spec in specs], settings)
     bounds = batch_bounds(len(x), settings.batch_size)
     orders = [EpochOrder(spec.seed, len(x)) for spec in specs] if settings.shuffle else None
-    record = _Record(n_runs)
+    record = _Progress(n_runs)
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     for epoch in range(1, settings.epochs + 1):
@@ -383,7 +389,7 @@ def train_stack(
     return _results(specs, stack, record, initial, time.perf_counter() - start_time)
 
 
-def _results(specs: Sequence[RunSpec], stack: Stack, record: _Record, initial: dict[str, list[float]],
+def _results(specs: Sequence[RunSpec], stack: Stack, record: _Progress, initial: dict[str, list[float]],
              seconds: float) -> list[RunResult]:
     """Each run's RunResult (state={}) from the loop's record: its epochs up to any divergence."""
     n_epochs, n_runs = len(record.rows), stack.n_runs
