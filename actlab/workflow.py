@@ -234,9 +234,9 @@ def _train(cfg: Config, command: str, specs: list[RunSpec], data: Dataset, devic
     folder = FolderSink(writer)
     targets: list[ResultSink] = [folder, *sinks]
     checkpoints = checkpoint.Checkpoints(writer.path, cfg.train.checkpoint_seconds)
-    tracker = _Tracker(cfg, command, specs, str(device), progress, checkpoints.epochs_done())
     results: list[RunResult] = []
     try:
+        tracker = _Tracker(cfg, command, specs, str(device), progress, checkpoints.epochs_done())  # calls progress
         # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once
         with signals.terminate_as_interrupt(), \
                 closing(experiment.run(cfg, specs, data, device, tracker.on_epochs, checkpoints)) as chunks:

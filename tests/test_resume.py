@@ -154,6 +154,16 @@ def test_interrupted_train_resumes_to_the_uninterrupted_files(tmp_path, whole, e
     assert assert_same_folder(folder, whole("train", engine)) is None
 
 
+def test_a_resume_interrupted_in_turn_resumes_to_the_same_files(tmp_path, whole):
+    folder = interrupted(make_cfg(tmp_path, "batched", 1), "compare", 0.3)
+    with pytest.raises(workflow.Interrupted) as stop:
+        workflow.resume(folder, progress=StopAfter(0.5), report=False)
+    assert stop.value.path == folder and "actlab resume" in str(stop.value)
+    assert json.loads((folder / "status.json").read_text())["status"] == "incomplete"
+    workflow.resume(folder, report=False)
+    assert_same_folder(folder, whole("compare", "batched"))
+
+
 def test_sgd_momentum_buffers_resume_too(tmp_path):
     """SGD's momentum buffer (made at its first step) is part of the state: the resumed runs are the same."""
     settings = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
