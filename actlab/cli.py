@@ -375,7 +375,8 @@ def resume(
         out.print(verdict_text(*done.ranking))
     if done.report is not None:
         out.print(f"report: {done.report}")
-    out.print(f"trained {len(done.experiment.results)} missing runs; saved in {done.path}")
+    n = len(done.experiment.results)
+    out.print(f"trained the {n} missing run{'s' * (n != 1)}; saved in {done.path}")
 
 
 @app.command(epilog=_examples("actlab show runs/20261123-120000_article"))

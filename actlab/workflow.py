@@ -165,7 +165,8 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
         raise ResumeRefused(f"'{path}' is marked running: another actlab may still be writing it; if its process "
                             "was killed, resume it with --force")
     if stored.status.get("command") not in ("train", "compare"):
-        raise ResumeRefused(f"'{path}': status.json names no train or compare command; the folder is damaged")
+        raise ResumeRefused(f"'{path}' holds a {stored.status.get('command', 'unknown')!r} experiment: resume "
+                            "continues only train and compare")
     version = stored.env.get("actlab")
     if version != __version__:
         raise ResumeRefused(f"'{path}' was written by actlab {version}, this is actlab {__version__}: resume it with "
