@@ -179,7 +179,9 @@ class EpochOrder:
         return self._gen.get_state()
 
     def set_state(self, state: torch.Tensor) -> None:
-        self._gen.set_state(state)
+        # a contiguous copy of its own: Generator.set_state on a view into a stacked tensor (a row at a
+        # non-zero offset) crashes the process
+        self._gen.set_state(state.detach().clone().contiguous())
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
