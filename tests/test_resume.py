@@ -313,9 +313,9 @@ def test_a_folder_marked_running_resumes_with_force(tmp_path, stopped):
 
 
 def test_resume_says_what_it_will_import(tmp_path):
-    cfg = config.build_config({"compare": {"activations": ["relu", "tests.custom_acts:Cube"], "seeds": 2},
+    cfg = config.build_config({"compare": {"activations": ["relu", "custom_acts:Cube"], "seeds": 2},
                                "train": {"epochs": 4, "workers": 1}, "output": {"runs_dir": str(tmp_path)}})
     folder = interrupted(cfg, "compare", 0.5)
     result = runner.invoke(cli.app, ["resume", str(folder), "-q", "--no-report"])
     assert result.exit_code == 0, result.output
-    assert "names activation tests.custom_acts:Cube: importing tests.custom_acts runs its code" in result.stderr
+    assert "names activation custom_acts:Cube: importing custom_acts runs its code" in result.stderr
