@@ -24,12 +24,14 @@ class RunSpec:
     seed: int
     lr: float
     options: Mapping[str, Any] = field(default_factory=dict)
+    tag: str = ""  # a caller's label, e.g. a grid point 'lr=0.003': part of run_id when set
 
     @property
     def run_id(self) -> str:
-        """``relu/seed3``; options, when set, are part of it: ``leaky_relu[negative_slope=0.3]/seed3``."""
+        """``relu/seed3``; options, when set, are part of it: ``leaky_relu[negative_slope=0.3]/seed3``; a tag
+        too: ``relu/lr=0.003/seed3``."""
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.activation}{f'[{opts}]' if opts else ''}/seed{self.seed}"
+        return f"{self.activation}{f'[{opts}]' if opts else ''}{f'/{self.tag}' if self.tag else ''}/seed{self.seed}"
 
     @property
     def group_key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
