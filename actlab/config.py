@@ -289,7 +289,7 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
     check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")
-    _check_study(cfg, sources)
+    check_study(cfg, sources)
     check(re.fullmatch(r"cpu|cuda(:\d+)?|auto", cfg.device) is not None, "device",
           f"must be cpu, cuda, cuda:N or auto (got {cfg.device!r})")
     check(re.fullmatch(r"[\w.+-]+", cfg.output.name) is not None, "output.name",
@@ -315,18 +315,19 @@ def _validation_points(data: DataConfig, sources: Sources) -> int:
     return n_val
 
 
-def _check_study(cfg: Config, sources: Sources) -> None:
+def check_study(cfg: Config, sources: Sources) -> None:
     """compare.grid read by actlab.grid (keys, scopes, lists; each point is validated when expanded) and
     compare.tuning_seeds split from the experiment's seeds by actlab.study."""
     from actlab import grid, study
 
     grid.check_axes(grid.from_mapping(cfg.compare.grid, sources))
-    if cfg.compare.tuning_seeds is not None:
+    if cfg.compare.grid or cfg.compare.tuning_seeds is not None:  # a grid is ranked fairly: it needs the split
         seeds = range(cfg.train.seed, cfg.train.seed + cfg.compare.seeds)
         try:
             study.split_seeds(seeds, cfg.compare.tuning_seeds)
         except study.StudyError as exc:
-            _fail("compare.tuning_seeds", str(exc).removeprefix("compare.tuning_seeds: "), sources)
+            key = "compare.tuning_seeds" if str(exc).startswith("compare.tuning_seeds") else "compare.seeds"
+            _fail(key, str(exc).removeprefix("compare.tuning_seeds: "), sources)
 
 
 # --------------------------------------------------------------------------------------------------

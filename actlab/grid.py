@@ -264,7 +264,9 @@ def load(path: Path | None, overrides: Sequence[tuple[str, Any, str]] = (),
     base = config.build_config(raw, sources)
     axes = merge(from_mapping(file_grid, sources), [parse_option(o) for o in options])
     points = expand(raw, axes, sources)
-    return with_grid(base, axes, points), axes, points
+    full = with_grid(base, axes, points)
+    config.check_study(full, sources)  # a grid is ranked on disjoint seeds: it needs at least two
+    return full, axes, points
 
 
 def with_grid(cfg: config.Config, axes: Sequence[Axis], points: Sequence[Point]) -> config.Config:

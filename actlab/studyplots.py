@@ -32,9 +32,11 @@ def sensitivity_key(keys: Sequence[str]) -> str:
     return "train.lr" if "train.lr" in keys else keys[0]
 
 
-def sensitivity(rows: Sequence[Mapping[str, Any]], key: str, column: str, order: Sequence[str]) -> Figure | None:
-    """Loss against ``key`` per activation (panels in ``order``): median over seeds with the 25-75% band, the
-    best value (lowest median) starred; other grid keys pooled. None if nothing finite to draw."""
+def sensitivity(rows: Sequence[Mapping[str, Any]], key: str, column: str, order: Sequence[str],
+                chosen: Mapping[str, Any] | None = None) -> Figure | None:
+    """Loss against ``key`` per activation (panels in ``order``): median over seeds with the 25-75% band, each
+    activation's ``chosen`` value (the fair ranking's, from the tuning seeds; default: the lowest median)
+    starred; other grid keys pooled. None if nothing finite to draw."""
     curves = study.sensitivity(rows, key, column)
     acts = [a for a in order if a in curves] + [a for a in curves if a not in order]
     finite = [p[m] for a in acts for p in curves[a] for m in ("q1", "median", "q3")
@@ -45,7 +47,8 @@ def sensitivity(rows: Sequence[Mapping[str, Any]], key: str, column: str, order:
     numeric = _numeric(values)
     log_x = numeric and min(values) > 0 and max(values) / min(values) >= 10
     legend = [Line2D([], [], color="C0", label="median over seeds"), Patch(color="C0", alpha=0.25, label="25-75%"),
-              Line2D([], [], **{k: v for k, v in BEST.items() if k != "gid"}, label="lowest median"),
+              Line2D([], [], **{k: v for k, v in BEST.items() if k != "gid"},
+                     label="chosen on the tuning seeds" if chosen else "lowest median"),
               Line2D([], [], **{k: v for k, v in plots.DIVERGED.items() if k != "gid"}, label="median diverged")]
     fig, axes = plots._grid(len(acts), f"{LOSS_NAMES.get(column, column)} against {key}, every seed "
                             "(other grid keys pooled)", ylabel=LOSS_NAMES.get(column, column).split(" (")[0],
@@ -61,9 +64,12 @@ def sensitivity(rows: Sequence[Mapping[str, Any]], key: str, column: str, order:
         ax.plot(x[ok], med[ok], color="C0", marker="o", markersize=3)
         if (~ok).any():
             ax.plot(x[~ok], np.full((~ok).sum(), top), **plots.DIVERGED)
-        if ok.any():
-            best = int(np.nanargmin(np.where(ok, med, np.inf)))
-            ax.plot([x[best]], [med[best]], **BEST)
+        if chosen and act in chosen:
+            best = next(i for i, p in enumerate(pts) if repr(p[key]) == repr(chosen[act]))
+        else:
+            best = int(np.nanargmin(np.where(ok, med, np.inf))) if ok.any() else None
+        if best is not None:
+            ax.plot([x[best]], [med[best] if ok[best] else top], **BEST)
         ax.set_title(act, fontsize=9)
         _log_y(ax)
         if log_x:
@@ -120,7 +126,9 @@ def save_all(ans: Answer, rows: Sequence[Mapping[str, Any]], signal: Sequence[Ma
     """sensitivity.png (and, over depth, depth_gradient.png) with SVGs in ``folder``; name -> PNG path."""
     order = [s.activation for s in ans.fair_stats] + [a for s in ans.fair_stats for a in s.same_as]
     out = {}
-    figures = {"sensitivity": sensitivity(rows, sensitivity_key(ans.keys), ans.robust_on, order),
+    key = sensitivity_key(ans.keys)
+    chosen = {r.activation: r.choice.setting[key] for r in ans.fair.rows}
+    figures = {"sensitivity": sensitivity(rows, key, ans.robust_on, order, chosen),
                "depth_gradient": depth_gradient(signal, order) if signal else None}
     for name, fig in figures.items():
         if fig is not None:

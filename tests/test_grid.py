@@ -219,7 +219,7 @@ def _known(key: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", ["cosine_keras.yaml", "lr_study.yaml"])
+@pytest.mark.parametrize("name", ["cosine_keras.yaml"])
 def test_study_configs_future_keys_are_valid_when_uncommented(name):
     path = Path(__file__).parent.parent / "configs" / name
     text = path.read_text()
@@ -233,15 +233,23 @@ def test_study_configs_future_keys_are_valid_when_uncommented(name):
     cfg = config.build_config(raw)
     points = grid.expand(raw, grid.from_mapping(grid_raw, config.Sources()))
     assert points[0].config.data == cfg.data
-    if name == "lr_study.yaml":
-        assert [p.config.train.lr for p in points] == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
-        assert len(cfg.compared_activations()) == 23 and cfg.compare.seeds == 20
-        assert cfg.data.task == "teacher" and cfg.data.test_fraction > 0
-    else:
+    if name == "cosine_keras.yaml":
         assert cfg.model.options["leaky_relu"] == {"negative_slope": 0.2}
         assert "init: xavier_uniform" in text and "init_bias: zero" in text and "eps: 1.0e-7" in text
         assert (cfg.model.sizes, cfg.train.lr, cfg.train.epochs, cfg.train.batch_size, cfg.train.shuffle) == (
             (1, 2, 1), 0.04, 300, 32, True)
+
+
+def test_lr_study_config_is_a_real_grid():
+    assert "#+" not in (config.SHIPPED_DIR / "lr_study.yaml").read_text()  # every key of it exists now
+    base, axes, points = grid.load(config.find_config("lr_study"))
+    assert [p.config.train.lr for p in points] == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+    assert len(base.compared_activations()) == 23 and base.compare.seeds == 20
+    assert study.split_seeds(range(20), base.compare.tuning_seeds) == study.SeedSplit(tuple(range(10)),
+                                                                                     tuple(range(10, 20)))
+    assert base.data.validation_fraction == 0.2
+    assert base.data.task == "teacher" and base.data.test_fraction > 0
+    assert grid.base_setting(base, axes, points) == {"train.lr": 1e-3}  # the fixed-setting ranking is on the grid
 
 
 def test_every_config_key_has_a_scope_or_a_reason():
