@@ -90,10 +90,10 @@ def _root(
 
 
 def _user_error_types() -> tuple[type[Exception], ...]:
-    from actlab import activations, config, devices, storage, tasks
+    from actlab import activations, config, devices, storage, tasks, tensorboard
 
     return (config.ConfigError, activations.ActivationError, tasks.TaskError, devices.DeviceError,
-            storage.StorageError)
+            storage.StorageError, tensorboard.TensorBoardUnavailable)
 
 
 @contextmanager
@@ -137,6 +137,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any confi
                                                   "(repeatable; same as a KEY=VALUE argument)", show_default=False,
                                                   metavar="KEY=VALUE")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or per-epoch log")]
+TensorBoardOpt = Annotated[bool, typer.Option("--tensorboard", help="also log every run live to RUN_DIR/tensorboard "
+                                              "as it finishes (pip install -e '.[tensorboard]')")]
 OverridesArg = Annotated[list[str] | None, typer.Argument(
     help="config overrides, Hydra style: train.lr=3e-3 data.task=teacher (any key of the config reference)",
     show_default=False, metavar="KEY=VALUE")]
@@ -228,6 +230,7 @@ def train(
     engine: EngineOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
+    tensorboard: TensorBoardOpt = False,
     log_every: Annotated[int, typer.Option(min=0, help="print the log every N epochs (1: every epoch, as the "
                                            "article); 0: about ten lines")] = 0,
 ) -> None:
@@ -249,7 +252,7 @@ def train(
                               f"(epoch mean {m['train_loss']:.6f}, full data {m['full_loss']:.6f}{test})")
 
         with _training(quiet, None if quiet else on_epoch) as bar:
-            done = workflow.run_train(cfg, progress=bar)
+            done = workflow.run_train(cfg, progress=bar, tensorboard=tensorboard)
     row = storage.run_summary(done.experiment.results[0])
     if row["status"] == "diverged":
         out.print(f"[red]{row['run']} diverged at epoch {row['diverged_epoch']}[/] (NaN or infinite loss)")
@@ -291,6 +294,7 @@ def compare(
     engine: EngineOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
+    tensorboard: TensorBoardOpt = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md")] = False,
     grid_options: Annotated[list[str] | None, typer.Option(
         "--grid", "-g", help="train every activation and seed at each of these values of a config key: --grid "
@@ -314,7 +318,7 @@ def compare(
             _print_plan(studyrun.dry_run(cfg))
             return
         with _training(quiet) as bar:
-            done = workflow.run_compare(cfg, report=not no_report, progress=bar)
+            done = workflow.run_compare(cfg, report=not no_report, progress=bar, tensorboard=tensorboard)
     if done.study is not None:
         from actlab import studyrun
 

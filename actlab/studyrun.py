@@ -154,13 +154,14 @@ def _calibrate(cfg: Config, specs: Sequence[RunSpec], workers: int) -> float:
 # --- training into one folder -----------------------------------------------------------------------------
 
 
-def run_compare(cfg: Config, report: bool = True, progress=None, sinks: Sequence = ()):
+def run_compare(cfg: Config, report: bool = True, progress=None, sinks: Sequence = (), tensorboard: bool = False):
     """``actlab compare`` over a grid: every stack into one new folder, stats per setting, the fair answer, and
-    with ``report`` the figures and report.md. Returns ``workflow.Finished`` (``study``: the answer)."""
+    with ``report`` the figures and report.md (``tensorboard``: every run also logged live to the folder's
+    ``tensorboard/``). Returns ``workflow.Finished`` (``study``: the answer)."""
     from actlab import workflow
 
     plan = plan_of(cfg)
-    path, results, data = _train(plan, progress, sinks)
+    path, results, data = _train(plan, progress, sinks, tensorboard)
     values = plan.grid_values()
     rows = [storage.with_grid(storage.run_summary(r), values[r.spec.run_id]) for r in results]
     columns = storage.grid_metric_columns([p.config for p in plan.points], plan.keys)
@@ -174,12 +175,16 @@ def run_compare(cfg: Config, report: bool = True, progress=None, sinks: Sequence
     return done
 
 
-def _train(plan: Plan, progress, sinks: Sequence) -> tuple[Path, list[RunResult], Any]:
+def _train(plan: Plan, progress, sinks: Sequence, tensorboard: bool = False) -> tuple[Path, list[RunResult], Any]:
     """Every stack's runs, one engine call per stack, into one new folder and ``sinks``; Ctrl-C keeps what finished."""
     from actlab import workflow
 
     cfg = plan.config
     device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
+    if tensorboard:
+        from actlab import tensorboard as tb
+
+        tb.require()  # before the folder too: a missing package leaves nothing behind
     batches = [(st, plan.specs(st)) for st in plan.stacks]
     n_runs = sum(len(specs) for _, specs in batches)
     for st, _ in batches:
@@ -190,6 +195,8 @@ def _train(plan: Plan, progress, sinks: Sequence) -> tuple[Path, list[RunResult]
     writer = storage.ExperimentWriter.create(cfg, "compare", order, device, grid=plan.grid_values(), columns=columns)
     folder = workflow.FolderSink(writer)
     targets = [folder, *sinks]
+    if tensorboard:
+        targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
     tracker = _Tracker(str(device), [(len(specs), st.config.train.epochs) for st, specs in batches], progress)
     results: list[RunResult] = []
     try:

@@ -24,20 +24,20 @@ def max_rel_dev(a: list[float], b: list[float]) -> float:
     return max((abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)), default=0.0)
 
 
-def probe(specs, data, sizes, batch_size) -> dict:
-    """The engines' start-up probe for this training setup."""
+def probe(specs, data, sizes, batch_size, settings=None) -> dict:
+    """The engines' start-up probe for this training setup (``settings``: its optimizer; default Adam)."""
     from actlab.engines import probe as engine_probe
 
     n_test = len(data.x_test) if data.x_test is not None else 0
-    return engine_probe.for_training(specs, sizes, len(data.x_train), n_test, batch_size)
+    return engine_probe.for_training(specs, sizes, len(data.x_train), n_test, batch_size, settings)
 
 
-def require_bitwise(specs, data, sizes, batch_size) -> None:
+def require_bitwise(specs, data, sizes, batch_size, settings=None) -> None:
     """Skip (with the probe's findings as the reason) where this machine's kernels cannot give the batched
     engine the loop engine's numbers bit for bit: that is a property of the CPU and libraries, not of actlab."""
     import pytest
 
-    result = probe(specs, data, sizes, batch_size)
+    result = probe(specs, data, sizes, batch_size, settings)
     if not result["bitwise"]:
         from actlab.engines.probe import kernel_setup
 
@@ -71,14 +71,15 @@ def engine_check(activations: list[str], epochs: int = 3, batch_size: int = 10) 
 
     import torch
 
-    from actlab.engines import RunSpec, probe, train  # actlab pins the CPU code paths: before torch computes
+    # actlab pins the CPU code paths: before torch computes
+    from actlab.engines import RunSpec, TrainSettings, probe, train
     from actlab.tasks import make_dataset
 
     sizes, data = (10, 18, 18, 4, 1), make_dataset("noise", 100, 0)
     specs = [RunSpec(name, seed, 0.003) for name in activations for seed in (0, 1)]
-    kw = dict(epochs=epochs, batch_size=batch_size, shuffle=True, workers=1)
-    loop = {r.spec.run_id: r for c in train(specs, data, sizes, engine="loop", **kw) for r in c}
-    batched = {r.spec.run_id: r for c in train(specs, data, sizes, engine="batched", **kw) for r in c}
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, shuffle=True)
+    loop = {r.spec.run_id: r for c in train(specs, data, sizes, settings, engine="loop", workers=1) for r in c}
+    batched = {r.spec.run_id: r for c in train(specs, data, sizes, settings, engine="batched", workers=1) for r in c}
     bitwise = all(same_history(loop[k].history, batched[k].history)
                   and all(torch.equal(loop[k].state[p], batched[k].state[p]) for p in loop[k].state) for k in loop)
     fingerprint = hashlib.sha256()

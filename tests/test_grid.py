@@ -1,16 +1,13 @@
 """Grid expansion: parsing --grid and compare.grid, scopes, stacks, depth/width, and bad input."""
 
 import contextlib
-import dataclasses
 import itertools
 import textwrap
-import typing
-from pathlib import Path
 
 import pytest
 import yaml
 
-from actlab import config, grid, init, study
+from actlab import config, grid, study
 
 
 def test_parse_option_reads_yaml_values():
@@ -189,55 +186,6 @@ def test_an_error_in_a_key_off_the_grid_keeps_its_own_source():
     # the grid changes data.samples; the failing key is train.batch_size, which the grid did not set
     with pytest.raises(grid.GridError, match=r"^train.batch_size: .*\(--batch-size\) \[grid point "):
         grid.load(None, [("train.batch_size", 50, "--batch-size")], ["train.lr=1e-3", "data.samples=40"])
-
-
-# The shipped study configs keep keys that do not exist yet as `#+ ` comments; uncommented, they must be
-# valid: the ones today's Config knows go through build_config, the rest through the helpers that will
-# validate them. When the wiring round adds a key to Config it moves from the second group to the first.
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        pytest.fail(message)
-
-
-FUTURE_CHECKS = {
-    "model.init": lambda v, raw: init.check(v),
-    "model.init_bias": lambda v, raw: init.check("default", v),
-    "train.eps": lambda v, raw: _check(0 < float(v) < 1e-3, f"train.eps: Adam's eps, got {v}"),
-    "data.validation_fraction": lambda v, raw: study.validation_size(
-        raw["data"]["samples"], raw["data"]["test_fraction"], v),
-    "compare.tuning_seeds": lambda v, raw: study.split_seeds(range(raw["compare"]["seeds"]), v),
-}
-
-
-def _known(key: str) -> bool:
-    node = config.Config
-    for part in key.split("."):
-        names = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-        if part not in names:
-            return False
-        node = typing.get_type_hints(node)[part]
-    return True
-
-
-@pytest.mark.parametrize("name", ["cosine_keras.yaml"])
-def test_study_configs_future_keys_are_valid_when_uncommented(name):
-    path = Path(__file__).parent.parent / "configs" / name
-    text = path.read_text()
-    assert "#+ " in text  # otherwise this test checks nothing: drop it once every key exists
-    raw = yaml.safe_load(text.replace("#+ ", ""))
-    raw, grid_raw = grid.split_grid(raw)
-    for key, check in FUTURE_CHECKS.items():
-        section, _, field = key.partition(".")
-        if field in raw.get(section, {}) and not _known(key):
-            check(raw[section].pop(field), raw)
-    cfg = config.build_config(raw)
-    points = grid.expand(raw, grid.from_mapping(grid_raw, config.Sources()))
-    assert points[0].config.data == cfg.data
-    if name == "cosine_keras.yaml":
-        assert cfg.model.options["leaky_relu"] == {"negative_slope": 0.2}
-        assert "init: xavier_uniform" in text and "init_bias: zero" in text and "eps: 1.0e-7" in text
-        assert (cfg.model.sizes, cfg.train.lr, cfg.train.epochs, cfg.train.batch_size, cfg.train.shuffle) == (
-            (1, 2, 1), 0.04, 300, 32, True)
 
 
 def test_lr_study_config_is_a_real_grid():
