@@ -295,12 +295,13 @@ def as_mapping(axes: Sequence[Axis], points: Sequence[Point]) -> dict[str, list[
     """The grid as ``compare.grid`` data, values as the config read them: what a replayable config.yaml holds."""
     out: dict[str, list[Any]] = {}
     for a in axes:
-        distinct = {repr(p.values[a.key]): _plain(p.values[a.key]) for p in points}  # lists are unhashable
+        distinct = {repr(p.values[a.key]): plain_value(p.values[a.key]) for p in points}  # lists are unhashable
         out[a.key] = list(distinct.values())
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A grid value as YAML and JSON hold it: tuples (``model.sizes``) as lists, the rest as it is."""
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -315,7 +316,7 @@ def base_setting(base: config.Config, axes: Sequence[Axis], points: Sequence[Poi
 
 def label(values: Mapping[str, Any]) -> str:
     """A point's grid values as short stable text for run ids: ``train.lr=0.001,model.init=auto``."""
-    return ",".join(f"{k}={_plain(v)}".replace(" ", "") for k, v in values.items())
+    return ",".join(f"{k}={plain_value(v)}".replace(" ", "") for k, v in values.items())
 
 
 def columns(axes: Sequence[Axis]) -> list[str]:

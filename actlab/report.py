@@ -393,7 +393,7 @@ def study_markdown(ans: Answer) -> list[str]:
              "points are never used to choose). Against #1, paired by evaluation seed: the loss ratio and the exact "
              "Wilcoxon test, Holm-adjusted, and the equivalence test, as in the ranking below. Beside it: the rank "
              f"at the fixed setting ({studyrun.setting_text(ans.shown)}"
-             + ("" if ans.fixed is not None else "; the first grid point, the config's own is not on the grid")
+             + ("" if ans.fixed is not None else f"; {studyrun.NOT_OWN}")
              + f", every seed), and two views that involve no choice: the mean rank over the {ans.settings} settings "
              f"and the expected {loss[ans.robust_on]} over them (mean of the per-setting medians, every seed).", ""]
     head = ["#", "activation", "chosen setting", f"tuning median ({loss[f.chosen_on]})",

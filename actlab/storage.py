@@ -546,5 +546,10 @@ def load_experiment(path: Path) -> StoredExperiment:
     if not (path / "metrics.csv").is_file():
         raise StorageError(f"{path / 'metrics.csv'} is missing or not a file; the folder is damaged")
     status = _read_json(path / "status.json", dict, {"status": "unknown"})
-    return StoredExperiment(path, cfg, status, _read_json(path / "env.json", dict, {}),
-                            _summary_rows(path / "summary.json"))
+    summary = _summary_rows(path / "summary.json")
+    for i, row in enumerate(summary):  # over a grid every row names its setting
+        missing = [k for k in cfg.compare.grid if k not in row]
+        if missing:
+            raise StorageError(f"{path / 'summary.json'}: row {i + 1}: grid column '{missing[0]}' missing; "
+                               "the folder is damaged")
+    return StoredExperiment(path, cfg, status, _read_json(path / "env.json", dict, {}), summary)

@@ -56,7 +56,7 @@ class Plan:
         """A point's part of its run ids: ``lr=0.003`` (the key's last part, unless two axes share it)."""
         last = [k.rsplit(".", 1)[-1] for k in self.keys]
         names = {k: (s if last.count(s) == 1 else k) for k, s in zip(self.keys, last)}
-        return ",".join(f"{names[k]}={grid._plain(v)}".replace(" ", "") for k, v in values.items())
+        return ",".join(f"{names[k]}={grid.plain_value(v)}".replace(" ", "") for k, v in values.items())
 
     def specs(self, stack: grid.Stack) -> list[RunSpec]:
         """Every run of a stack: each point's activations x seeds (as a plain comparison builds them), tagged."""
@@ -71,7 +71,7 @@ class Plan:
 
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:
     """Grid values as JSON reads them back (tuples as lists), so in-memory and stored rows compare equal."""
-    return {k: grid._plain(v) for k, v in values.items()}
+    return {k: grid.plain_value(v) for k, v in values.items()}
 
 
 def plan_of(cfg: Config, imports: bool = True) -> Plan:
@@ -287,7 +287,7 @@ def answer(rows: Sequence[Row], keys: Sequence[str], tuning_seeds: Sequence[int]
 
 def setting_text(setting: Mapping[str, Any]) -> str:
     """``train.lr=0.003, model.depth=2``."""
-    return ", ".join(f"{k}={grid._plain(v)}" for k, v in setting.items())
+    return ", ".join(f"{k}={grid.plain_value(v)}" for k, v in setting.items())
 
 
 def seeds_text(seeds: Sequence[int]) -> str:
@@ -296,6 +296,7 @@ def seeds_text(seeds: Sequence[int]) -> str:
     return f"{s[0]}-{s[-1]}" if len(s) > 2 and s == list(range(s[0], s[-1] + 1)) else ", ".join(map(str, s))
 
 
+NOT_OWN = "another grid point (the config's own setting is not on the grid, or has no finished run)"
 LOSS_NAMES = {"final_val_loss": "validation loss", "final_test_loss": "test loss",
               "final_loss": "training loss (full training set)"}
 
@@ -319,8 +320,7 @@ def headline(ans: Answer) -> list[str]:
     ov = stats.overview(ans.fair_stats)
     if ov.powerless:
         second += (f" With {ov.seeds} evaluation seeds nothing can be significant ({ov.seeds_needed} needed).")
-    where = "the config's own setting" if ans.fixed is not None else "the first grid point (the config's own " \
-                                                                       "setting is not on the grid)"
+    where = "the config's own setting" if ans.fixed is not None else NOT_OWN
     top = ans.shown_stats[0].activation if ans.shown_stats else "-"
     third = f"At {where}, {setting_text(ans.shown)}, on every seed: best {top} (the ranking below)."
     return [rule, second, third]
@@ -334,6 +334,14 @@ def shown_setting(cfg: Config, plan: Plan) -> tuple[dict[str, Any] | None, dict[
     fixed = grid.base_setting(cfg, plan.axes, plan.points)
     fixed = plain(fixed) if fixed is not None else None
     return fixed, fixed if fixed is not None else plain(plan.points[0].values)
+
+
+def _with_runs(rows: Sequence[Row], plan: Plan, setting: dict[str, Any]) -> dict[str, Any]:
+    """``setting`` if it has finished runs, else the first grid point that has (an interrupted grid)."""
+    for values in [setting] + [plain(p.values) for p in plan.points]:
+        if study.rows_at(rows, values):
+            return values
+    return setting
 
 
 def point_of(plan: Plan, setting: Mapping[str, Any]) -> grid.Point:
@@ -377,7 +385,7 @@ def stats_rows(stored: storage.StoredExperiment, plan: Plan, shown: Mapping[str,
 def fixed_view(stored: storage.StoredExperiment) -> storage.StoredExperiment:
     """A grid folder seen at its shown setting (``actlab show`` ranks that)."""
     plan = plan_of(stored.config, imports=False)
-    return view(stored, plan, shown_setting(stored.config, plan)[1])
+    return view(stored, plan, _with_runs(stored.summary, plan, shown_setting(stored.config, plan)[1]))
 
 
 def _finish(stored: storage.StoredExperiment, plan: Plan, rows: Sequence[Row], report: bool,
@@ -387,6 +395,8 @@ def _finish(stored: storage.StoredExperiment, plan: Plan, rows: Sequence[Row], r
     from actlab import report as report_md
 
     fixed, shown = shown_setting(stored.config, plan)
+    shown = _with_runs(stored.summary, plan, shown)
+    fixed = fixed if fixed == shown else None
     seen = view(stored, plan, shown)
     ranked = stats.summarise(seen.summary, seen.curves(), reference=analysis.task_reference(seen.config))
     ans = answer(rows, plan.keys, stored.config.compare.tuning_seeds, fixed, shown, ranked[0])
@@ -414,7 +424,7 @@ def fair_rows(ans: Answer) -> list[dict[str, Any]]:
     for s in ans.fair_stats:
         for act in (s.activation, *s.same_as):
             r = chosen[act]
-            out.append({"activation": act, "rank": s.rank, **{f"chosen {k}": grid._plain(v)
+            out.append({"activation": act, "rank": s.rank, **{f"chosen {k}": grid.plain_value(v)
                                                                for k, v in r.choice.setting.items()},
                         "chosen_on": ans.fair.chosen_on, "tuning_seeds": seeds_text(ans.fair.split.tuning),
                         "tuning_median": r.choice.tuning_median, "reported_on": ans.fair.reported_on,

@@ -192,3 +192,27 @@ def test_summary_rows_keep_lists_as_lists():
                                                                           "final_loss"]
     assert storage.with_grid(row, {"model.sizes": (10, 4, 1)})["model.sizes"] == [10, 4, 1]
     assert study.rows_at([storage.with_grid(row, {"model.sizes": (10, 4, 1)})], {"model.sizes": [10, 4, 1]})
+
+
+def test_an_interrupted_grid_folder_still_reports(lr_folder, tmp_path):
+    # only the lr=0.01 runs finished, and not all of them: the report falls back to that setting, missing
+    # runs count as +inf in the fair ranking, and a row without its grid column is a damaged folder
+    copy = tmp_path / lr_folder.name
+    copy.mkdir()
+    for f in lr_folder.iterdir():
+        copy.joinpath(f.name).write_bytes(f.read_bytes())
+    summary = [r for r in json.loads((copy / "summary.json").read_text()) if r["train.lr"] == 0.01][:-1]
+    (copy / "summary.json").write_text(json.dumps(summary))
+    result = invoke("report", copy)
+    assert result.exit_code == 0, result.output
+    text = (copy / "report.md").read_text()
+    assert "At another grid point (the config's own setting is not on the grid, or has no finished run), " \
+           "train.lr=0.01" in text
+    study_rows = {r["activation"]: r for r in read_csv(copy / "study.csv")}
+    assert study_rows["tanh"]["diverged"] == "1" and study_rows["tanh"]["evaluation_median"] == "inf"  # seed 3 lost
+    assert study_rows["relu"]["diverged"] == "0"
+    del summary[0]["train.lr"]
+    (copy / "summary.json").write_text(json.dumps(summary))
+    result = invoke("show", copy)
+    assert result.exit_code == 2 and "grid column 'train.lr' missing" in result.output
+    assert len(result.output.strip().splitlines()) == 1
