@@ -322,7 +322,8 @@ def headline(ans: Answer) -> list[str]:
         second += (f" With {ov.seeds} evaluation seeds nothing can be significant ({ov.seeds_needed} needed).")
     where = "the config's own setting" if ans.fixed is not None else NOT_OWN
     top = ans.shown_stats[0].activation if ans.shown_stats else "-"
-    third = f"At {where}, {setting_text(ans.shown)}, on every seed: best {top} (the ranking below)."
+    third = (f"At {where}, {setting_text(ans.shown)}, on every seed, by final training loss: best {top} "
+             "(the ranking below).")
     return [rule, second, third]
 
 
