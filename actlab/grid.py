@@ -45,6 +45,7 @@ NOT_GRID = {
     "train.chunk_size": "it says how runs are computed, not what is trained",
     "train.workers": "it says how runs are computed, not what is trained",
     "train.executor": "it says how runs are computed, not what is trained",
+    "train.ray_address": "it says where runs are computed, not what is trained",
     "train.diagnostics": "it changes what is measured, not what is trained",
     "train.seed": "seeds are an axis of every comparison already (compare.seeds)",
     "model.activation": "activations are an axis of every comparison already (compare.activations)",

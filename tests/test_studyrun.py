@@ -216,3 +216,39 @@ def test_an_interrupted_grid_folder_still_reports(lr_folder, tmp_path):
     result = invoke("show", copy)
     assert result.exit_code == 2 and "grid column 'train.lr' missing" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_depth_signal_is_the_snapshot_rms_ratio_at_initialisation(tmp_path):
+    # oracle: diagnostics.snapshot of the net rebuilt from its seed (per-parameter RMS of the full-data gradient)
+    from actlab import diagnostics, grid, studyrun, workflow
+    from actlab.model import initial_parameters, load_parameters
+
+    cfg = grid.load(None, [("compare.activations", ["tanh"], "t"), ("compare.seeds", 2, "t"),
+                           ("train.epochs", 2, "t"), ("train.workers", 1, "t")], ["model.depth=1,3"])[0]
+    done = workflow.run_compare(cfg, out=tmp_path, report=False)
+    stored = storage.load_experiment(done.path)
+    signal = studyrun.depth_signal(stored, studyrun.plan_of(stored.config))
+    assert sorted((s["depth"], s["seed"]) for s in signal) == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    data = experiment.dataset(cfg)
+    for s in signal:
+        sizes = grid.sizes_for(s["depth"], 18, 10)
+        model = FeedForward(sizes, torch.nn.Tanh)
+        load_parameters(model, initial_parameters(sizes, s["seed"]))
+        snap = diagnostics.snapshot(model, data.x_train, data.y_train)
+        assert s["init"] == pytest.approx(snap.grad_rms[0] / snap.grad_rms[-1], rel=1e-4)
+        assert s["end"] > 0
+
+
+def test_the_sensitivity_figure_stars_the_fair_choice():
+    from actlab import studyplots
+
+    rows = [{"activation": a, "train.lr": lr, "seed": s, "status": "ok", "final_loss": loss}
+            for a, best in (("relu", 0.01), ("tanh", 0.001)) for lr in (0.001, 0.01, 0.1) for s in range(3)
+            for loss in [0.1 if lr == best else 1.0 + s]]
+    chosen = {"relu": 0.1, "tanh": 0.001}  # relu's choice is not its lowest median: the star follows the choice
+    fig = studyplots.sensitivity(rows, "train.lr", "final_loss", ["relu", "tanh"], chosen)
+    stars = {ax.get_title(): line.get_xdata()[0] for ax in fig.axes for line in ax.lines if line.get_gid() == "best"}
+    assert stars == chosen
+    fig = studyplots.sensitivity(rows, "train.lr", "final_loss", ["relu", "tanh"])
+    stars = {ax.get_title(): line.get_xdata()[0] for ax in fig.axes for line in ax.lines if line.get_gid() == "best"}
+    assert stars == {"relu": 0.01, "tanh": 0.001}
