@@ -26,11 +26,14 @@ from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actlab import analysis, budget, devices, experiment, grid, signals, stats, storage, study
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
+
+if TYPE_CHECKING:
+    from actlab.workflow import Finished, ProgressFn, ResultSink
 
 Row = Mapping[str, Any]
 
@@ -154,7 +157,8 @@ def _calibrate(cfg: Config, specs: Sequence[RunSpec], workers: int) -> float:
 # --- training into one folder -----------------------------------------------------------------------------
 
 
-def run_compare(cfg: Config, report: bool = True, progress=None, sinks: Sequence = (), tensorboard: bool = False):
+def run_compare(cfg: Config, report: bool = True, progress: ProgressFn | None = None,
+                sinks: Sequence[ResultSink] = (), tensorboard: bool = False) -> Finished:
     """``actlab compare`` over a grid: every stack into one new folder, stats per setting, the fair answer, and
     with ``report`` the figures and report.md (``tensorboard``: every run also logged live to the folder's
     ``tensorboard/``). Returns ``workflow.Finished`` (``study``: the answer)."""
@@ -175,7 +179,8 @@ def run_compare(cfg: Config, report: bool = True, progress=None, sinks: Sequence
     return done
 
 
-def _train(plan: Plan, progress, sinks: Sequence, tensorboard: bool = False) -> tuple[Path, list[RunResult], Any]:
+def _train(plan: Plan, progress: ProgressFn | None, sinks: Sequence[ResultSink], tensorboard: bool = False,
+           ) -> tuple[Path, list[RunResult], Any]:
     """Every stack's runs, one engine call per stack, into one new folder and ``sinks``; Ctrl-C keeps what finished."""
     from actlab import workflow
 
@@ -224,7 +229,7 @@ def _train(plan: Plan, progress, sinks: Sequence, tensorboard: bool = False) -> 
 class _Tracker:
     """The engines' run-epoch counts over every stack as one ``workflow.ProgressState`` stream."""
 
-    def __init__(self, device: str, stacks: Sequence[tuple[int, int]], fn) -> None:
+    def __init__(self, device: str, stacks: Sequence[tuple[int, int]], fn: ProgressFn | None) -> None:
         from actlab.workflow import ProgressState
 
         self.fn, self.runs = fn, sum(n for n, _ in stacks)
