@@ -387,6 +387,36 @@ def _print_notes(notes: Sequence[str]) -> None:
         err.print(f"note: {note}", markup=False)
 
 
+@app.command(epilog=_examples(
+    "actlab resume runs/20261123-120000_article",
+    "actlab resume --force runs/20261123-120000_article   (a folder whose process was killed outright)",
+))
+def resume(
+    run_dir: RunDir,
+    quiet: QuietOpt = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md (compare)")] = False,
+    force: Annotated[bool, typer.Option(help="also a folder marked running (its process was killed outright)")] = False,
+) -> None:
+    """Finish an interrupted train or compare in its own folder: only the missing runs are trained."""
+    from actlab import config, workflow
+    from actlab.tables import ranking_table, verdict_text
+
+    with _user_errors():
+        stored = workflow.check_resumable(run_dir, force)
+        for name in config.file_imports(stored.path / "config.yaml"):
+            err.print(f"note: {stored.path / 'config.yaml'} names activation {name}: importing "
+                      f"{name.partition(':')[0]} runs its code", markup=False)
+        with _training(quiet) as bar:
+            done = workflow.resume(run_dir, progress=bar, report=not no_report, force=force)
+    if done.ranking is not None:
+        out.print(ranking_table(done.experiment.config, *done.ranking))
+        out.print(verdict_text(*done.ranking))
+    if done.report is not None:
+        out.print(f"report: {done.report}")
+    n = len(done.experiment.results)
+    out.print(f"trained the {n} missing run{'s' * (n != 1)}; saved in {done.path}")
+
+
 @app.command(epilog=_examples("actlab show runs/20261123-120000_article"))
 def show(run_dir: RunDir) -> None:
     """Reprint an experiment's setup, status and ranking from its folder."""

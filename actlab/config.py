@@ -43,6 +43,8 @@ class ModelConfig:
                      "kaiming_uniform | kaiming_normal | lecun_normal | auto (each activation's own); "
                      "every scheme scales the same draws of a seed", default="default")
     init_bias: str = _doc("bias initialisation: default (nn.Linear's) | zero", default="default")
+    init_by_activation: dict[str, str] = _doc(
+        "per-activation weight schemes that override model.init, e.g. {selu: lecun_normal}", default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class TrainConfig:
                                    "local Ray runtime", default=None)
     diagnostics: bool = _doc("gradient norms and dead/saturated units every epoch (about half the compute "
                              "of the batched engine); false: losses only", default=True)
+    checkpoint_seconds: float = _doc("most seconds of a stack's training an interrupt can lose: stacks in "
+                                     "training save a checkpoint this often (`actlab resume` goes on from it)",
+                                     default=30.0)
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,14 @@ class Config:
 
     def options_for(self, activation: str) -> dict[str, Any]:
         return dict(self.model.options.get(activation, {}))
+
+    def init_for(self, activation: str) -> str:
+        """The weight scheme of ``activation`` (canonical name): its entry in model.init_by_activation
+        (by any of its names), else model.init."""
+        for name, scheme in self.model.init_by_activation.items():
+            if activations.canonical(name) == activation:
+                return scheme
+        return self.model.init
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,6 +269,24 @@ def _check_activations(cfg: Config, sources: Sources, imports: bool) -> None:
             _fail(key, str(exc), sources)
 
 
+def _check_init(model: ModelConfig, sources: Sources) -> None:
+    """model.init, model.init_bias and model.init_by_activation name schemes of actlab.init (the error lists
+    them) and, in the last, activations (not imported: its import paths are checked for syntax only)."""
+    checks = [("model.init", model.init, "default"), ("model.init_bias", "default", model.init_bias)]
+    checks += [(f"model.init_by_activation.{name}", scheme, "default")
+               for name, scheme in model.init_by_activation.items()]
+    for key, scheme, bias in checks:
+        try:
+            init.check(scheme, bias)
+        except init.InitError as exc:
+            _fail(key, str(exc), sources)
+    for name in model.init_by_activation:
+        try:
+            activations.canonical(name)
+        except activations.ActivationError as exc:
+            _fail(f"model.init_by_activation.{name}", str(exc), sources)
+
+
 def _check_optimizer(train: TrainConfig, check: typing.Callable[[bool, str, str], None]) -> None:
     """Adam's betas and eps, SGD's momentum: numbers torch.optim accepts (it would refuse them later)."""
     check(len(train.betas) == 2, "train.betas", f"needs two numbers, e.g. [0.9, 0.999] (got {list(train.betas)})")
@@ -276,12 +307,7 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     for i, size in enumerate(sizes):
         check(size >= 1, f"model.sizes[{i}]", f"a layer size must be at least 1 (got {size})")
     _check_activations(cfg, sources, imports)
-    for key, check_init in (("model.init", lambda: init.check(cfg.model.init)),
-                            ("model.init_bias", lambda: init.check("default", cfg.model.init_bias))):
-        try:
-            check_init()
-        except init.InitError as exc:
-            _fail(key, str(exc), sources)
+    _check_init(cfg.model, sources)
 
     data = cfg.data
     check(data.task in tasks.TASKS, "data.task", f"unknown task '{data.task}' (tasks: {', '.join(tasks.TASKS)})")
@@ -315,6 +341,8 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(train.batch_size <= n_train, "train.batch_size",
           f"is larger than the {n_train} training points; lower it or raise data.samples")
     check(train.chunk_size >= 1, "train.chunk_size", f"must be at least 1 (got {train.chunk_size})")
+    check(math.isfinite(train.checkpoint_seconds) and train.checkpoint_seconds >= 0, "train.checkpoint_seconds",
+          f"must be 0 (every epoch) or more (got {train.checkpoint_seconds})")
     check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
     _check_optimizer(train, check)
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,6 +13,9 @@ from actlab.config import Config
 from actlab.engines import RunResult, RunSpec, TrainSettings
 from actlab.engines.common import Progress
 from actlab.tasks import Dataset, make_dataset
+
+if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
 
 
 def dataset(cfg: Config) -> Dataset:
@@ -37,21 +41,23 @@ def compare_specs(cfg: Config) -> list[RunSpec]:
 
 
 def spec(cfg: Config, activation: str, seed: int, tag: str = "") -> RunSpec:
-    """The run of ``activation`` (canonical name) and ``seed`` under ``cfg``: its lr, options, init."""
-    m = cfg.model
-    return RunSpec(activation, seed, cfg.train.lr, cfg.options_for(activation), m.init, m.init_bias, tag)
+    """The run of ``activation`` (canonical name) and ``seed`` under ``cfg``: its lr, options, initialisation."""
+    return RunSpec(activation, seed, cfg.train.lr, cfg.options_for(activation), cfg.init_for(activation),
+                   cfg.model.init_bias, tag)
 
 
 def run(
     cfg: Config, specs: Sequence[RunSpec], data: Dataset, device: torch.device, progress: Progress | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Iterator[list[RunResult]]:
-    """Train ``specs`` with the configured engine and executor; yields results as chunks finish."""
+    """Train ``specs`` with the configured engine and executor; yields results as chunks finish.
+    ``checkpoints``: where stacks in training save their state, and resume from (``actlab.checkpoint``)."""
     t = cfg.train
     options = {"address": t.ray_address} if t.executor == "ray" else {}
     return engines.train(
         specs, data, cfg.model.sizes, TrainSettings.from_config(cfg, device), engine=t.engine,
         executor=t.executor, chunk_size=t.chunk_size, workers=t.workers, progress=progress,
-        executor_options=options,
+        executor_options=options, checkpoints=checkpoints,
     )
 
 

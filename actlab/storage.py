@@ -11,10 +11,12 @@ An experiment folder ``<runs>/<YYYYmmdd-HHMMSS>_<name>/`` holds:
 - ``stats.csv`` / ``stats.json`` (compare, report): per activation, the statistics over seeds (over a grid:
   per setting, the grid keys as columns; metrics and summary carry them too);
 - ``study.csv`` / ``study.json`` (compare over a grid): the fair ranking, each activation at its chosen setting;
-- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``.
+- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``;
+- ``checkpoints/`` (while incomplete): the state of stacks in training (``actlab.checkpoint``).
 
 Files are appended or rewritten as runs finish, so whatever finished before a crash or Ctrl-C is readable.
-Nothing that exists is ever overwritten: a new folder is made for every command.
+Nothing that exists is ever overwritten: a new folder is made for every command, except that ``actlab
+resume`` reopens an interrupted folder (``ExperimentWriter.reopen``) to add the runs it lacks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import io
 import json
 import math
@@ -301,6 +304,8 @@ class ExperimentWriter:
     columns: list[str] | None = None  # metrics.csv's columns (None: metric_columns(cfg))
     _results: list[RunResult] = field(default_factory=list)
     _started: float = field(default_factory=time.time)
+    _earlier: dict[str, tuple[dict[str, Any], dict[str, torch.Tensor]]] = field(default_factory=dict)
+    # ^ a reopened folder: run id -> (summary row, final weights) of the runs an earlier session saved
 
     @classmethod
     def create(cls, cfg: config.Config, command: str, run_order: Sequence[str], device: torch.device | str,
@@ -317,9 +322,12 @@ class ExperimentWriter:
         path = new_experiment_dir(runs_dir, cfg.output.name)
         writer = cls(path, cfg, command, list(run_order), dict(grid or {}), list(columns) if columns else None)
         try:
-            write_text(path / "config.yaml", f"# actlab {command}: resolved config; replay with "
-                       f"`actlab {command} --config {path / 'config.yaml'}`\n" + config.dump_yaml(cfg))
-            _write_json(path / "env.json", environment(torch.device(device), cfg=cfg))
+            text = (f"# actlab {command}: resolved config; replay with "
+                    f"`actlab {command} --config {path / 'config.yaml'}`\n" + config.dump_yaml(cfg))
+            write_text(path / "config.yaml", text)
+            # its checksum: `actlab resume` refuses a config edited after the experiment started
+            _write_json(path / "env.json", {**environment(torch.device(device), cfg=cfg),
+                                            "config_sha256": hashlib.sha256(text.encode()).hexdigest()})
             write_text(path / "metrics.csv", _csv_lines([writer.columns or metric_columns(cfg)]))
             writer._status("running")
         except BaseException:
@@ -332,9 +340,10 @@ class ExperimentWriter:
         _write_json(self.path / "status.json", {
             "status": status,
             "command": self.command,
-            "runs_done": len(self._results),
+            "runs_done": len(self._earlier) + len(self._results),
             "runs_total": len(self.run_order),
-            "diverged": sum(r.status == "diverged" for r in self._results),
+            "diverged": sum(r.status == "diverged" for r in self._results)
+            + sum(row["status"] == "diverged" for row, _ in self._earlier.values()),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
             "seconds": round(time.time() - self._started, 3),
             **({"error": error} if error else {}),
@@ -352,8 +361,9 @@ class ExperimentWriter:
 
     def _write_summary(self) -> None:
         position = {run_id: i for i, run_id in enumerate(self.run_order)}
-        done = sorted(self._results, key=lambda r: position.get(r.spec.run_id, len(position)))
-        _write_rows(self.path, "summary", [self.summary_row(r) for r in done])
+        rows = [row for row, _ in self._earlier.values()] + [self.summary_row(r) for r in self._results]
+        rows.sort(key=lambda row: position.get(row["run"], len(position)))
+        _write_rows(self.path, "summary", rows)
 
     def summary_row(self, result: RunResult) -> dict[str, Any]:
         """``run_summary`` with the run's grid values as columns after ``seed`` (a grid only)."""
@@ -369,11 +379,64 @@ class ExperimentWriter:
         try:
             if status != "complete":
                 self._status(status, error)
-            save_weights(self.path / "weights.pt", {r.spec.run_id: r.state for r in self._results})
+            states = {run_id: state for run_id, (_, state) in self._earlier.items()}
+            states.update((r.spec.run_id, r.state) for r in self._results)
+            position = {run_id: i for i, run_id in enumerate(self.run_order)}  # plan order, however they finished
+            save_weights(self.path / "weights.pt",
+                         dict(sorted(states.items(), key=lambda item: position.get(item[0], len(position)))))
+            if status == "complete":
+                self._sort_metrics()
             self._status(status, error)
         except StorageError:
             if status == "complete":
                 raise
+
+    def _sort_metrics(self) -> None:
+        """metrics.csv in plan order, whatever order the runs finished in (workers, a resumed session): a
+        complete folder's files do not depend on how it was scheduled."""
+        path = self.path / "metrics.csv"
+        header, rows = _csv_rows(path)
+        position = {run_id: i for i, run_id in enumerate(self.run_order)}
+        keys = [position.get(row[0], len(position)) for row in rows]
+        if keys != sorted(keys):
+            order = sorted(range(len(rows)), key=keys.__getitem__)  # stable: epochs stay in order
+            write_text(path, _csv_lines([header, *(rows[i] for i in order)]))
+
+    @classmethod
+    def reopen(cls, stored: StoredExperiment, command: str, run_order: Sequence[str]) -> ExperimentWriter:
+        """An interrupted experiment folder, opened to add the runs it lacks (``actlab resume``).
+
+        A run counts as saved when it has a summary row and weights (weights.pt is written when a session
+        ends; a session killed outright left none for its last runs). metrics.csv rows of any other run, and
+        a row cut short, are removed, so the runs trained again are not counted twice. The folder's
+        metrics.csv columns must be the config's.
+        """
+        path, cfg = stored.path, stored.config
+        header, rows = _csv_rows(path / "metrics.csv")
+        if header != metric_columns(cfg):
+            raise StorageError(f"{path / 'metrics.csv'}: its columns are not those of the folder's config.yaml "
+                               "(was the config edited?); the runs cannot be continued")
+        weights = load_weights(path / "weights.pt") if (path / "weights.pt").is_file() else {}
+        planned = set(run_order)
+        saved = [row for row in _read_json(path / "summary.json", list, [])
+                 if isinstance(row, dict) and row.get("run") in weights and row["run"] in planned]
+        writer = cls(path, cfg, command, list(run_order))
+        writer._earlier = {row["run"]: (row, weights[row["run"]]) for row in saved}
+        writer._started = _parse_time(stored.status.get("started")) or writer._started
+        kept = [row for row in rows if row and row[0] in writer._earlier]
+        if len(kept) != len(rows):
+            write_text(path / "metrics.csv", _csv_lines([header, *kept]))
+        writer._write_summary()
+        if not saved:
+            with contextlib.suppress(FileNotFoundError):
+                (path / "summary.csv").unlink()  # no rows: _write_rows writes only summary.json
+        writer._status("running")
+        return writer
+
+    @property
+    def saved_runs(self) -> list[str]:
+        """Run ids saved in the folder: by earlier sessions and by this one."""
+        return [*self._earlier, *(r.spec.run_id for r in self._results)]
 
     @property
     def results(self) -> list[RunResult]:
@@ -388,6 +451,27 @@ def with_grid(row: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     at = next(i for i, (k, _) in enumerate(items) if k == "seed") + 1
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
     return dict(items[:at] + list(plain.items()) + items[at:])
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV file of the folder as text cells: its header and its whole rows (a row cut short is left out)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+                           "the folder is damaged") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    header = rows.pop(0) if rows else []
+    if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
+        rows.pop()
+    return header, rows
+
+
+def _parse_time(text: Any) -> float | None:
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except (TypeError, ValueError):
+        return None
 
 
 def _csv_lines(rows: Any) -> str:

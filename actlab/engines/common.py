@@ -14,9 +14,11 @@ from torch import nn
 
 from actlab import activations, init, rng
 from actlab.activations import ActivationSpec
+from actlab.devices import resolve_device
 from actlab.tasks import Dataset
 
 if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
     from actlab.config import Config
 
 # Progress callback: (run-epochs just finished, the epoch's measures when a single run is training).
@@ -73,8 +75,6 @@ class TrainSettings:
     @classmethod
     def from_config(cls, cfg: Config, device: torch.device | str | None = None) -> TrainSettings:
         """The settings of ``cfg.train``; ``device`` (default: ``cfg.device``, resolved) where it trains."""
-        from actlab.devices import resolve_device
-
         names = [f.name for f in dataclasses.fields(cls) if f.name != "device"]
         values = {name: getattr(cfg.train, name) for name in names}
         values["betas"] = tuple(values["betas"])
@@ -179,7 +179,9 @@ class EpochOrder:
         return self._gen.get_state()
 
     def set_state(self, state: torch.Tensor) -> None:
-        self._gen.set_state(state)
+        # a contiguous copy of its own: Generator.set_state on a view into a stacked tensor (a row at a
+        # non-zero offset) crashes the process
+        self._gen.set_state(state.detach().clone().contiguous())
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -193,7 +195,7 @@ class Engine(Protocol):
     def __call__(
         self, specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
         executor: str, chunk_size: int, workers: int, progress: Progress | None,
-        executor_options: Mapping[str, Any],
+        executor_options: Mapping[str, Any], checkpoints: Checkpoints | None = None,
     ) -> Iterator[list[RunResult]]: ...
 
 

@@ -38,12 +38,18 @@ def build_model(spec: RunSpec, sizes: Sequence[int], group: Group | None = None)
     return load_parameters(model, initial_parameters(spec, sizes, group))
 
 
+def optimizer_options(settings: TrainSettings) -> dict[str, Any]:
+    """The torch.optim keywords of ``settings``' optimizer besides lr (the probe's reference uses them too)."""
+    if settings.optimizer == "sgd":
+        return {"momentum": settings.momentum}
+    return {"betas": tuple(settings.betas), "eps": settings.eps}
+
+
 def make_optimizer(params: Iterable[torch.Tensor], lr: float, settings: TrainSettings) -> torch.optim.Optimizer:
     """The run's torch optimizer. foreach=False: the single-tensor update on every device, so the
     reference does not change with it (and the batched engine replays exactly that arithmetic)."""
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, foreach=False)
-    return torch.optim.Adam(params, lr=lr, betas=settings.betas, eps=settings.eps, foreach=False)
+    cls = torch.optim.SGD if settings.optimizer == "sgd" else torch.optim.Adam
+    return cls(params, lr=lr, foreach=False, **optimizer_options(settings))
 
 
 def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list[diagnostics.ActGroup]]:
@@ -127,10 +133,11 @@ def train_one(
 def train_runs(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
     progress: Progress | None = None, executor: str = "local", chunk_size: int = 1, workers: int = 1,
-    executor_options: Mapping[str, Any] | None = None,
+    executor_options: Mapping[str, Any] | None = None, checkpoints: Any = None,
 ) -> Iterator[list[RunResult]]:
     """Every spec, one after the other, in this process; yields each result as it finishes (the executor
-    and chunking arguments of the Engine signature do not apply)."""
+    and chunking arguments of the Engine signature do not apply; nor do checkpoints: a run is short, and
+    each is saved as it finishes)."""
     data = data.to(settings.torch_device)
     groups = groups_of(specs)
     for spec in specs:
