@@ -22,7 +22,8 @@ def dataset(cfg: Config) -> Dataset:
     """The experiment's data: the same for every run, from data.seed."""
     d = cfg.data
     budget.check(cfg, 0)  # before allocating: data.samples=1e9 is one line, not a MemoryError
-    return make_dataset(d.task, d.samples, d.seed, features=d.features, noise=d.noise, test_fraction=d.test_fraction)
+    return make_dataset(d.task, d.samples, d.seed, features=d.features, noise=d.noise, test_fraction=d.test_fraction,
+                        validation_fraction=d.validation_fraction)
 
 
 def train_specs(cfg: Config) -> list[RunSpec]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actlab import __version__, analysis, checkpoint, config, devices, experiment, signals, stats, storage
 from actlab.config import Config
@@ -99,6 +99,7 @@ class Finished:
     path: Path  # the new experiment folder
     ranking: Ranking | None = None  # compare: the statistics over seeds
     report: Path | None = None  # compare: report.md, unless report=False
+    study: Any = None  # compare over a grid: the fair answer (``actlab.studyrun.Answer``)
 
 
 def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn | None = None,
@@ -115,6 +116,10 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     then stats.csv/json and, with ``report``, the figures and report.md; ``tensorboard``: every run also
     logged live to the folder's ``tensorboard/`` as it finishes."""
     cfg = _with_out(cfg, out)
+    if cfg.compare.grid:  # a grid: every setting into one folder, the fair answer first (actlab.studyrun)
+        from actlab import studyrun
+
+        return studyrun.run_compare(cfg, report, progress, sinks, tensorboard)
     done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard)
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
@@ -129,7 +134,12 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
 
 
 def rank(stored: storage.StoredExperiment) -> Ranking:
-    """The statistics over seeds of a folder read back (what ``actlab show`` prints)."""
+    """The statistics over seeds of a folder read back (what ``actlab show`` prints; over a grid: at the
+    setting its report's body shows)."""
+    if stored.config.compare.grid:
+        from actlab import studyrun
+
+        stored = studyrun.fixed_view(stored)
     return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
@@ -141,6 +151,13 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
     if (stored.path / "weights.pt").is_file():
         storage.load_weights(stored.path / "weights.pt")  # damaged weights: one error before anything is written
+    if stored.config.compare.grid:
+        from actlab import studyrun
+
+        path = studyrun.write_report(stored)
+        if notes is not None:
+            notes.extend(stored.notes)
+        return path
     ranked = rank(stored)
     if notes is not None:
         notes.extend(stored.notes)
