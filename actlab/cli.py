@@ -133,6 +133,11 @@ OutOpt = Annotated[str | None, typer.Option("--out", help="parent folder of expe
                                              "(output.runs_dir, default: runs)", show_default=False)]
 EngineOpt = Annotated[str | None, typer.Option(help="batched (default) | loop (the reference)",
                                                show_default=False)]
+ExecutorOpt = Annotated[str | None, typer.Option(help="train.executor: local (default, processes on this machine) "
+                                                 "| ray (a Ray cluster; pip install -e '.[ray]')", show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(help="train.ray_address: the Ray cluster for --executor ray, "
+                                                   "e.g. 10.0.0.1:6379 (default: RAY_ADDRESS, else a local Ray)",
+                                                   show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any config key: --set data.task=teacher "
                                                   "(repeatable; same as a KEY=VALUE argument)", show_default=False,
                                                   metavar="KEY=VALUE")]
@@ -180,8 +185,10 @@ def _note_imports(path: str | None) -> None:
                   markup=False)
 
 
-def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine) -> dict[str, tuple[str, Any]]:
+def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor=None,
+                  ray_address=None) -> dict[str, tuple[str, Any]]:
     return {
+        "--executor": ("train.executor", executor), "--ray-address": ("train.ray_address", ray_address),
         "--epochs": ("train.epochs", epochs), "--lr": ("train.lr", lr),
         "--batch-size": ("train.batch_size", batch_size),
         "--device": ("device", device), "--seed": ("train.seed", seed), "--name": ("output.name", name),
@@ -223,6 +230,8 @@ def train(
     name: NameOpt = None,
     out_dir: OutOpt = None,
     engine: EngineOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
     log_every: Annotated[int, typer.Option(min=0, help="print the log every N epochs (1: every epoch, as the "
@@ -232,7 +241,7 @@ def train(
     from actlab import storage, workflow
 
     with _user_errors():
-        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
+        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor, ray_address)
         flags["--activation"] = ("model.activation", activation)
         cfg = _load(config_path, flags, sets, overrides)
         every = log_every or max(1, cfg.train.epochs // 10)
@@ -284,6 +293,8 @@ def compare(
     name: NameOpt = None,
     out_dir: OutOpt = None,
     engine: EngineOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md")] = False,
@@ -293,7 +304,7 @@ def compare(
     from actlab.tables import ranking_table, verdict_text
 
     with _user_errors():
-        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
+        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor, ray_address)
         flags["--activations"] = ("compare.activations", activations_)
         flags["--seeds"] = ("compare.seeds", seeds)
         cfg = _load(config_path, flags, sets, overrides)

@@ -26,7 +26,7 @@ from actlab.devices import available_cores
 from actlab.engines import stacked
 
 if TYPE_CHECKING:
-    from actlab.engines.common import Progress
+    from actlab.engines.common import Progress, TrainSettings
     from actlab.engines.stacked import ChunkResult, ChunkTask
 
 # What makes a worker compute as the driver does: actlab/__init__.py pins MKL, ATen and oneDNN through these
@@ -86,6 +86,14 @@ def run(
     finally:
         if started:
             ray.shutdown()
+
+
+def parallelism(workers: int, settings: TrainSettings, address: str | None = None) -> int:
+    """How many chunks to cut at least: the cluster's CPUs (connecting to it), or a local runtime's."""
+    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
+        connect(address)  # stays connected for ``run``; a cluster is never shut down from here
+        return cluster_cpus()
+    return workers or available_cores()
 
 
 def connect(address: str | None, workers: int = 0) -> bool:
