@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from actlab import activations, tasks
+from actlab import activations, init, tasks
 
 MAX_NAME = 200  # output.name: the folder adds a 16-character timestamp and a suffix; file systems allow 255
 
@@ -39,6 +39,10 @@ class ModelConfig:
     activation: str = _doc("activation after every hidden layer (`actlab activations`)", default="relu")
     options: dict[str, dict[str, Any]] = _doc(
         "per-activation constructor options, e.g. {leaky_relu: {negative_slope: 0.1}}", default_factory=dict)
+    init: str = _doc("weight initialisation: default (nn.Linear's) | xavier_uniform | xavier_normal | "
+                     "kaiming_uniform | kaiming_normal | lecun_normal | auto (each activation's own); "
+                     "every scheme scales the same draws of a seed", default="default")
+    init_bias: str = _doc("bias initialisation: default (nn.Linear's) | zero", default="default")
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,13 @@ class DataConfig:
 class TrainConfig:
     epochs: int = _doc("passes over the training data", default=150)
     batch_size: int = _doc("mini-batch size", default=10)
-    lr: float = _doc("Adam learning rate", default=0.001)
-    optimizer: Literal["adam"] = _doc("optimiser (torch.optim.Adam, default betas)", default="adam")
+    lr: float = _doc("learning rate (of Adam or SGD)", default=0.001)
+    optimizer: Literal["adam", "sgd"] = _doc("adam (torch.optim.Adam) | sgd (torch.optim.SGD, plain or with "
+                                             "momentum)", default="adam")
+    betas: tuple[float, ...] = _doc("Adam's betas: decay rates of its gradient averages, each in [0, 1)",
+                                    default=(0.9, 0.999))
+    eps: float = _doc("Adam's eps, added to the denominator (Keras's default: 1e-7)", default=1e-8)
+    momentum: float = _doc("SGD's momentum, >= 0 (0: plain SGD; Adam ignores it)", default=0.0)
     loss: Literal["mse"] = _doc("loss (nn.MSELoss, mean)", default="mse")
     shuffle: bool = _doc("reshuffle mini-batches every epoch (seeded per run); false: X[i:i+b] in order",
                          default=False)
@@ -66,6 +75,10 @@ class TrainConfig:
     chunk_size: int = _doc("most runs the batched engine stacks at once (bounds memory)", default=4096)
     workers: int = _doc("processes the batched engine trains chunks in on the CPU; 0: one per core",
                         default=0)
+    executor: Literal["local", "ray"] = _doc("where the batched engine's chunks train: local (processes on "
+                                             "this machine) | ray (a Ray cluster)", default="local")
+    ray_address: str | None = _doc("Ray cluster to connect to (ray executor); null: RAY_ADDRESS, else a "
+                                   "local Ray runtime", default=None)
     diagnostics: bool = _doc("gradient norms and dead/saturated units every epoch (about half the compute "
                              "of the batched engine); false: losses only", default=True)
 
@@ -235,6 +248,16 @@ def _check_activations(cfg: Config, sources: Sources, imports: bool) -> None:
             _fail(key, str(exc), sources)
 
 
+def _check_optimizer(train: TrainConfig, check: typing.Callable[[bool, str, str], None]) -> None:
+    """Adam's betas and eps, SGD's momentum: numbers torch.optim accepts (it would refuse them later)."""
+    check(len(train.betas) == 2, "train.betas", f"needs two numbers, e.g. [0.9, 0.999] (got {list(train.betas)})")
+    for i, beta in enumerate(train.betas):
+        check(0.0 <= beta < 1.0, f"train.betas[{i}]", f"must be in [0, 1) (got {beta})")
+    check(math.isfinite(train.eps) and train.eps > 0, "train.eps", f"must be > 0, e.g. 1e-8 (got {train.eps})")
+    check(math.isfinite(train.momentum) and train.momentum >= 0, "train.momentum",
+          f"must be >= 0 (got {train.momentum})")
+
+
 def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     def check(ok: bool, key: str, message: str) -> None:
         if not ok:
@@ -245,6 +268,12 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     for i, size in enumerate(sizes):
         check(size >= 1, f"model.sizes[{i}]", f"a layer size must be at least 1 (got {size})")
     _check_activations(cfg, sources, imports)
+    for key, check_init in (("model.init", lambda: init.check(cfg.model.init)),
+                            ("model.init_bias", lambda: init.check("default", cfg.model.init_bias))):
+        try:
+            check_init()
+        except init.InitError as exc:
+            _fail(key, str(exc), sources)
 
     data = cfg.data
     check(data.task in tasks.TASKS, "data.task", f"unknown task '{data.task}' (tasks: {', '.join(tasks.TASKS)})")
@@ -278,6 +307,7 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
           f"is larger than the {n_train} training points; lower it or raise data.samples")
     check(train.chunk_size >= 1, "train.chunk_size", f"must be at least 1 (got {train.chunk_size})")
     check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
+    _check_optimizer(train, check)
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
     check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")
     check(re.fullmatch(r"cpu|cuda(:\d+)?|auto", cfg.device) is not None, "device",

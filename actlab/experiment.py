@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from actlab import activations, budget
+from actlab import activations, budget, engines
 from actlab.config import Config
-from actlab.engines import RunResult, RunSpec
-from actlab.engines import common as engines
+from actlab.engines import RunResult, RunSpec, TrainSettings
 from actlab.engines.common import Progress
 from actlab.tasks import Dataset, make_dataset
 
@@ -26,29 +25,32 @@ def train_specs(cfg: Config) -> list[RunSpec]:
     """``actlab train``: one run of model.activation with train.seed."""
     budget.check(cfg, 1)
     name = activations.canonical(cfg.model.activation)
-    return [RunSpec(name, cfg.train.seed, cfg.train.lr, cfg.options_for(name))]
+    return [spec(cfg, name, cfg.train.seed)]
 
 
 def compare_specs(cfg: Config) -> list[RunSpec]:
     """``actlab compare``: every compared activation x seeds train.seed, train.seed + 1, ..."""
     budget.check(cfg, budget.count_runs(cfg, "compare"))  # before building billions of specs
     seeds = range(cfg.train.seed, cfg.train.seed + cfg.compare.seeds)
-    return [
-        RunSpec(name, seed, cfg.train.lr, cfg.options_for(name))
-        for name in cfg.compared_activations()
-        for seed in seeds
-    ]
+    return [spec(cfg, name, seed) for name in cfg.compared_activations() for seed in seeds]
+
+
+def spec(cfg: Config, activation: str, seed: int, tag: str = "") -> RunSpec:
+    """The run of ``activation`` (canonical name) and ``seed`` under ``cfg``: its lr, options, init."""
+    m = cfg.model
+    return RunSpec(activation, seed, cfg.train.lr, cfg.options_for(activation), m.init, m.init_bias, tag)
 
 
 def run(
     cfg: Config, specs: Sequence[RunSpec], data: Dataset, device: torch.device, progress: Progress | None = None,
 ) -> Iterator[list[RunResult]]:
-    """Train ``specs`` with the configured engine; yields results as chunks finish."""
+    """Train ``specs`` with the configured engine and executor; yields results as chunks finish."""
     t = cfg.train
+    options = {"address": t.ray_address} if t.executor == "ray" else {}
     return engines.train(
-        specs, data, cfg.model.sizes, epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
-        engine=t.engine, device=device, chunk_size=t.chunk_size, workers=t.workers, diagnostics=t.diagnostics,
-        progress=progress,
+        specs, data, cfg.model.sizes, TrainSettings.from_config(cfg, device), engine=t.engine,
+        executor=t.executor, chunk_size=t.chunk_size, workers=t.workers, progress=progress,
+        executor_options=options,
     )
 
 

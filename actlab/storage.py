@@ -120,7 +120,7 @@ def environment(device: torch.device, argv: Sequence[str] | None = None,
     ATen's capability, MKL's CNR mode) and, given the config (CPU only), the engines' start-up probe under
     "equivalence": {"bitwise", "checked", "failed"} (does the batched engine give the loop engine's numbers
     bit for bit on this machine for this experiment's shapes?)."""
-    from actlab.engines import RunSpec, probe
+    from actlab.engines import RunSpec, TrainSettings, probe
 
     env: dict[str, Any] = {
         "actlab": __version__,
@@ -139,7 +139,7 @@ def environment(device: torch.device, argv: Sequence[str] | None = None,
         specs = [RunSpec(name, 0, cfg.train.lr, cfg.options_for(name)) for name in names]
         n_test = round(cfg.data.samples * cfg.data.test_fraction)
         env["equivalence"] = probe.for_training(specs, cfg.model.sizes, cfg.data.samples - n_test, n_test,
-                                                cfg.train.batch_size)
+                                                cfg.train.batch_size, TrainSettings.from_config(cfg, device))
     return env
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from actlab import activations
-from actlab.engines import RunSpec, probe, train
+from actlab.engines import RunSpec, TrainSettings, flat_optim, probe, train
 from actlab.tasks import make_dataset
 
 SIZES = (10, 18, 18, 4, 1)
@@ -34,7 +34,7 @@ def timed(specs, engine, epochs, workers=1):
     """Seconds to train ``specs`` (article data, batches of 10 in order) and the results."""
     data = make_dataset("noise", 100, 0)
     start = time.perf_counter()
-    results = [r for chunk in train(specs, data, SIZES, epochs=epochs, batch_size=10, shuffle=False,
+    results = [r for chunk in train(specs, data, SIZES, TrainSettings(epochs=epochs, batch_size=10),
                                     engine=engine, workers=workers) for r in chunk]
     return time.perf_counter() - start, results
 
@@ -100,14 +100,14 @@ def main() -> None:
 
 def step_time(specs, steps: int = 200) -> float:
     """Seconds per training step (forward, backward, Adam) of one stack of ``specs``, diagnostics aside."""
-    from actlab.engines.batched import _Adam, _Stack, _StackedMSE
+    from actlab.engines.stacked import Stack, StackedMSE
 
-    stack = _Stack(specs, SIZES, torch.device("cpu"))
-    adam = _Adam(stack, [spec.lr for spec in specs])
+    stack = Stack(specs, SIZES, torch.device("cpu"))
+    adam = flat_optim.make(stack, [spec.lr for spec in specs], TrainSettings(epochs=1, batch_size=10))
     x, y = torch.randn(len(specs), 10, 10), torch.randn(len(specs), 10, 1)
 
     def step() -> None:
-        losses = _StackedMSE.apply(stack.forward(x), y)
+        losses = StackedMSE.apply(stack.forward(x), y)
         grads = torch.autograd.grad(losses.sum(), stack.leaves)
         adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
 
@@ -127,7 +127,7 @@ def stacking() -> None:
     separate = sum(step_time([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names)
     print(f"\n3. {len(names)} activations x 10 seeds, one training step: one mixed stack {1e3 * mixed:.2f} ms, "
           f"{len(names)} per-activation stacks {1e3 * separate:.2f} ms")
-    from actlab.engines import batched
+    from actlab.engines import stacked as batched  # ROW_WISE is read when a stack is built
 
     exp_based = [RunSpec(a, s, 1e-3) for a in sorted(batched.ROW_WISE) for s in range(10)]
     times: dict[bool, list[float]] = {True: [], False: []}
@@ -148,7 +148,7 @@ def default_compare(epochs: int) -> None:
     specs = [RunSpec(a, s, 1e-3) for a in activations.names() for s in range(10)]
     data = make_dataset("noise", 100, 0)
     start = time.process_time()
-    results = [r for chunk in train(specs, data, SIZES, epochs=epochs, batch_size=10, shuffle=False, workers=1)
+    results = [r for chunk in train(specs, data, SIZES, TrainSettings(epochs=epochs, batch_size=10), workers=1)
                for r in chunk]
     print(json.dumps({"seconds": time.process_time() - start, "setup": probe.kernel_setup(),
                       "final": {r.spec.run_id: r.history["full_loss"][-1] for r in results}}))

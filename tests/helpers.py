@@ -71,14 +71,15 @@ def engine_check(activations: list[str], epochs: int = 3, batch_size: int = 10) 
 
     import torch
 
-    from actlab.engines import RunSpec, probe, train  # actlab pins the CPU code paths: before torch computes
+    # actlab pins the CPU code paths: before torch computes
+    from actlab.engines import RunSpec, TrainSettings, probe, train
     from actlab.tasks import make_dataset
 
     sizes, data = (10, 18, 18, 4, 1), make_dataset("noise", 100, 0)
     specs = [RunSpec(name, seed, 0.003) for name in activations for seed in (0, 1)]
-    kw = dict(epochs=epochs, batch_size=batch_size, shuffle=True, workers=1)
-    loop = {r.spec.run_id: r for c in train(specs, data, sizes, engine="loop", **kw) for r in c}
-    batched = {r.spec.run_id: r for c in train(specs, data, sizes, engine="batched", **kw) for r in c}
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, shuffle=True)
+    loop = {r.spec.run_id: r for c in train(specs, data, sizes, settings, engine="loop", workers=1) for r in c}
+    batched = {r.spec.run_id: r for c in train(specs, data, sizes, settings, engine="batched", workers=1) for r in c}
     bitwise = all(same_history(loop[k].history, batched[k].history)
                   and all(torch.equal(loop[k].state[p], batched[k].state[p]) for p in loop[k].state) for k in loop)
     fingerprint = hashlib.sha256()

@@ -43,7 +43,7 @@ def test_shipped_configs_load():
         ({"train": {"shuffle": "yes please"}}, r"train\.shuffle: must be true or false"),
         ({"train": {"batch_size": 0}}, r"train\.batch_size: must be at least 1"),
         ({"train": {"batch_size": 101}}, r"train\.batch_size: is larger than the 100 training points"),
-        ({"train": {"optimizer": "sgd"}}, r"train\.optimizer: must be one of adam"),
+        ({"train": {"optimizer": "rmsprop"}}, r"train\.optimizer: must be one of adam, sgd"),
         ({"train": {"engine": "fast"}}, r"train\.engine: must be one of batched, loop"),
         ({"model": {"sizes": [10]}}, r"model\.sizes: needs at least two layer sizes"),
         ({"model": {"sizes": [10, 0, 1]}}, r"model\.sizes\[1\]: a layer size must be at least 1"),

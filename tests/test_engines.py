@@ -13,20 +13,23 @@ import torch
 from helpers import max_rel_dev, probe, require_bitwise, same_history
 
 from actlab import activations
-from actlab.engines import RunSpec, train
-from actlab.engines.batched import ROW_WISE, can_batch, stacked_activation
+from actlab.engines import RunSpec, TrainSettings, train
+from actlab.engines.stacked import ROW_WISE, can_batch, stacked_activation
 from actlab.tasks import make_dataset
 
 SIZES = (10, 18, 18, 4, 1)
 ALL = activations.names()  # all 23, the exp-based ones included (laid out run by run: engines/rowwise.py)
 
 
+SETTINGS = {f for f in TrainSettings.__dataclass_fields__}
+
+
 def _run(specs, data, engine, epochs=6, **kw):
     kw.setdefault("batch_size", 10)
     kw.setdefault("shuffle", False)
     kw.setdefault("workers", 1)
-    return {r.spec.run_id: r for chunk in train(specs, data, SIZES, epochs=epochs, engine=engine, **kw)
-            for r in chunk}
+    settings = TrainSettings(epochs=epochs, **{k: kw.pop(k) for k in list(kw) if k in SETTINGS})
+    return {r.spec.run_id: r for chunk in train(specs, data, SIZES, settings, engine=engine, **kw) for r in chunk}
 
 
 def _assert_bitwise(loop, batched):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from actlab import activations, config, diagnostics, experiment, storage
-from actlab.engines import RunSpec
+from actlab.engines import RunSpec, TrainSettings
 from actlab.engines import train as train_runs
 from actlab.model import FeedForward, initial_parameters, load_parameters
 from actlab.tasks import make_dataset
@@ -18,7 +18,8 @@ SIZES = (10, 18, 18, 4, 1)
 def _results(engine):
     data = make_dataset("noise", 100, 0)
     specs = [RunSpec("relu", 3, 1e-3), RunSpec("sigmoid", 4, 1e-3), RunSpec("prelu", 5, 1e-3)]
-    chunks = train_runs(specs, data, SIZES, epochs=2, batch_size=10, shuffle=False, engine=engine, workers=1)
+    chunks = train_runs(specs, data, SIZES, TrainSettings(epochs=2, batch_size=10, shuffle=False), engine=engine,
+                        workers=1)
     return data, {r.spec.run_id: r for chunk in chunks for r in chunk}
 
 

@@ -8,7 +8,7 @@ from helpers import same_history
 from torch import nn
 
 from actlab import config, experiment
-from actlab.engines import RunSpec, train
+from actlab.engines import RunSpec, TrainSettings, train
 from actlab.model import initial_parameters
 from actlab.tasks import make_dataset
 
@@ -18,8 +18,8 @@ SIZES = (10, 18, 18, 4, 1)
 def _results(specs, data, engine, epochs, **kw):
     kw.setdefault("batch_size", 10)
     kw.setdefault("shuffle", False)
-    return {r.spec.run_id: r for chunk in train(specs, data, SIZES, epochs=epochs, engine=engine, workers=1, **kw)
-            for r in chunk}
+    settings = TrainSettings(epochs=epochs, **kw)
+    return {r.spec.run_id: r for chunk in train(specs, data, SIZES, settings, engine=engine, workers=1) for r in chunk}
 
 
 def test_loop_engine_is_the_articles_script():

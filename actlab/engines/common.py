@@ -1,40 +1,88 @@
-"""What every engine shares: the run spec, the result, mini-batch order and the dispatch."""
+"""What every engine shares: the run spec, the training settings, the result, activation groups,
+mini-batch order and the engine interface. No engine is imported here (the registry is in ``__init__``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
+from torch import nn
 
-from actlab import rng
+from actlab import activations, init, rng
+from actlab.activations import ActivationSpec
 from actlab.tasks import Dataset
+
+if TYPE_CHECKING:
+    from actlab.config import Config
 
 # Progress callback: (run-epochs just finished, the epoch's measures when a single run is training).
 Progress = Callable[[int, Mapping[str, float] | None], None]
 
+GroupKey = tuple[str, tuple[tuple[str, Any], ...]]
+
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: the activation (with options), the seed of its initial weights and shuffling, lr."""
+    """One training run: what may differ between the runs of one stack (activation and its options, the
+    seed of initial weights and shuffling, lr, the initialisation scheme and bias rule) and a caller's tag."""
 
     activation: str
     seed: int
     lr: float
     options: Mapping[str, Any] = field(default_factory=dict)
+    init: str = "default"  # actlab.init scheme of the weights
+    init_bias: str = "default"  # actlab.init bias rule
+    tag: str = ""  # a caller's label, e.g. a grid point 'lr=0.003': part of run_id when set
 
     @property
     def run_id(self) -> str:
-        """``relu/seed3``; options, when set, are part of it: ``leaky_relu[negative_slope=0.3]/seed3``."""
+        """``relu/seed3``; what is not the default is part of it: ``leaky_relu[negative_slope=0.3]/seed3``,
+        ``relu[init=xavier_uniform,init_bias=zero]/seed3``, ``relu/lr=0.003/seed3`` (tag)."""
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.activation}{f'[{opts}]' if opts else ''}/seed{self.seed}"
+        inits = ",".join(f"{k}={v}" for k, v in (("init", self.init), ("init_bias", self.init_bias))
+                         if v != "default")
+        # options and inits in separate brackets: prelu's option 'init' must not read as the scheme
+        name = f"{self.activation}{f'[{opts}]' if opts else ''}{f'[{inits}]' if inits else ''}"
+        return f"{name}{f'/{self.tag}' if self.tag else ''}/seed{self.seed}"
 
     @property
-    def group_key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    def group_key(self) -> GroupKey:
         """Runs with the same key use the same activation function (the batched engine groups them)."""
         return self.activation, tuple(sorted(self.options.items()))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that is the same for every run of a stack. Field names are the config's ``train.*``
+    keys (and ``device``): a new setting is a config field, a field here, and its use."""
+
+    epochs: int
+    batch_size: int
+    shuffle: bool = False
+    diagnostics: bool = True  # gradient norms and unit states every epoch; False: losses only
+    optimizer: Literal["adam", "sgd"] = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's
+    eps: float = 1e-8  # Adam's
+    momentum: float = 0.0  # SGD's
+    device: str = "cpu"
+
+    @classmethod
+    def from_config(cls, cfg: Config, device: torch.device | str | None = None) -> TrainSettings:
+        """The settings of ``cfg.train``; ``device`` (default: ``cfg.device``, resolved) where it trains."""
+        from actlab.devices import resolve_device
+
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "device"]
+        values = {name: getattr(cfg.train, name) for name in names}
+        values["betas"] = tuple(values["betas"])
+        return cls(**values, device=str(device if device is not None else resolve_device(cfg.device)))
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
 
 
 @dataclass
@@ -61,6 +109,56 @@ class RunResult:
         return len(self.history.get("full_loss", []))
 
 
+@dataclass(frozen=True)
+class Group:
+    """An activation (with options) resolved once: its registry entry and one built module.
+
+    Every engine asks a group, not the name: an import-path activation is imported once, and prelu (the
+    one parametric activation the batched engine stacks) is recognised here only.
+    """
+
+    key: GroupKey
+    act: ActivationSpec
+    module: nn.Module  # a fresh instance; build() gives more (every hidden layer its own)
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> Group:
+        act = activations.resolve(spec.activation)
+        return cls(spec.group_key, act, act.build(spec.options))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.key[1])
+
+    @property
+    def is_prelu(self) -> bool:
+        """A PReLU with one learned slope (the registry's prelu, or nn.PReLU by import path)."""
+        return isinstance(self.module, nn.PReLU) and self.module.weight.numel() == 1
+
+    @property
+    def prelu_init(self) -> float:
+        """prelu's starting slope (its option, else the module's default)."""
+        return float(self.module.weight.detach()[0])
+
+    def build(self) -> nn.Module:
+        """A new module of this activation (one per hidden layer: prelu learns a slope in each)."""
+        return self.act.build(self.options)
+
+
+def groups_of(specs: Sequence[RunSpec]) -> dict[GroupKey, Group]:
+    """Each distinct activation of ``specs`` resolved once, in first-seen order."""
+    groups: dict[GroupKey, Group] = {}
+    for spec in specs:
+        if spec.group_key not in groups:
+            groups[spec.group_key] = Group.of(spec)
+    return groups
+
+
+def initial_parameters(spec: RunSpec, sizes: Sequence[int], group: Group) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The run's initial (weight, bias) per linear layer: its seed, scheme and bias rule (actlab.init)."""
+    return init.initial_parameters(sizes, spec.seed, spec.init, spec.init_bias, group.act.name, spec.options)
+
+
 class EpochOrder:
     """A run's mini-batch row orders when shuffling: one seeded random permutation per epoch, in sequence.
 
@@ -76,47 +174,27 @@ class EpochOrder:
         """The next epoch's order: a permutation of range(n), (n,) int64."""
         return torch.rand(self._n, generator=self._gen).argsort(stable=True)
 
+    def get_state(self) -> torch.Tensor:
+        """The generator's state (a checkpoint restores the order from here)."""
+        return self._gen.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self._gen.set_state(state)
+
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """[start, stop) of every mini-batch: X[i:i+b] in order, the last one possibly shorter."""
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
-EngineFn = Callable[..., Iterator[list[RunResult]]]
-ENGINES = ("batched", "loop")
+class Engine(Protocol):
+    """What ``actlab.engines.ENGINES`` holds: train every spec, yield results a chunk at a time."""
 
-
-def train(
-    specs: Sequence[RunSpec],
-    data: Dataset,
-    sizes: Sequence[int],
-    *,
-    epochs: int,
-    batch_size: int,
-    shuffle: bool,
-    engine: str = "batched",
-    device: torch.device | str = "cpu",
-    chunk_size: int = 4096,
-    workers: int = 1,
-    diagnostics: bool = True,
-    progress: Progress | None = None,
-) -> Iterator[list[RunResult]]:
-    """Train every spec; yields results a chunk at a time (so a caller can save them as they come).
-
-    Both engines compute at one thread (restored afterwards): some kernels (softmax) round differently
-    with more threads, and the batched engine gets its parallelism from worker processes instead.
-    """
-    from actlab.engines import batched, loop
-
-    kwargs = dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle, device=torch.device(device),
-                  diagnostics=diagnostics, progress=progress)
-    with one_thread():
-        if engine == "loop":
-            yield from loop.train_runs(specs, data, sizes, **kwargs)
-        elif engine == "batched":
-            yield from batched.train_runs(specs, data, sizes, chunk_size=chunk_size, workers=workers, **kwargs)
-        else:
-            raise ValueError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
+    def __call__(
+        self, specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
+        executor: str, chunk_size: int, workers: int, progress: Progress | None,
+        executor_options: Mapping[str, Any],
+    ) -> Iterator[list[RunResult]]: ...
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""The reference engine: the articles' training loop, one ``nn.Module`` and one ``optim.Adam`` per run.
+"""The reference engine: the articles' training loop, one ``nn.Module`` and one ``torch.optim`` optimizer
+per run.
 
 Slow (per-operation overhead dominates such a small net) but obviously right: the batched engine is
 tested against it. Defined at one thread: results of a single model also change with the thread count.
@@ -8,22 +9,41 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from actlab import activations, diagnostics
-from actlab.engines.common import EpochOrder, Progress, RunResult, RunSpec, batch_bounds
-from actlab.model import FeedForward, initial_parameters, load_parameters
+from actlab import diagnostics
+from actlab.engines.common import (
+    EpochOrder,
+    Group,
+    Progress,
+    RunResult,
+    RunSpec,
+    TrainSettings,
+    batch_bounds,
+    groups_of,
+    initial_parameters,
+)
+from actlab.model import FeedForward, load_parameters
 from actlab.tasks import Dataset
 
 
-def build_model(spec: RunSpec, sizes: Sequence[int]) -> FeedForward:
+def build_model(spec: RunSpec, sizes: Sequence[int], group: Group | None = None) -> FeedForward:
     """The run's net with its initial weights (on the CPU)."""
-    act = activations.resolve(spec.activation)
-    model = FeedForward(sizes, lambda: act.build(spec.options))
-    return load_parameters(model, initial_parameters(sizes, spec.seed))
+    group = group or Group.of(spec)
+    model = FeedForward(sizes, group.build)
+    return load_parameters(model, initial_parameters(spec, sizes, group))
+
+
+def make_optimizer(params: Iterable[torch.Tensor], lr: float, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The run's torch optimizer. foreach=False: the single-tensor update on every device, so the
+    reference does not change with it (and the batched engine replays exactly that arithmetic)."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, foreach=False)
+    return torch.optim.Adam(params, lr=lr, betas=settings.betas, eps=settings.eps, foreach=False)
 
 
 def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list[diagnostics.ActGroup]]:
@@ -33,36 +53,37 @@ def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list
 
 
 def record_diagnostics(
-    model: FeedForward, groups, data: Dataset, row: dict[str, float], full: bool = True
+    model: FeedForward, groups, data: Dataset, row: dict[str, float], full: bool = True, prelu: bool = False,
 ) -> None:
-    """Add this epoch's full-data measures (and prelu slopes) to ``row`` (name -> value)."""
+    """Add this epoch's full-data measures (and, for ``prelu``, its slopes) to ``row`` (name -> value)."""
     linears = model.linears()
     weights = [layer.weight.unsqueeze(0) for layer in linears]  # a stack of one run
     biases = [layer.bias.unsqueeze(0) for layer in linears]
     for name, value in diagnostics.evaluate(weights, biases, groups, data, full).items():
         row[name] = float(value[0])
-    for layer, module in enumerate(model.activations(), start=1):
-        if isinstance(module, nn.PReLU):
+    if prelu:
+        for layer, module in enumerate(model.activations(), start=1):
             row[f"slope_L{layer}"] = float(module.weight.detach()[0])
 
 
 def train_one(
-    spec: RunSpec, data: Dataset, sizes: Sequence[int], *, epochs: int, batch_size: int, shuffle: bool,
-    device: torch.device, diagnostics: bool = True, progress: Progress | None = None,
+    spec: RunSpec, data: Dataset, sizes: Sequence[int], settings: TrainSettings, *, group: Group | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
-    """One run of the articles' loop: zero_grad, forward, MSE, backward, Adam step, per mini-batch."""
+    """One run of the articles' loop: zero_grad, forward, MSE, backward, optimizer step, per mini-batch."""
     start = time.perf_counter()
-    model = build_model(spec, sizes).to(device)
-    groups = activation_groups(model, activations.resolve(spec.activation).elementwise)
-    # foreach=False: the single-tensor Adam on every device, so the reference does not change with it.
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, foreach=False)
+    group = group or Group.of(spec)
+    device, epochs, full = settings.torch_device, settings.epochs, settings.diagnostics
+    model = build_model(spec, sizes, group).to(device)
+    groups = activation_groups(model, group.act.elementwise)
+    optimizer = make_optimizer(model.parameters(), spec.lr, settings)
     loss_fn = nn.MSELoss()
     x, y = data.x_train, data.y_train
-    bounds = batch_bounds(len(x), batch_size)
-    order = EpochOrder(spec.seed, len(x)) if shuffle else None
+    bounds = batch_bounds(len(x), settings.batch_size)
+    order = EpochOrder(spec.seed, len(x)) if settings.shuffle else None
     history: dict[str, list[float]] = {}
     initial: dict[str, float] = {}
-    record_diagnostics(model, groups, data, initial, diagnostics)  # epoch 0: at initialisation
+    record_diagnostics(model, groups, data, initial, full, group.is_prelu)  # epoch 0: at initialisation
     diverged_at = None
     for epoch in range(1, epochs + 1):
         if order is None:
@@ -80,7 +101,7 @@ def train_one(
             total += last * (hi - lo)
         row = {"train_loss": total / len(x), "last_batch_loss": last}
         if math.isfinite(total):  # a diverged epoch is not recorded: its measures would be NaN or inf
-            record_diagnostics(model, groups, data, row, diagnostics)
+            record_diagnostics(model, groups, data, row, full, group.is_prelu)
         if not (math.isfinite(total) and math.isfinite(row["full_loss"])):
             diverged_at = epoch  # the batched engine's rule: the epoch's mean or full-data loss is not finite
             break
@@ -104,9 +125,13 @@ def train_one(
 
 
 def train_runs(
-    specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], *, device: torch.device, **kwargs
+    specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
+    progress: Progress | None = None, executor: str = "local", chunk_size: int = 1, workers: int = 1,
+    executor_options: Mapping[str, Any] | None = None,
 ) -> Iterator[list[RunResult]]:
-    """Every spec, one after the other; yields each result as it finishes."""
-    data = data.to(device)
+    """Every spec, one after the other, in this process; yields each result as it finishes (the executor
+    and chunking arguments of the Engine signature do not apply)."""
+    data = data.to(settings.torch_device)
+    groups = groups_of(specs)
     for spec in specs:
-        yield [train_one(spec, data, sizes, device=device, **kwargs)]
+        yield [train_one(spec, data, sizes, settings, group=groups[spec.group_key], progress=progress)]

@@ -6,22 +6,22 @@ single-run one does, and that depends on the kernels the libraries pick for this
 The probe checks, on random numbers and the experiment's own layer shapes and batch sizes, each primitive
 of a training step and of the per-epoch diagnostics against the single-run code the loop engine runs:
 each linear layer (output, input, weight and bias gradients), the MSE loss and its gradient, each
-activation (output and gradients), and one Adam update. A few milliseconds; cached per shape set.
+activation (output and gradients), and the optimizer's update (Adam or SGD, one lr and per-run lrs).
+A few milliseconds; cached per shape set.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from actlab import activations
-from actlab.engines.common import RunSpec, one_thread
+from actlab.engines.common import Group, RunSpec, TrainSettings, one_thread
 
 N_RUNS = 8  # a stack of a few runs: each run's slice is computed alike, and 8 give enough values to compare
 
@@ -58,30 +58,42 @@ def kernel_setup() -> dict[str, Any]:
 
 def equivalence(
     specs: Iterable[RunSpec], sizes: Sequence[int], batch_sizes: Iterable[int], eval_sizes: Iterable[int] = (),
+    settings: TrainSettings | None = None,
 ) -> dict[str, Any]:
     """{"bitwise": bool, "checked": [...], "failed": [...]}: does every stacked primitive reproduce the
-    single-run one for these layer ``sizes``, mini-batch sizes and (diagnostics) full-data sizes?"""
+    single-run one for these layer ``sizes``, mini-batch sizes, (diagnostics) full-data sizes and the
+    optimizer of ``settings`` (default: Adam's defaults)?"""
     groups = {spec.group_key: None for spec in specs}
+    optimizer = _optimizer_key(settings or TrainSettings(epochs=1, batch_size=1))
     return dict(_probe(tuple(sizes), tuple(sorted(set(batch_sizes))), tuple(sorted(set(eval_sizes))),
-                       tuple(groups)))
+                       tuple(groups), optimizer))
 
 
 def for_training(
-    specs: Iterable[RunSpec], sizes: Sequence[int], n_train: int, n_test: int, batch_size: int
+    specs: Iterable[RunSpec], sizes: Sequence[int], n_train: int, n_test: int, batch_size: int,
+    settings: TrainSettings | None = None,
 ) -> dict[str, Any]:
     """``equivalence`` for a training setup: the runs the batched engine stacks, the mini-batch sizes of
-    an epoch (full and last) and the full-data sizes of the diagnostics (training and held-out sets)."""
-    from actlab.engines.batched import can_batch
+    an epoch (full and last), the full-data sizes of the diagnostics (training and held-out sets) and the
+    optimizer of ``settings``."""
+    from actlab.engines.stacked import can_batch
 
     full = min(batch_size, n_train)
     batch_sizes = {full, n_train % batch_size or full}
     eval_sizes = {n_train, *([n_test] if n_test else [])}
     distinct = {spec.group_key: spec for spec in specs}.values()  # one run per activation is enough
-    return equivalence([s for s in distinct if can_batch(s)], sizes, batch_sizes, eval_sizes)
+    return equivalence([s for s in distinct if can_batch(s)], sizes, batch_sizes, eval_sizes, settings)
+
+
+OptimizerKey = tuple[str, tuple[float, float], float, float]
+
+
+def _optimizer_key(settings: TrainSettings) -> OptimizerKey:
+    return settings.optimizer, tuple(settings.betas), settings.eps, settings.momentum
 
 
 @functools.lru_cache(maxsize=16)
-def _probe(sizes, batch_sizes, eval_sizes, group_keys) -> dict[str, Any]:
+def _probe(sizes, batch_sizes, eval_sizes, group_keys, optimizer: OptimizerKey) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     checked: list[str] = []
     failed: list[str] = []
@@ -93,8 +105,8 @@ def _probe(sizes, batch_sizes, eval_sizes, group_keys) -> dict[str, Any]:
                        for what in _linear(fan_in, fan_out, b, gen)]
         checked.append("mse")
         failed += [f"mse batch {b}: {what}" for b in batch_sizes for what in _mse(b, gen)]
-        checked.append("adam")
-        failed += [f"adam: {what}" for what in _adam(sizes, gen)]
+        checked.append(optimizer[0])
+        failed += [f"{optimizer[0]}: {what}" for what in _optimizer(sizes, gen, optimizer)]
         widths = sorted(set(sizes[1:-1]))
         for activation, options in group_keys:
             spec = RunSpec(activation, 0, 0.0, dict(options))
@@ -116,13 +128,13 @@ def _differs(names: Sequence[str], stacked: Sequence[torch.Tensor], single: Sequ
 
 
 def _linear(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list[str]:
-    from actlab.engines.batched import _StackedLinear
+    from actlab.engines.stacked import StackedLinear
 
     x, grad = torch.randn(N_RUNS, batch, fan_in, generator=gen), torch.randn(N_RUNS, batch, fan_out, generator=gen)
     w = torch.rand(N_RUNS, fan_out, fan_in, generator=gen).sub_(0.5).requires_grad_()
     b = torch.rand(N_RUNS, fan_out, generator=gen).sub_(0.5).requires_grad_()
     x.requires_grad_()
-    out = _StackedLinear.apply(x, w, b)
+    out = StackedLinear.apply(x, w, b)
     stacked = [out, *_grads(out, (x, w, b), grad)]
     single = []
     for i in range(N_RUNS):  # nn.Linear's own arithmetic: F.linear and autograd
@@ -134,10 +146,10 @@ def _linear(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list
 
 
 def _mse(batch: int, gen: torch.Generator) -> list[str]:
-    from actlab.engines.batched import _StackedMSE
+    from actlab.engines.stacked import StackedMSE
 
     out, y = torch.randn(N_RUNS, batch, 1, generator=gen).requires_grad_(), torch.randn(N_RUNS, batch, 1, generator=gen)
-    loss = _StackedMSE.apply(out, y)
+    loss = StackedMSE.apply(out, y)
     stacked = [loss.detach(), *torch.autograd.grad(loss.sum(), out)]
     single = []
     for i in range(N_RUNS):
@@ -148,16 +160,16 @@ def _mse(batch: int, gen: torch.Generator) -> list[str]:
 
 
 def _activation(spec: RunSpec, batch: int, width: int, gen: torch.Generator) -> list[str]:
-    from actlab.engines.batched import stacked_activation
+    from actlab.engines.stacked import stacked_activation
 
-    act = activations.resolve(spec.activation)
+    group = Group.of(spec)
     z, grad = 3 * torch.randn(N_RUNS, batch, width, generator=gen), torch.randn(N_RUNS, batch, width, generator=gen)
     z.requires_grad_()
-    modules = [act.build(spec.options) for _ in range(N_RUNS)]
+    modules = [group.build() for _ in range(N_RUNS)]
     slope = None
-    if act.name == "prelu":  # the stacked slope (n, 1, 1) against each module's own
+    if group.is_prelu:  # the stacked slope (n, 1, 1) against each module's own
         slope = torch.stack([m.weight.detach() for m in modules]).view(N_RUNS, 1, 1).requires_grad_()
-    out = stacked_activation(spec, slope)(z)
+    out = stacked_activation(group, slope)(z)
     stacked = [out, *_grads(out, [z] + ([slope] if slope is not None else []), grad)]
     single = []
     for i, module in enumerate(modules):
@@ -170,27 +182,58 @@ def _activation(spec: RunSpec, batch: int, width: int, gen: torch.Generator) -> 
     return _differs(["output", "input grad", "slope grad"], stacked, [torch.stack(parts) for parts in zip(*single)])
 
 
-def _adam(sizes: Sequence[int], gen: torch.Generator) -> list[str]:
-    """Two steps of the engine's flat-buffer Adam against torch.optim.Adam's single-tensor arithmetic on
-    each run's own parameter tensors (``torch.optim.adam.adam``: ``Adam(foreach=False)``'s update, without
-    the optimizer object, whose construction imports torch's compiler: a second of start-up)."""
+def _torch_step(optimizer: OptimizerKey, lr: float) -> Callable[[torch.Tensor, torch.Tensor, list], None]:
+    """One parameter tensor's update by torch.optim's single-tensor function (``Adam(foreach=False)``'s or
+    ``SGD(foreach=False)``'s arithmetic, without the optimizer object, whose construction imports torch's
+    compiler: a second of start-up); ``state`` is the tensor's optimizer state, a list filled on first use."""
+    name, (beta1, beta2), eps, momentum = optimizer
+    if name == "sgd":
+        from torch.optim.sgd import sgd
+
+        def sgd_step(p: torch.Tensor, g: torch.Tensor, state: list) -> None:
+            if not state:
+                state.append(None)
+            sgd([p], [g], state, foreach=False, grad_scale=None, found_inf=None, weight_decay=0.0,
+                momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False)
+
+        return sgd_step
     from torch.optim.adam import adam
 
-    from actlab.engines.batched import BETA1, BETA2, EPS, _Adam, _Stack
+    def adam_step(p: torch.Tensor, g: torch.Tensor, state: list) -> None:
+        if not state:
+            state.extend([torch.zeros_like(p), torch.zeros_like(p), torch.tensor(0.0)])
+        m, v, step = state
+        adam([p], [g], [m], [v], [], [step], foreach=False, capturable=False, differentiable=False,
+             fused=None, grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=beta1,
+             beta2=beta2, lr=lr, weight_decay=0.0, eps=eps, maximize=False)
 
-    specs = [RunSpec("relu", seed, 1e-3) for seed in range(N_RUNS)]
-    stack = _Stack(specs, sizes, torch.device("cpu"))
-    optimizer = _Adam(stack, [s.lr for s in specs])
-    params = [leaf[r].detach().clone() for leaf in stack.leaves for r in range(N_RUNS)]
-    state = [(torch.zeros_like(p), torch.zeros_like(p), torch.tensor(0.0)) for p in params]
-    for _ in range(2):
-        grads = [torch.randn(leaf.shape, generator=gen) for leaf in stack.leaves]
-        optimizer.step(torch.cat([g.reshape(-1) for g in grads]))
-        per_run = [g[r] for g in grads for r in range(N_RUNS)]
-        for p, g, (m, v, step) in zip(params, per_run, state):
-            adam([p], [g], [m], [v], [], [step], foreach=False, capturable=False, differentiable=False,
-                 fused=None, grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=BETA1,
-                 beta2=BETA2, lr=1e-3, weight_decay=0.0, eps=EPS, maximize=False)
-    stacked = [leaf.detach() for leaf in stack.leaves]
-    single = [torch.stack(params[i * N_RUNS : (i + 1) * N_RUNS]) for i in range(len(stacked))]
-    return _differs([f"parameters {i}" for i in range(len(single))], stacked, single)
+    return adam_step
+
+
+def _optimizer(sizes: Sequence[int], gen: torch.Generator, optimizer: OptimizerKey) -> list[str]:
+    """Three steps of the engine's flat-buffer optimizer against torch.optim's single-tensor arithmetic on
+    each run's own parameter tensors, with one lr for all runs and with one lr per run."""
+    from actlab.engines import flat_optim
+    from actlab.engines.stacked import Stack
+
+    name, betas, eps, momentum = optimizer
+    settings = TrainSettings(epochs=1, batch_size=1, optimizer=name, betas=betas, eps=eps, momentum=momentum)
+    failed = []
+    for lrs in ([1e-3] * N_RUNS, [1e-3 * (1 + r) for r in range(N_RUNS)]):
+        specs = [RunSpec("relu", seed, lr) for seed, lr in enumerate(lrs)]
+        stack = Stack(specs, sizes, torch.device("cpu"))
+        flat = flat_optim.make(stack, lrs, settings)
+        params = [leaf[r].detach().clone() for leaf in stack.leaves for r in range(N_RUNS)]
+        steps = [_torch_step(optimizer, lrs[i % N_RUNS]) for i in range(len(params))]
+        states: list[list] = [[] for _ in params]
+        for _ in range(3):
+            grads = [torch.randn(leaf.shape, generator=gen) for leaf in stack.leaves]
+            flat.step(torch.cat([g.reshape(-1) for g in grads]))
+            per_run = [g[r] for g in grads for r in range(N_RUNS)]
+            for p, g, step, state in zip(params, per_run, steps, states):
+                step(p, g, state)
+        stacked = [leaf.detach() for leaf in stack.leaves]
+        single = [torch.stack(params[i * N_RUNS : (i + 1) * N_RUNS]) for i in range(len(stacked))]
+        what = "per-run lr " if len(set(lrs)) > 1 else ""
+        failed += _differs([f"{what}parameters {i}" for i in range(len(single))], stacked, single)
+    return failed
