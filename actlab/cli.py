@@ -168,7 +168,16 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
         if value is not None:
             overrides.append((key, value, flag))
     _note_imports(path)
-    return config.load_config(path, overrides)
+    cfg = config.load_config(path, overrides)
+    _check_executor(cfg)
+    return cfg
+
+
+def _check_executor(cfg: config.Config) -> None:
+    """An unknown executor, or one whose library is missing (ray): one line before any folder is made."""
+    from actlab.engines import executors
+
+    executors.module(cfg.train.executor)
 
 
 def _note_imports(path: str | None) -> None:

@@ -70,7 +70,7 @@ def train_runs(
     stacked, rest = plan(specs, groups)
     if stacked and settings.device == "cpu":
         check_equivalence(stacked, data, sizes, settings)
-    parts = executors.parallelism(executor, workers, settings)
+    parts = executors.parallelism(executor, workers, settings, **(executor_options or {}))
     chunks = split(stacked, chunk_size, parts) if stacked else []
     tasks = [ChunkTask(i, tuple(chunk), data, tuple(sizes), settings) for i, chunk in enumerate(chunks)]
     for done in run(tasks, workers=workers, progress=progress, **(executor_options or {})):
