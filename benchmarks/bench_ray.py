@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
 
 import ray
 
@@ -35,46 +36,51 @@ def tiny_chunks(n: int, runs: int = 2, epochs: int = 5) -> list[ChunkTask]:
             for i in range(n)]
 
 
-def timed(fn) -> float:
+def timed(fn, *args, **kwargs) -> float:
+    """Seconds ``fn(*args, **kwargs)`` takes, its result consumed (an executor's results are an iterator)."""
     start = time.perf_counter()
-    fn()
+    result = fn(*args, **kwargs)
+    if isinstance(result, Iterator):
+        list(result)
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few chunks, one round: check that the script runs")
-    parser.add_argument("--chunks", type=int, default=64)
+    parser.add_argument("--chunks", type=int, default=16, help="the small batch; the large one has 4x as many")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2, help="worker processes / Ray CPUs")
     args = parser.parse_args()
-    n, rounds = (8, 1) if args.quick else (args.chunks, args.rounds)
-    tasks = tiny_chunks(n)
-    count = 0
-
-    def progress(k: int, _measures) -> None:
-        nonlocal count
-        count += k
-
+    n, rounds = (4, 1) if args.quick else (args.chunks, args.rounds)
+    small, large = tiny_chunks(n), tiny_chunks(4 * n)
+    executors = {"local": local.run, "ray": ray_executor.run}
     with one_thread():
-        serial = timed(lambda: [train_chunk(t) for t in tasks])
-        start = timed(lambda: ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                                       logging_level="error"))
-        first = timed(lambda: list(ray_executor.run(tasks, workers=args.cpus, progress=progress)))
-        local_times, ray_times = [], []
-        for _ in range(rounds):
-            local_times.append(timed(lambda: list(local.run(tasks, workers=args.cpus, progress=progress))))
-            ray_times.append(timed(lambda: list(ray_executor.run(tasks, workers=args.cpus, progress=progress))))
+        serial = timed(lambda: [train_chunk(t) for t in large]) / len(large)
+        start = timed(ray.init, num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+                      logging_level="error")
+        first = timed(ray_executor.run, small, workers=args.cpus, progress=None)
+        times: dict[tuple[str, int], list[float]] = {}
+        for _ in range(rounds):  # alternating, so that both see the same load on a shared machine
+            for name, run in executors.items():
+                for tasks in (small, large):
+                    seconds = timed(run, tasks, workers=args.cpus, progress=lambda k, m: None)
+                    times.setdefault((name, len(tasks)), []).append(seconds)
         ray.shutdown()
-    t_local, t_ray = statistics.median(local_times), statistics.median(ray_times)
-    ms = lambda seconds: f"{1000 * seconds / n:.1f} ms"  # per chunk
-    print(f"{n} chunks of 2 runs x 5 epochs, {args.cpus} CPUs, median of {rounds} round(s)")
-    print(f"  training alone, in this process:   {ms(serial)} per chunk (one CPU)")
-    print(f"  local executor ({args.cpus} processes):    {ms(t_local)} per chunk of wall time")
-    print(f"  ray executor ({args.cpus} CPUs):           {ms(t_ray)} per chunk of wall time")
-    print(f"  ray - local:                       {ms(t_ray - t_local)} per chunk; ray / local = {t_ray / t_local:.1f}x")
-    print(f"  once per command: Ray start-up {start:.1f} s; first round (workers start) {first:.1f} s")
-    print(f"  progress reported: {count} run-epochs (expected {len(tasks) * 2 * 5 * (2 * rounds + 1)})")
+    median = {key: statistics.median(values) for key, values in times.items()}
+    # per chunk: the slope between the two sizes; per command: what is left at zero chunks
+    slope = {name: (median[name, 4 * n] - median[name, n]) / (3 * n) for name in executors}
+    fixed = {name: median[name, n] - n * slope[name] for name in executors}
+    print(f"chunks of 2 runs x 5 epochs (article net), {n} and {4 * n} of them, {args.cpus} CPUs, "
+          f"median of {rounds} round(s)")
+    print(f"  training alone, in this process: {1000 * serial:.1f} ms per chunk (one CPU)")
+    for name in executors:
+        print(f"  {name:>5} executor: {1000 * slope[name]:.1f} ms per chunk of wall time, "
+              f"{fixed[name]:.2f} s per command")
+    print(f"  ray - local: {1000 * (slope['ray'] - slope['local']):+.1f} ms per chunk "
+          f"(ray / local = {slope['ray'] / slope['local']:.2f}x), {fixed['ray'] - fixed['local']:+.2f} s per command")
+    print(f"  once per command on a new local runtime: Ray start-up {start:.1f} s, "
+          f"first tasks (workers start and import torch) {first:.1f} s")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ once, progress counts every run-epoch, Ctrl-C cancels the remote tasks; without 
 import csv
 import importlib.util
 import json
+import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,20 +31,33 @@ SMALL = ["-a", "relu,tanh,sigmoid", "--seeds", "3", "--epochs", "3", "--set", "t
 OTHER_NODE = {"MKL_CBWR": "AUTO", "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "ALL"}
 
 
+class ExitOnce(torch.nn.Module):
+    """ReLU; but the first Ray worker to apply it dies (as a node can), once per EXIT_ONCE marker file."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        marker = os.environ.get("EXIT_ONCE")  # set in the Ray workers only: the driver never exits
+        if marker and not os.path.exists(marker):
+            Path(marker).touch()
+            os._exit(1)
+        return torch.relu(x)
+
+
 @pytest.fixture(scope="module")
-def ray_runtime():
+def ray_runtime(tmp_path_factory):
     """One local Ray runtime with 2 CPUs for the module (starting one costs seconds), its workers' environment
-    set as on another node."""
+    set as on another node; its workers import this module (for ExitOnce) and know the marker's path."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
+    here = Path(__file__).parent
+    env = {**OTHER_NODE, "EXIT_ONCE": str(tmp_path_factory.mktemp("ray") / "exited"),
+           "PYTHONPATH": os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
-             runtime_env={"env_vars": OTHER_NODE})
+             runtime_env={"env_vars": env})
     yield ray
     ray.shutdown()
 
 
-def _tasks(epochs: int = 3) -> list[ChunkTask]:
-    cfg = config.build_config({"train": {"epochs": epochs},
-                               "compare": {"activations": ["relu", "tanh", "sigmoid"], "seeds": 3}})
+def _tasks(epochs: int = 3, acts=("relu", "tanh", "sigmoid")) -> list[ChunkTask]:
+    cfg = config.build_config({"train": {"epochs": epochs}, "compare": {"activations": list(acts), "seeds": 3}})
     specs, data = experiment.compare_specs(cfg), experiment.dataset(cfg)
     settings = TrainSettings(epochs=epochs, batch_size=10)
     return [ChunkTask(i, tuple(specs[lo:lo + 2]), data, tuple(cfg.model.sizes), settings)
@@ -126,6 +141,19 @@ def test_each_result_once_progress_counts_every_run_epoch(ray_runtime):
         here = train_chunk(tasks[result.index]).results()
         for a, b in zip(result.results(), here):
             assert a.spec == b.spec and all(torch.equal(a.state[k], b.state[k]) for k in b.state)
+
+
+@needs_ray
+def test_a_task_whose_worker_dies_is_retried_and_comes_back_once(ray_runtime):
+    marker = Path(ray_runtime.get_runtime_context().runtime_env["env_vars"]["EXIT_ONCE"])
+    tasks = _tasks(acts=("relu", "test_ray:ExitOnce"))
+    counted = []
+    got = list(executors.get("ray")(tasks, workers=2, progress=lambda n, measures: counted.append(n)))
+    assert marker.exists()  # a worker did die: the task ran again
+    assert sorted(r.index for r in got) == list(range(len(tasks))) and sum(counted) == 6 * 3
+    for result in got:  # the retried task's numbers are the chunk's own
+        for a, b in zip(result.results(), train_chunk(tasks[result.index]).results()):
+            assert a.spec == b.spec and a.history["full_loss"] == b.history["full_loss"]
 
 
 @needs_ray

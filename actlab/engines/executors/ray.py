@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -62,14 +63,16 @@ def _train(task: ChunkTask, tally) -> tuple[ChunkResult, int]:
     """One chunk in a Ray worker: its result, and how many run-epochs it reported."""
     torch.set_num_threads(1)  # the engines' numbers are defined at one thread
     tally.start.remote(task.index)
-    reported = 0
+    total, unsent, last = 0, 0, time.monotonic()
 
     def report(n: int) -> None:
-        nonlocal reported
-        reported += n
-        tally.add.remote(task.index, n)  # fire and forget: the training never waits for the driver
+        nonlocal total, unsent, last
+        total, unsent = total + n, unsent + n
+        if time.monotonic() - last >= POLL_SECONDS:  # a call per epoch would cost more than a tiny epoch
+            tally.add.remote(task.index, unsent)  # fire and forget: the training never waits for the driver
+            unsent, last = 0, time.monotonic()
 
-    return stacked.train_chunk(task, report), reported
+    return stacked.train_chunk(task, report), total  # the total tops up what the tally has not passed on
 
 
 def run(
@@ -126,19 +129,23 @@ def _stream(tasks: Sequence[ChunkTask], progress: Progress | None) -> Iterator[C
     pending = {submit.remote(task, tally): task for task in tasks}
     shown: dict[int, int] = {}  # run-epochs passed on to ``progress``, per task index
     done: set[int] = set()
+    polled = time.monotonic()
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-            if progress is not None:
+            if ready:  # and whatever else has finished meanwhile
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            if progress is not None and time.monotonic() - polled >= POLL_SECONDS:
                 _relay(ray.get(tally.snapshot.remote()), shown, done, progress)
+                polled = time.monotonic()
             for ref in ready:
                 task = pending.pop(ref)
-                result, reported = ray.get(ref)
+                result, total = ray.get(ref)
                 if task.index in done:  # never twice, whatever happened to the task on the way
                     continue
                 done.add(task.index)
-                if progress is not None and reported > shown.get(task.index, 0):
-                    progress(reported - shown.get(task.index, 0), None)
+                if progress is not None:
+                    _relay({task.index: total}, shown, set(), progress)
                 yield result
     finally:
         for ref in pending:  # Ctrl-C, SIGTERM, an error or the caller stopped: end the remote work now
