@@ -90,10 +90,10 @@ def _root(
 
 
 def _user_error_types() -> tuple[type[Exception], ...]:
-    from actlab import activations, config, devices, storage, tasks
+    from actlab import activations, config, devices, storage, tasks, tensorboard
 
     return (config.ConfigError, activations.ActivationError, tasks.TaskError, devices.DeviceError,
-            storage.StorageError)
+            storage.StorageError, tensorboard.TensorBoardUnavailable)
 
 
 @contextmanager
@@ -142,6 +142,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any confi
                                                   "(repeatable; same as a KEY=VALUE argument)", show_default=False,
                                                   metavar="KEY=VALUE")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or per-epoch log")]
+TensorBoardOpt = Annotated[bool, typer.Option("--tensorboard", help="also log every run live to RUN_DIR/tensorboard "
+                                              "as it finishes (pip install -e '.[tensorboard]')")]
 OverridesArg = Annotated[list[str] | None, typer.Argument(
     help="config overrides, Hydra style: train.lr=3e-3 data.task=teacher (any key of the config reference)",
     show_default=False, metavar="KEY=VALUE")]
@@ -243,6 +245,7 @@ def train(
     ray_address: RayAddressOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
+    tensorboard: TensorBoardOpt = False,
     log_every: Annotated[int, typer.Option(min=0, help="print the log every N epochs (1: every epoch, as the "
                                            "article); 0: about ten lines")] = 0,
 ) -> None:
@@ -264,7 +267,7 @@ def train(
                               f"(epoch mean {m['train_loss']:.6f}, full data {m['full_loss']:.6f}{test})")
 
         with _training(quiet, None if quiet else on_epoch) as bar:
-            done = workflow.run_train(cfg, progress=bar)
+            done = workflow.run_train(cfg, progress=bar, tensorboard=tensorboard)
     row = storage.run_summary(done.experiment.results[0])
     if row["status"] == "diverged":
         out.print(f"[red]{row['run']} diverged at epoch {row['diverged_epoch']}[/] (NaN or infinite loss)")
@@ -306,6 +309,7 @@ def compare(
     ray_address: RayAddressOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
+    tensorboard: TensorBoardOpt = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md")] = False,
 ) -> None:
     """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
@@ -318,7 +322,7 @@ def compare(
         flags["--seeds"] = ("compare.seeds", seeds)
         cfg = _load(config_path, flags, sets, overrides)
         with _training(quiet) as bar:
-            done = workflow.run_compare(cfg, report=not no_report, progress=bar)
+            done = workflow.run_compare(cfg, report=not no_report, progress=bar, tensorboard=tensorboard)
     out.print(ranking_table(cfg, *done.ranking))
     out.print(verdict_text(*done.ranking))
     if done.report is not None:

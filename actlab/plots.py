@@ -51,9 +51,9 @@ def _zero_handle() -> Line2D:
 
 
 def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Sequence[Artist] = (),
-          note: str = "", sharey: bool = True) -> tuple[Figure, list[plt.Axes]]:
+          note: str = "", sharey: bool = True, tall_titles: bool = False) -> tuple[Figure, list[plt.Axes]]:
     """A figure of ``n`` panels in rows of ``COLUMNS``: title, axis labels on the outer panels, a legend
-    of ``legend`` handles and a ``note`` below the panels."""
+    of ``legend`` handles and a ``note`` below the panels; ``tall_titles``: room for a note under panel titles."""
     cols = min(COLUMNS, max(1, n))
     rows = math.ceil(n / cols)
     width = max(PANEL[0] * cols + 0.9, 7.5)  # a narrow figure would cut its title and legend
@@ -62,7 +62,7 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
     note = textwrap.fill(note, int(chars * 1.2)) if note else ""
     longest = max((len(h.get_label()) for h in legend), default=0)
     ncol = max(1, min(len(legend), int(width // (0.065 * longest + 0.7))))  # as many columns as fit
-    top = 0.4 + 0.18 * (title.count("\n") + 1)
+    top = 0.4 + 0.18 * (title.count("\n") + 1) + 0.15 * tall_titles
     note_height = 0.15 * (note.count("\n") + 1) + 0.08 if note else 0.0
     legend_height = 0.22 * math.ceil(len(legend) / ncol) + 0.05 if legend else 0.0
     bottom = 0.62 + legend_height + note_height  # tick labels and the x label take the first 0.62 in
@@ -70,7 +70,7 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
     fig, axes = plt.subplots(rows, cols, figsize=(width, height), sharex=True, sharey=sharey, squeeze=False)
     # Fixed margins, not a layout engine: with dozens of panels, constrained layout costs seconds per figure.
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=0.12 if sharey else 0.3, hspace=0.38)
+                        wspace=0.12 if sharey else 0.3, hspace=0.38 + 0.1 * tall_titles)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -212,12 +212,15 @@ def divergence(an: Analysis) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def _mark_diverged(ax: plt.Axes, counts: tuple[int, int]) -> None:
-    """'k of n seeds diverged' in the panel's corner: visible even when nothing of those runs can be drawn."""
+def _mark_diverged(ax: plt.Axes, counts: tuple[int, int]) -> float:
+    """'k of n seeds diverged' between the panel and its title (over no data, and visible even when nothing
+    of those runs can be drawn); returns the title's padding."""
     k, n = counts
-    if k:
-        ax.text(0.97, 0.95, f"{k} of {n} seeds diverged", transform=ax.transAxes, ha="right", va="top",
-                fontsize=7, color="C3", gid="diverged-note")
+    if not k:
+        return 6.0
+    ax.text(0.5, 1.015, f"{k} of {n} seeds diverged", transform=ax.transAxes, ha="center", va="bottom",
+            fontsize=7, color="C3", gid="diverged-note")
+    return 15.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,7 +248,8 @@ def loss_curves(an: Analysis) -> Figure:
     legend += [_diverged_handle()] * any(k for k, _ in diverged.values())
     seeds = max((s.runs for s in an.stats), default=0)
     fig, axes = _grid(len(acts), f"Training loss per epoch ({an.stored.config.data.task}, whole training "
-                                 f"data, {seeds} seeds per activation)", ylabel="MSE (log scale)", legend=legend)
+                                 f"data, {seeds} seeds per activation)", ylabel="MSE (log scale)", legend=legend,
+                      tall_titles=any(k for k, _ in diverged.values()))
     best = bands[acts[0]]
     for ax, act in zip(axes, acts):
         if best is not None and act != acts[0]:
@@ -253,10 +257,10 @@ def loss_curves(an: Analysis) -> Figure:
         if runs[act] is not None:
             _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
         ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
-        _mark_diverged(ax, diverged.get(act, (0, 0)))
+        pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
         scale.apply(ax)
         stat = an.stat(act)
-        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9)
+        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad)
     return fig
 
 
@@ -320,16 +324,17 @@ def gradient_norms(an: Analysis) -> Figure | None:
     diverged = divergence(an)
     legend += [_diverged_handle()] * any(k for k, _ in diverged.values())
     fig, axes = _grid(len(acts), "Gradient norm of the first and last layer per epoch (a gap: vanishing "
-                                 "gradients)", ylabel="gradient norm (log scale)", legend=legend)
+                                 "gradients)", ylabel="gradient norm (log scale)", legend=legend,
+                      tall_titles=any(k for k, _ in diverged.values()))
     for ax, act in zip(axes, acts):
         first, final = runs[act]
         if first is not None:
             _draw(ax, first, scale, color="C0")
         if final is not None:
             _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
-        _mark_diverged(ax, diverged.get(act, (0, 0)))
+        pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
         scale.apply(ax)
-        ax.set_title(act, fontsize=9)
+        ax.set_title(act, fontsize=9, pad=pad)
     return fig
 
 
@@ -370,7 +375,8 @@ def dead_units(an: Analysis) -> Figure | None:
     legend = [Line2D([], [], color=f"C{i}", linewidth=width[i], label=f"hidden layer {layer}, median over seeds")
               for i, layer in enumerate(layers)] + [Patch(color="0.5", alpha=0.2, label="25-75% of seeds")]
     fig, axes = _grid(len(dead), "Dead units per hidden layer (no gradient on any training input)",
-                      ylabel="% of the layer's units dead", legend=legend, note=note)
+                      ylabel="% of the layer's units dead", legend=legend, note=note,
+                      tall_titles=any(diverged.get(act, (0, 0))[0] for act in dead))
     for ax, act in zip(axes, dead):
         for i, r in enumerate(runs[act]):
             band = r.band() if r is not None else None
@@ -378,8 +384,7 @@ def dead_units(an: Analysis) -> Figure | None:
                 ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
                 ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
         ax.set_ylim(-3, 103)
-        _mark_diverged(ax, diverged.get(act, (0, 0)))
-        ax.set_title(act, fontsize=9)
+        ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))))
     return fig
 
 

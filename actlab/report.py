@@ -329,6 +329,20 @@ def _ranking_notes(an: Analysis) -> list[str]:
     return notes
 
 
+
+def _training_setup(cfg) -> str:
+    """'Adam lr 0.001' or 'SGD (momentum 0.9) lr 0.01', with Adam's eps/betas and the initialisation where
+    they are not the defaults."""
+    t, m = cfg.train, cfg.model
+    if t.optimizer == "sgd":
+        text = f"SGD{f' (momentum {t.momentum:g})' if t.momentum else ''} lr {t.lr:g}"
+    else:
+        extra = [f"eps {t.eps:g}"] * (t.eps != 1e-8) + [f"betas {list(t.betas)}"] * (tuple(t.betas) != (0.9, 0.999))
+        settings = ", ".join(extra)
+        text = f"Adam{f' ({settings})' if extra else ''} lr {t.lr:g}"
+    inits = [f"{m.init} weights"] * (m.init != "default") + [f"{m.init_bias} biases"] * (m.init_bias != "default")
+    return text + (f", {' and '.join(inits)}" if inits else "")
+
 def _setup_lines(an: Analysis) -> list[str]:
     """The folder's status and the experiment's setup, as Markdown lines."""
     cfg, status, env = an.stored.config, an.stored.status, an.stored.env
@@ -343,7 +357,7 @@ def _setup_lines(an: Analysis) -> list[str]:
         f"- Task `{cfg.data.task}`: {cfg.data.samples} points"
         + (f", {cfg.data.test_fraction:.0%} held out" if cfg.data.test_fraction else "")
         + f", data seed {cfg.data.seed}.",
-        f"- Adam lr {cfg.train.lr:g}, MSE, {cfg.train.epochs} epochs, batches of {cfg.train.batch_size}"
+        f"- {_training_setup(cfg)}, MSE, {cfg.train.epochs} epochs, batches of {cfg.train.batch_size}"
         f" ({'reshuffled every epoch' if cfg.train.shuffle else 'in order'}), {seeds} seeds per activation "
         f"(initial-weight seeds {cfg.train.seed}..{cfg.train.seed + seeds - 1}), engine {cfg.train.engine}.",
         f"- actlab {env.get('actlab', '?')}, torch {env.get('torch', '?')}, Python {env.get('python', '?')}, "

@@ -95,19 +95,20 @@ class Finished:
 
 
 def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn | None = None,
-              sinks: Sequence[ResultSink] = ()) -> Finished:
+              sinks: Sequence[ResultSink] = (), tensorboard: bool = False) -> Finished:
     """``actlab train``: one run (model.activation, train.seed) into a new folder under ``out``
-    (default: output.runs_dir)."""
+    (default: output.runs_dir); ``tensorboard``: also log it live to the folder's ``tensorboard/``."""
     cfg = _with_out(cfg, out)
-    return _train_into_folder(cfg, "train", experiment.train_specs(cfg), progress, sinks)
+    return _train_into_folder(cfg, "train", experiment.train_specs(cfg), progress, sinks, tensorboard)
 
 
 def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True, progress: ProgressFn | None = None,
-                sinks: Sequence[ResultSink] = ()) -> Finished:
+                sinks: Sequence[ResultSink] = (), tensorboard: bool = False) -> Finished:
     """``actlab compare``: every activation x seed into a new folder under ``out`` (default: output.runs_dir),
-    then stats.csv/json and, with ``report``, the figures and report.md."""
+    then stats.csv/json and, with ``report``, the figures and report.md; ``tensorboard``: every run also
+    logged live to the folder's ``tensorboard/`` as it finishes."""
     cfg = _with_out(cfg, out)
-    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks)
+    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard)
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
@@ -151,12 +152,18 @@ def _with_out(cfg: Config, out: str | Path | None) -> Config:
 
 
 def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress: ProgressFn | None,
-                       sinks: Sequence[ResultSink]) -> Finished:
+                       sinks: Sequence[ResultSink], tensorboard: bool = False) -> Finished:
     """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished."""
     device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
+    if tensorboard:
+        from actlab import tensorboard as tb
+
+        tb.require()  # before the folder too: a missing package leaves nothing behind
     data = experiment.dataset(cfg)
     folder = FolderSink(storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device))
     targets: list[ResultSink] = [folder, *sinks]
+    if tensorboard:
+        targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
     tracker = _Tracker(cfg, command, specs, str(device), progress)
     results: list[RunResult] = []
     try:

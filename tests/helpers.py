@@ -24,20 +24,20 @@ def max_rel_dev(a: list[float], b: list[float]) -> float:
     return max((abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)), default=0.0)
 
 
-def probe(specs, data, sizes, batch_size) -> dict:
-    """The engines' start-up probe for this training setup."""
+def probe(specs, data, sizes, batch_size, settings=None) -> dict:
+    """The engines' start-up probe for this training setup (``settings``: its optimizer; default Adam)."""
     from actlab.engines import probe as engine_probe
 
     n_test = len(data.x_test) if data.x_test is not None else 0
-    return engine_probe.for_training(specs, sizes, len(data.x_train), n_test, batch_size)
+    return engine_probe.for_training(specs, sizes, len(data.x_train), n_test, batch_size, settings)
 
 
-def require_bitwise(specs, data, sizes, batch_size) -> None:
+def require_bitwise(specs, data, sizes, batch_size, settings=None) -> None:
     """Skip (with the probe's findings as the reason) where this machine's kernels cannot give the batched
     engine the loop engine's numbers bit for bit: that is a property of the CPU and libraries, not of actlab."""
     import pytest
 
-    result = probe(specs, data, sizes, batch_size)
+    result = probe(specs, data, sizes, batch_size, settings)
     if not result["bitwise"]:
         from actlab.engines.probe import kernel_setup
 

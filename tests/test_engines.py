@@ -190,3 +190,106 @@ def test_a_run_that_diverges_keeps_every_epoch_before_it_in_both_engines():
     require_bitwise(specs, data, SIZES, 100)
     for spec in specs:
         assert same_history(runs["loop"][spec.run_id].history, runs["batched"][spec.run_id].history)
+
+
+OPTIMIZERS = {
+    "sgd": {"optimizer": "sgd"},
+    "sgd with momentum": {"optimizer": "sgd", "momentum": 0.9},
+    "adam, keras eps and other betas": {"optimizer": "adam", "eps": 1e-7, "betas": (0.8, 0.99)},
+}
+SOME = ["identity", "relu", "tanh", "prelu", "sigmoid", "mish", "gelu", "softmax"]  # each kind of kernel path
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_every_optimizer_is_bitwise_equal_to_the_loop_engine(optimizer):
+    """torch.optim.SGD (plain and with momentum) and Adam with other eps and betas, replayed over the flat
+    buffer, with a different lr per run in one stack: every weight after every step equals the loop's."""
+    data = make_dataset("teacher", 80, 1, noise=0.1, test_fraction=0.25)
+    specs = [RunSpec(name, seed, lr) for name in SOME for seed, lr in ((0, 0.01), (1, 0.003))]
+    settings = OPTIMIZERS[optimizer]
+    require_bitwise(specs, data, SIZES, 10, TrainSettings(epochs=1, batch_size=10, **settings))
+    loop = _run(specs, data, "loop", shuffle=True, **settings)
+    batched = _run(specs, data, "batched", shuffle=True, **settings)
+    _assert_bitwise(loop, batched)
+    adam = _run(specs[:2], data, "loop", shuffle=True)
+    assert not same_history(adam["identity/seed0"].history, loop["identity/seed0"].history)  # it did change
+
+
+def test_sgd_momentum_changes_the_training_and_zero_momentum_is_plain_sgd():
+    data = make_dataset("noise", 100, 0)
+    specs = [RunSpec("tanh", 0, 0.01)]
+    plain = _run(specs, data, "batched", optimizer="sgd")["tanh/seed0"]
+    zero = _run(specs, data, "batched", optimizer="sgd", momentum=0.0)["tanh/seed0"]
+    heavy = _run(specs, data, "batched", optimizer="sgd", momentum=0.9)["tanh/seed0"]
+    assert same_history(plain.history, zero.history)
+    assert plain.history["full_loss"] != heavy.history["full_loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_probe_catches_an_optimizer_that_rounds_differently(monkeypatch, optimizer):
+    """The probe is not vacuous: an update a few float32 ulps off (lr * 1.000001) makes it fail, by name."""
+    from actlab.engines import flat_optim
+    from actlab.engines import probe as engine_probe
+
+    settings = TrainSettings(epochs=1, batch_size=10, optimizer=optimizer, momentum=0.5)
+    specs = [RunSpec("relu", 0, 1e-3)]
+    data = make_dataset("noise", 100, 0)
+    require_bitwise(specs, data, SIZES, 10, settings)
+    original = flat_optim.make
+
+    def off(stack, lrs, s):
+        return original(stack, [lr * 1.000001 for lr in lrs], s)
+
+    monkeypatch.setattr(flat_optim, "make", off)
+    engine_probe._probe.cache_clear()
+    try:
+        result = engine_probe.for_training(specs, SIZES, 100, 0, 10, settings)
+    finally:
+        engine_probe._probe.cache_clear()
+    assert not result["bitwise"] and optimizer in result["checked"]
+    assert any(f.startswith(f"{optimizer}: ") for f in result["failed"])
+
+
+INITS = [(scheme, bias) for scheme in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                                       "lecun_normal", "auto") for bias in ("default", "zero")]
+
+
+def test_initialisation_per_run_is_bitwise_equal_to_the_loop_engine():
+    """Every scheme and bias rule, per run, mixed in one stack with the default ones: same numbers as the loop."""
+    data = make_dataset("noise", 100, 0)
+    names = ("relu", "tanh", "selu", "leaky_relu", "prelu", "softshrink")
+    specs = [RunSpec(name, seed, 0.003, init=scheme, init_bias=bias)
+             for name in names for seed in (0,) for scheme, bias in INITS + [("default", "default")]]
+    assert len({s.run_id for s in specs}) == len(specs)
+    require_bitwise(specs, data, SIZES, 10)
+    loop, batched = _run(specs, data, "loop", epochs=3), _run(specs, data, "batched", epochs=3)
+    _assert_bitwise(loop, batched)
+    default, xavier = batched["relu/seed0"], batched["relu[init=xavier_uniform,init_bias=zero]/seed0"]
+    assert default.initial["full_loss"] != xavier.initial["full_loss"]
+
+
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_each_run_starts_from_its_own_scheme_paired_by_seed(engine):
+    """Epoch 0 of each run is the net with init.initial_parameters(seed, scheme, bias, activation): through
+    the engines, ``auto`` gives each activation its own scheme, and the schemes of one seed share its draws."""
+    from actlab import init
+    from actlab.model import FeedForward, load_parameters
+
+    data = make_dataset("noise", 100, 0)
+    specs = [RunSpec(name, 2, 0.003, init="auto", init_bias="zero") for name in ("relu", "tanh", "selu", "hardshrink")]
+    got = _run(specs, data, engine, epochs=1)
+    for spec in specs:
+        scheme = init.AUTO.get(spec.activation, "default")
+        params = init.initial_parameters(SIZES, 2, scheme, "zero", spec.activation)
+        model = load_parameters(FeedForward(SIZES, activations.resolve(spec.activation).build), params)
+        with torch.no_grad():
+            expected = torch.nn.functional.mse_loss(model(data.x_train), data.y_train).item()
+        assert got[spec.run_id].initial["full_loss"] == expected, spec.run_id
+    # relu (kaiming_uniform) and tanh (xavier_uniform) of one seed: the same uniform draws, scaled per layer
+    from actlab.engines.stacked import Stack
+
+    stack = Stack(specs[:2], SIZES, torch.device("cpu"))
+    for w in stack.weights:
+        ratio = w[0] / w[1]
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-5)
+    assert all(torch.equal(b[0], torch.zeros_like(b[0])) for b in stack.biases)

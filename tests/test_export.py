@@ -49,14 +49,11 @@ def folder(tmp_path_factory) -> Path:
     return path
 
 
-def test_export_holds_every_scalar_of_metrics_csv_and_the_hparams(folder):
-    pytest.importorskip("tensorboard")
-    result = invoke("export", "tensorboard", folder)
-    assert result.exit_code == 0, result.output
-    logdir = folder / "tensorboard"
+def assert_logs_hold_the_folder(folder: Path, logdir: Path, lr: float) -> None:
+    """Every run of ``folder`` in ``logdir``: each metrics.csv value at its epoch, and the run's HParams."""
     rows = csv_rows(folder / "metrics.csv")
     summary = {row["run"]: row for row in json.loads((folder / "summary.json").read_text())}
-    assert len(summary) == 4 and "wrote 4 runs" in result.output
+    assert len(summary) == 4
     measures = [c for c in rows[0] if c not in ("run", "activation", "seed", "lr", "epoch", "seconds")]
     assert {"full_loss", "test_loss", "grad_norm_L1", "dead_L1", "saturated_L3"} <= set(measures)
     for run, row in summary.items():
@@ -73,10 +70,27 @@ def test_export_holds_every_scalar_of_metrics_csv_and_the_hparams(folder):
             assert [s for s, _ in got] == [e for e, _ in expected], column
             np.testing.assert_array_equal(np.float32([v for _, v in got]), np.float32([v for _, v in expected]))
         assert hparams["activation"] == row["activation"] and hparams["seed"] == row["seed"]
-        assert hparams["lr"] == 0.01 and hparams["task"] == "noise" and hparams["epochs"] == 3
+        assert hparams["lr"] == lr and hparams["task"] == "noise" and hparams["epochs"] == 3
         assert scalars["hparam/final_loss"] == [(3, pytest.approx(row["final_loss"], rel=1e-6))]
         assert scalars["hparam/best_loss"] == [(3, pytest.approx(row["best_loss"], rel=1e-6))]
         assert scalars["hparam/final_test_loss"] == [(3, pytest.approx(row["final_test_loss"], rel=1e-6))]
+
+
+def test_export_holds_every_scalar_of_metrics_csv_and_the_hparams(folder):
+    pytest.importorskip("tensorboard")
+    result = invoke("export", "tensorboard", folder)
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 runs" in result.output
+    assert_logs_hold_the_folder(folder, folder / "tensorboard", lr=0.01)
+
+
+def test_live_logging_while_training_writes_the_same(tmp_path):
+    pytest.importorskip("tensorboard")
+    result = invoke("compare", "-a", "sigmoid,relu", "--seeds", "2", "--epochs", "3", "--no-report", "--tensorboard",
+                    "--set", "data.test_fraction=0.2", "--set", "train.workers=1", "--out", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    assert_logs_hold_the_folder(folder, folder / "tensorboard", lr=0.001)
 
 
 def test_tags_group_columns_by_kind():
@@ -151,3 +165,27 @@ def test_a_diverged_run_exports_its_finite_epochs(tmp_path):
     got = [v for _, v in scalars["loss/full"]]
     assert len(got) == len(expected) == 1 + results[0].epochs_done  # with epoch 0
     assert all(a == float(np.float32(b)) or (math.isinf(a) and math.isinf(b)) for a, b in zip(got, expected))
+
+
+def test_compare_with_tensorboard_logs_every_run_live_into_the_folder(tmp_path):
+    pytest.importorskip("tensorboard")
+    result = invoke("compare", "-a", "relu,tanh", "--seeds", "2", "--epochs", "3", "--set", "train.workers=1",
+                    "--no-report", "--quiet", "--tensorboard", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = csv_rows(folder / "metrics.csv")
+    for row in summary:
+        scalars, hparams = read_run(folder / "tensorboard" / row["run"])
+        expected = [float(np.float32(r["full_loss"])) for r in rows if r["run"] == row["run"]]
+        assert [v for _, v in scalars["loss/full"]] == expected  # the live log holds metrics.csv's numbers
+        assert hparams["activation"] == row["activation"] and hparams["seed"] == row["seed"]
+
+
+def test_tensorboard_flag_without_the_package_is_one_line_and_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # None in sys.modules: import fails
+    result = invoke("train", "--epochs", "2", "--tensorboard", "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: TensorBoard export needs the tensorboard package: " \
+                                    "pip install -e '.[tensorboard]'"
+    assert not (tmp_path / "runs").exists()

@@ -49,6 +49,28 @@ def test_loop_engine_is_the_articles_script():
         assert result.history["full_loss"][-1] == criterion(model(X), y).item()
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_loop_engine_with_sgd_is_the_articles_script_with_torch_sgd(momentum):
+    """train.optimizer sgd: the article's loop with a plain torch.optim.SGD (its defaults otherwise)."""
+    data = make_dataset("noise", 100, 0)
+    model = nn.Sequential(nn.Linear(10, 18), nn.Tanh(), nn.Linear(18, 18), nn.Tanh(), nn.Linear(18, 4), nn.Tanh(),
+                          nn.Linear(4, 1))
+    with torch.no_grad():
+        for layer, (w, b) in zip([model[0], model[2], model[4], model[6]], initial_parameters(SIZES, 3)):
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    criterion, optimizer = nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
+    X, y = data.x_train, data.y_train
+    for _epoch in range(4):
+        for i in range(0, 100, 10):
+            optimizer.zero_grad()
+            criterion(model(X[i : i + 10]), y[i : i + 10]).backward()
+            optimizer.step()
+    result = _results([RunSpec("tanh", 3, 0.05)], data, "loop", 4, optimizer="sgd", momentum=momentum)["tanh/seed3"]
+    for (name, param), key in zip(model.named_parameters(), result.state):
+        assert name == key and torch.equal(param.detach(), result.state[key]), key
+
+
 def test_loss_falls_on_a_structured_task():
     data = make_dataset("teacher", 200, 0, noise=0.05)
     for engine in ("loop", "batched"):

@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from helpers import same_history
 
 import actlab
 from actlab import config, experiment, storage, workflow
-from tests.helpers import same_history
 
 
 @pytest.fixture
