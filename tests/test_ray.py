@@ -169,3 +169,23 @@ def test_interrupt_cancels_the_remote_tasks(ray_runtime, monkeypatch):
         results.throw(KeyboardInterrupt)  # Ctrl-C in the driver while the other tasks run
     assert cancelled == [{"force": True}] * (len(tasks) - 1)
     assert ray_runtime.is_initialized()  # a runtime the caller started is the caller's to shut down
+
+
+@needs_ray
+def test_sigterm_while_waiting_on_ray_is_still_sigterm(ray_runtime):
+    import signal
+    import threading
+
+    from actlab import signals
+    from actlab.engines.executors import ray as ray_executor
+
+    tasks, stop = _tasks(epochs=400), None
+    with signals.terminate_as_interrupt():
+        results = ray_executor.run(tasks, workers=2, progress=None)
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()  # arrives inside ray.wait
+        try:
+            list(results)
+        except KeyboardInterrupt as exc:  # a plain one too: pytest would take it for the user's Ctrl-C
+            stop = exc
+    # SIGTERM, not Ctrl-C: status.json names it and the exit code is 143
+    assert isinstance(stop, signals.Terminated) and stop.signum == signal.SIGTERM

@@ -14,8 +14,11 @@ runtime already started in this process (``ray.init``), else a new local one wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -25,6 +28,8 @@ import torch
 
 from actlab.devices import available_cores
 from actlab.engines import stacked
+from actlab.engines.executors import ExecutorError
+from actlab.signals import HANDLED, Terminated
 
 if TYPE_CHECKING:
     from actlab.engines.common import Progress, TrainSettings
@@ -35,10 +40,6 @@ if TYPE_CHECKING:
 PINNED_ENV = ("ACTLAB_PIN_CPU", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 MAX_RETRIES = 3  # a task whose worker or node dies runs again (Ray's default for tasks)
 POLL_SECONDS = 0.2  # how often the driver passes reported run-epochs on to the progress bar
-
-
-class RayConnectionError(ConnectionError):
-    """The Ray cluster at the given address could not be reached."""
 
 
 @ray.remote(num_cpus=0)
@@ -85,7 +86,8 @@ def run(
     """
     started = connect(address, workers)
     try:
-        yield from _stream(tasks, progress)
+        with _termination_named():
+            yield from _stream(tasks, progress)
     finally:
         if started:
             ray.shutdown()
@@ -105,15 +107,75 @@ def connect(address: str | None, workers: int = 0) -> bool:
     if ray.is_initialized():
         return False
     if address is None:
-        ray.init(num_cpus=workers or available_cores(), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)  # Ray's start-up notes would break up the progress bar
+        with _signals_kept(ignore_ctrl_c=True):
+            ray.init(num_cpus=workers or available_cores(), include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)  # Ray's start-up notes would break up the progress bar
         return True
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        with _signals_kept(ignore_ctrl_c=False):
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, TimeoutError, ValueError) as exc:
-        raise RayConnectionError(f"cannot connect to the Ray cluster at {address!r} ({exc}); start one with "
+        raise ExecutorError(f"cannot connect to the Ray cluster at {address!r} ({exc}); start one with "
                                  "'ray start --head' or fix --ray-address / train.ray_address / RAY_ADDRESS") from None
     return False
+
+
+@contextlib.contextmanager
+def _signals_kept(ignore_ctrl_c: bool) -> Iterator[None]:
+    """The driver's signal handlers are the same after the block as before it; with ``ignore_ctrl_c``,
+    processes started inside ignore SIGINT (an ignored signal stays ignored across exec).
+
+    - ``ray.init`` installs its own SIGTERM handler (a plain exit): actlab's, which ends a run the way Ctrl-C
+      does (``actlab.signals``: finished runs kept, the reason in status.json, exit code 143), comes back.
+    - The terminal sends Ctrl-C to its whole process group, which holds a local Ray runtime's own processes.
+      Where the driver ignores SIGINT (a shell's background job, nohup) they died under it and its next
+      ``ray.wait`` never returned (measured); where it handles SIGINT, it cancels the tasks and shuts the
+      runtime down itself either way. A Ctrl-C during the seconds of start-up is ignored.
+    Outside the main thread (no signal handlers there) the block changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, *HANDLED)}
+    if ignore_ctrl_c:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _termination_named() -> Iterator[None]:
+    """A SIGTERM or SIGHUP inside the block ends it as ``signals.Terminated``, whatever Ray made of it.
+
+    Ray runs the driver's signal handlers from inside ``ray.wait`` and turns what they raise into a plain
+    KeyboardInterrupt (measured): status.json would say Ctrl-C and the exit code would be 130, not 143.
+    Only actlab's own handlers (callables) are watched; SIG_DFL and SIG_IGN are left as they are.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {s: h for s in HANDLED if callable(h := signal.getsignal(s))}
+    got: list[int] = []
+
+    def note(signum: int, frame) -> None:
+        got.append(signum)
+        handlers[signum](signum, frame)
+
+    for s in handlers:
+        signal.signal(s, note)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        if got and not isinstance(stop, Terminated):
+            raise Terminated(got[0]) from None
+        raise
+    finally:
+        for s, handler in handlers.items():
+            if signal.getsignal(s) is note:  # the handler may have set it to SIG_IGN meanwhile: keep that
+                signal.signal(s, handler)
 
 
 def cluster_cpus() -> int:
