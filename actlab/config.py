@@ -43,6 +43,8 @@ class ModelConfig:
                      "kaiming_uniform | kaiming_normal | lecun_normal | auto (each activation's own); "
                      "every scheme scales the same draws of a seed", default="default")
     init_bias: str = _doc("bias initialisation: default (nn.Linear's) | zero", default="default")
+    init_by_activation: dict[str, str] = _doc(
+        "per-activation weight schemes that override model.init, e.g. {selu: lecun_normal}", default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,14 @@ class Config:
 
     def options_for(self, activation: str) -> dict[str, Any]:
         return dict(self.model.options.get(activation, {}))
+
+    def init_for(self, activation: str) -> str:
+        """The weight scheme of ``activation`` (canonical name): its entry in model.init_by_activation
+        (by any of its names), else model.init."""
+        for name, scheme in self.model.init_by_activation.items():
+            if activations.canonical(name) == activation:
+                return scheme
+        return self.model.init
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,6 +258,24 @@ def _check_activations(cfg: Config, sources: Sources, imports: bool) -> None:
             _fail(key, str(exc), sources)
 
 
+def _check_init(model: ModelConfig, sources: Sources) -> None:
+    """model.init, model.init_bias and model.init_by_activation name schemes of actlab.init (the error lists
+    them) and, in the last, activations (not imported: its import paths are checked for syntax only)."""
+    checks = [("model.init", model.init, "default"), ("model.init_bias", "default", model.init_bias)]
+    checks += [(f"model.init_by_activation.{name}", scheme, "default")
+               for name, scheme in model.init_by_activation.items()]
+    for key, scheme, bias in checks:
+        try:
+            init.check(scheme, bias)
+        except init.InitError as exc:
+            _fail(key, str(exc), sources)
+    for name in model.init_by_activation:
+        try:
+            activations.canonical(name)
+        except activations.ActivationError as exc:
+            _fail(f"model.init_by_activation.{name}", str(exc), sources)
+
+
 def _check_optimizer(train: TrainConfig, check: typing.Callable[[bool, str, str], None]) -> None:
     """Adam's betas and eps, SGD's momentum: numbers torch.optim accepts (it would refuse them later)."""
     check(len(train.betas) == 2, "train.betas", f"needs two numbers, e.g. [0.9, 0.999] (got {list(train.betas)})")
@@ -268,12 +296,7 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     for i, size in enumerate(sizes):
         check(size >= 1, f"model.sizes[{i}]", f"a layer size must be at least 1 (got {size})")
     _check_activations(cfg, sources, imports)
-    for key, check_init in (("model.init", lambda: init.check(cfg.model.init)),
-                            ("model.init_bias", lambda: init.check("default", cfg.model.init_bias))):
-        try:
-            check_init()
-        except init.InitError as exc:
-            _fail(key, str(exc), sources)
+    _check_init(cfg.model, sources)
 
     data = cfg.data
     check(data.task in tasks.TASKS, "data.task", f"unknown task '{data.task}' (tasks: {', '.join(tasks.TASKS)})")

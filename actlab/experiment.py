@@ -36,9 +36,9 @@ def compare_specs(cfg: Config) -> list[RunSpec]:
 
 
 def spec(cfg: Config, activation: str, seed: int, tag: str = "") -> RunSpec:
-    """The run of ``activation`` (canonical name) and ``seed`` under ``cfg``: its lr, options, init."""
-    m = cfg.model
-    return RunSpec(activation, seed, cfg.train.lr, cfg.options_for(activation), m.init, m.init_bias, tag)
+    """The run of ``activation`` (canonical name) and ``seed`` under ``cfg``: its lr, options, initialisation."""
+    return RunSpec(activation, seed, cfg.train.lr, cfg.options_for(activation), cfg.init_for(activation),
+                   cfg.model.init_bias, tag)
 
 
 def run(

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from actlab import config, experiment
 from actlab.config import ConfigError
@@ -95,3 +96,38 @@ def test_the_report_states_the_optimizer_and_initialisation_it_ran(raw, text):
     from actlab import report
 
     assert report._training_setup(config.build_config(raw)) == text
+
+
+def test_a_new_executor_is_one_module_and_one_registry_line(monkeypatch):
+    """tests/reverse_executor.py ships every chunk pickled and finishes them last-first: the same runs, bit
+    for bit, as the local executor, every run-epoch reported, each run once."""
+    from helpers import same_history
+
+    from actlab.engines import train
+    from actlab.tasks import make_dataset
+
+    monkeypatch.setitem(executors.EXECUTORS, "reverse", "reverse_executor")
+    data = make_dataset("noise", 60, 0)
+    specs = [RunSpec(name, seed, 1e-3 * (1 + seed)) for name in ("relu", "prelu", "mish") for seed in range(3)]
+    settings = TrainSettings(epochs=3, batch_size=10, shuffle=True)
+    counted = []
+    local = {r.spec.run_id: r for c in train(specs, data, (10, 18, 4, 1), settings, chunk_size=4, workers=1) for r in c}
+    chunks = list(train(specs, data, (10, 18, 4, 1), settings, executor="reverse", chunk_size=4,
+                        progress=lambda n, _m: counted.append(n)))
+    assert len(chunks) == 3 and chunks[0][-1].spec == specs[-1]  # the last chunk came first
+    other = {r.spec.run_id: r for c in chunks for r in c}
+    assert sorted(other) == sorted(local) and sum(counted) == len(specs) * 3
+    for run_id, ref in local.items():
+        assert same_history(ref.history, other[run_id].history), run_id
+        assert all(torch.equal(ref.state[k], other[run_id].state[k]) for k in ref.state), run_id
+
+
+def test_initialisation_per_activation_overrides_the_common_scheme():
+    cfg = config.build_config({"model": {"init": "xavier_uniform", "init_by_activation": {"SELU": "lecun_normal",
+                                                                                        "swish": "auto"}},
+                               "compare": {"activations": ["relu", "selu", "silu"], "seeds": 1}})
+    assert [s.init for s in experiment.compare_specs(cfg)] == ["xavier_uniform", "lecun_normal", "auto"]
+    with pytest.raises(ConfigError, match=r"^model\.init_by_activation\.selu: unknown initialisation scheme 'he'"):
+        config.build_config({"model": {"init_by_activation": {"selu": "he"}}})
+    with pytest.raises(ConfigError, match=r"^model\.init_by_activation\.rleu: unknown activation 'rleu'"):
+        config.build_config({"model": {"init_by_activation": {"rleu": "auto"}}})

@@ -14,6 +14,7 @@ from torch import nn
 
 from actlab import activations, init, rng
 from actlab.activations import ActivationSpec
+from actlab.devices import resolve_device
 from actlab.tasks import Dataset
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ class TrainSettings:
     @classmethod
     def from_config(cls, cfg: Config, device: torch.device | str | None = None) -> TrainSettings:
         """The settings of ``cfg.train``; ``device`` (default: ``cfg.device``, resolved) where it trains."""
-        from actlab.devices import resolve_device
-
         names = [f.name for f in dataclasses.fields(cls) if f.name != "device"]
         values = {name: getattr(cfg.train, name) for name in names}
         values["betas"] = tuple(values["betas"])

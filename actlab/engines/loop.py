@@ -38,12 +38,18 @@ def build_model(spec: RunSpec, sizes: Sequence[int], group: Group | None = None)
     return load_parameters(model, initial_parameters(spec, sizes, group))
 
 
+def optimizer_options(settings: TrainSettings) -> dict[str, Any]:
+    """The torch.optim keywords of ``settings``' optimizer besides lr (the probe's reference uses them too)."""
+    if settings.optimizer == "sgd":
+        return {"momentum": settings.momentum}
+    return {"betas": tuple(settings.betas), "eps": settings.eps}
+
+
 def make_optimizer(params: Iterable[torch.Tensor], lr: float, settings: TrainSettings) -> torch.optim.Optimizer:
     """The run's torch optimizer. foreach=False: the single-tensor update on every device, so the
     reference does not change with it (and the batched engine replays exactly that arithmetic)."""
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, foreach=False)
-    return torch.optim.Adam(params, lr=lr, betas=settings.betas, eps=settings.eps, foreach=False)
+    cls = torch.optim.SGD if settings.optimizer == "sgd" else torch.optim.Adam
+    return cls(params, lr=lr, foreach=False, **optimizer_options(settings))
 
 
 def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list[diagnostics.ActGroup]]:

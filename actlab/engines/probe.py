@@ -12,6 +12,7 @@ A few milliseconds; cached per shape set.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -64,7 +65,9 @@ def equivalence(
     single-run one for these layer ``sizes``, mini-batch sizes, (diagnostics) full-data sizes and the
     optimizer of ``settings`` (default: Adam's defaults)?"""
     groups = {spec.group_key: None for spec in specs}
-    optimizer = _optimizer_key(settings or TrainSettings(epochs=1, batch_size=1))
+    # only the optimizer's fields matter here: the others are normalised so that the cache hits
+    optimizer = dataclasses.replace(settings or TrainSettings(1, 1), epochs=1, batch_size=1, shuffle=False,
+                                    diagnostics=True, device="cpu")
     return dict(_probe(tuple(sizes), tuple(sorted(set(batch_sizes))), tuple(sorted(set(eval_sizes))),
                        tuple(groups), optimizer))
 
@@ -85,15 +88,8 @@ def for_training(
     return equivalence([s for s in distinct if can_batch(s)], sizes, batch_sizes, eval_sizes, settings)
 
 
-OptimizerKey = tuple[str, tuple[float, float], float, float]
-
-
-def _optimizer_key(settings: TrainSettings) -> OptimizerKey:
-    return settings.optimizer, tuple(settings.betas), settings.eps, settings.momentum
-
-
 @functools.lru_cache(maxsize=16)
-def _probe(sizes, batch_sizes, eval_sizes, group_keys, optimizer: OptimizerKey) -> dict[str, Any]:
+def _probe(sizes, batch_sizes, eval_sizes, group_keys, optimizer: TrainSettings) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     checked: list[str] = []
     failed: list[str] = []
@@ -105,8 +101,8 @@ def _probe(sizes, batch_sizes, eval_sizes, group_keys, optimizer: OptimizerKey) 
                        for what in _linear(fan_in, fan_out, b, gen)]
         checked.append("mse")
         failed += [f"mse batch {b}: {what}" for b in batch_sizes for what in _mse(b, gen)]
-        checked.append(optimizer[0])
-        failed += [f"{optimizer[0]}: {what}" for what in _optimizer(sizes, gen, optimizer)]
+        checked.append(optimizer.optimizer)
+        failed += [f"{optimizer.optimizer}: {what}" for what in _optimizer(sizes, gen, optimizer)]
         widths = sorted(set(sizes[1:-1]))
         for activation, options in group_keys:
             spec = RunSpec(activation, 0, 0.0, dict(options))
@@ -182,22 +178,27 @@ def _activation(spec: RunSpec, batch: int, width: int, gen: torch.Generator) -> 
     return _differs(["output", "input grad", "slope grad"], stacked, [torch.stack(parts) for parts in zip(*single)])
 
 
-def _torch_step(optimizer: OptimizerKey, lr: float) -> Callable[[torch.Tensor, torch.Tensor, list], None]:
+def _torch_step(settings: TrainSettings, lr: float) -> Callable[[torch.Tensor, torch.Tensor, list], None]:
     """One parameter tensor's update by torch.optim's single-tensor function (``Adam(foreach=False)``'s or
-    ``SGD(foreach=False)``'s arithmetic, without the optimizer object, whose construction imports torch's
-    compiler: a second of start-up); ``state`` is the tensor's optimizer state, a list filled on first use."""
-    name, (beta1, beta2), eps, momentum = optimizer
-    if name == "sgd":
+    ``SGD(foreach=False)``'s arithmetic, with the loop engine's keywords, without the optimizer object, whose
+    construction imports torch's compiler: a second of start-up); ``state``: the tensor's optimizer state,
+    a list filled on first use."""
+    from actlab.engines.loop import optimizer_options
+
+    options = {"weight_decay": 0.0, "maximize": False, **optimizer_options(settings)}
+    if settings.optimizer == "sgd":
         from torch.optim.sgd import sgd
 
         def sgd_step(p: torch.Tensor, g: torch.Tensor, state: list) -> None:
             if not state:
                 state.append(None)
-            sgd([p], [g], state, foreach=False, grad_scale=None, found_inf=None, weight_decay=0.0,
-                momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False)
+            sgd([p], [g], state, foreach=False, grad_scale=None, found_inf=None, lr=lr, dampening=0.0,
+                nesterov=False, **options)
 
         return sgd_step
     from torch.optim.adam import adam
+
+    beta1, beta2 = options.pop("betas")
 
     def adam_step(p: torch.Tensor, g: torch.Tensor, state: list) -> None:
         if not state:
@@ -205,26 +206,24 @@ def _torch_step(optimizer: OptimizerKey, lr: float) -> Callable[[torch.Tensor, t
         m, v, step = state
         adam([p], [g], [m], [v], [], [step], foreach=False, capturable=False, differentiable=False,
              fused=None, grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=beta1,
-             beta2=beta2, lr=lr, weight_decay=0.0, eps=eps, maximize=False)
+             beta2=beta2, lr=lr, **options)
 
     return adam_step
 
 
-def _optimizer(sizes: Sequence[int], gen: torch.Generator, optimizer: OptimizerKey) -> list[str]:
+def _optimizer(sizes: Sequence[int], gen: torch.Generator, settings: TrainSettings) -> list[str]:
     """Three steps of the engine's flat-buffer optimizer against torch.optim's single-tensor arithmetic on
     each run's own parameter tensors, with one lr for all runs and with one lr per run."""
     from actlab.engines import flat_optim
     from actlab.engines.stacked import Stack
 
-    name, betas, eps, momentum = optimizer
-    settings = TrainSettings(epochs=1, batch_size=1, optimizer=name, betas=betas, eps=eps, momentum=momentum)
     failed = []
     for lrs in ([1e-3] * N_RUNS, [1e-3 * (1 + r) for r in range(N_RUNS)]):
         specs = [RunSpec("relu", seed, lr) for seed, lr in enumerate(lrs)]
         stack = Stack(specs, sizes, torch.device("cpu"))
         flat = flat_optim.make(stack, lrs, settings)
         params = [leaf[r].detach().clone() for leaf in stack.leaves for r in range(N_RUNS)]
-        steps = [_torch_step(optimizer, lrs[i % N_RUNS]) for i in range(len(params))]
+        steps = [_torch_step(settings, lrs[i % N_RUNS]) for i in range(len(params))]
         states: list[list] = [[] for _ in params]
         for _ in range(3):
             grads = [torch.randn(leaf.shape, generator=gen) for leaf in stack.leaves]
