@@ -57,7 +57,7 @@ def main() -> None:
     executors = {"local": local.run, "ray": ray_executor.run}
     with one_thread():
         serial = timed(lambda: [train_chunk(t) for t in large]) / len(large)
-        start = timed(ray.init, num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+        start = timed(ray.init, address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
                       logging_level="error")
         first = timed(ray_executor.run, small, workers=args.cpus, progress=None)
         times: dict[tuple[str, int], list[float]] = {}

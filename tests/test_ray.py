@@ -50,7 +50,7 @@ def ray_runtime(tmp_path_factory):
     here = Path(__file__).parent
     env = {**OTHER_NODE, "EXIT_ONCE": str(tmp_path_factory.mktemp("ray") / "exited"),
            "PYTHONPATH": os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
              runtime_env={"env_vars": env})
     yield ray
     ray.shutdown()

@@ -108,8 +108,9 @@ def connect(address: str | None, workers: int = 0) -> bool:
         return False
     if address is None:
         with _signals_kept(ignore_ctrl_c=True):
-            ray.init(num_cpus=workers or available_cores(), include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR)  # Ray's start-up notes would break up the progress bar
+            # "local": a new runtime, even where a `ray start` on this machine left one (or its traces)
+            ray.init(address="local", num_cpus=workers or available_cores(), include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR)  # Ray's notes would break up the progress bar
         return True
     try:
         with _signals_kept(ignore_ctrl_c=False):
