@@ -8,8 +8,8 @@ the tasks report to a small actor. A task whose worker dies is retried by Ray (`
 still comes back once, keyed by ``ChunkTask.index``. Ctrl-C or SIGTERM in the driver cancels the remote tasks
 and shuts down a Ray runtime this module started.
 
-Where it runs: ``address`` (``--ray-address`` / ``train.ray_address``), else ``RAY_ADDRESS``, else a Ray
-runtime already started in this process (``ray.init``), else a new local one with ``workers`` CPUs.
+Where it runs: the Ray runtime this process is connected to (``ray.init``), else ``address``
+(``--ray-address`` / ``train.ray_address``), else ``RAY_ADDRESS``, else a new local one with ``workers`` CPUs.
 """
 
 from __future__ import annotations
