@@ -150,10 +150,11 @@ OverridesArg = Annotated[list[str] | None, typer.Argument(
 
 
 def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[str] | None,
-          arguments: Sequence[str] | None) -> config.Config:
+          arguments: Sequence[str] | None, grid_options: Sequence[str] | None = None) -> config.Config:
     """The config with --set, KEY=VALUE arguments and the shortcut flags applied (flags last), all through
-    one validation; every error names the flag or argument it came from."""
-    from actlab import config
+    one validation; every error names the flag or argument it came from. ``grid_options`` (compare): the
+    ``--grid`` axes, merged with the file's ``compare.grid`` and every point validated."""
+    from actlab import config, grid
 
     overrides = []
     for text in sets or []:
@@ -170,7 +171,10 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
         if value is not None:
             overrides.append((key, value, flag))
     _note_imports(path)
-    cfg = config.load_config(path, overrides)
+    if grid_options is None:
+        cfg = config.load_config(path, overrides)
+    else:
+        cfg = grid.load(config.find_config(path) if path is not None else None, overrides, grid_options)[0]
     _check_executor(cfg)
     return cfg
 
@@ -289,6 +293,8 @@ def _test_note(row: dict[str, Any]) -> str:
     "actlab compare --config cosine",
     "actlab compare train.lr=3e-3 data.task=teacher",
     "actlab compare --epochs 20 --no-report --out /tmp/runs",
+    "actlab compare -a relu,tanh --grid train.lr=1e-3,1e-2 --dry-run",
+    "actlab compare --config lr_study",
 ))
 def compare(
     overrides: OverridesArg = None,
@@ -311,6 +317,12 @@ def compare(
     quiet: QuietOpt = False,
     tensorboard: TensorBoardOpt = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md")] = False,
+    grid_options: Annotated[list[str] | None, typer.Option(
+        "--grid", "-g", help="train every activation and seed at each of these values of a config key: --grid "
+        "train.lr=1e-4,1e-3,1e-2 (repeatable: every combination; also compare.grid in the config); the report "
+        "leads with each activation at its own best setting", show_default=False, metavar="KEY=V1,V2,...")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan (stacks, runs, optimizer steps, "
+                                          "estimated time and memory) and exit without writing anything")] = False,
 ) -> None:
     """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
     from actlab import workflow
@@ -320,14 +332,41 @@ def compare(
         flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor, ray_address)
         flags["--activations"] = ("compare.activations", activations_)
         flags["--seeds"] = ("compare.seeds", seeds)
-        cfg = _load(config_path, flags, sets, overrides)
+        cfg = _load(config_path, flags, sets, overrides, grid_options or [])
+        if dry_run:
+            from actlab import studyrun
+
+            _print_plan(studyrun.dry_run(cfg))
+            return
         with _training(quiet) as bar:
             done = workflow.run_compare(cfg, report=not no_report, progress=bar, tensorboard=tensorboard)
+    if done.study is not None:
+        from actlab import studyrun
+
+        for line in studyrun.headline(done.study):
+            out.print(line, markup=False)
+        out.print(f"study: {done.path / 'study.csv'}; below, the ranking at the fixed setting", markup=False)
     out.print(ranking_table(cfg, *done.ranking))
     out.print(verdict_text(*done.ranking))
     if done.report is not None:
         out.print(f"report: {done.report}")
     out.print(f"saved in {done.path}")
+
+
+def _print_plan(plan: Any) -> None:
+    """The dry run's plan: one line per stack, then the totals (a ``studyrun.DryRun``)."""
+    from actlab import budget, studyrun
+
+    for i, st in enumerate(plan.stacks, start=1):
+        where = studyrun.setting_text(st.settings) or "the config's settings"
+        out.print(f"stack {i}: {where}: net {'-'.join(map(str, st.sizes))}, {st.points} grid point"
+                  f"{'s' * (st.points != 1)}, {st.runs:,} runs, {st.steps:,} optimizer steps, about "
+                  f"{st.seconds:.3g} s", markup=False)
+    free = f" of {budget._size(plan.free)} available" if plan.free is not None else ""
+    out.print(f"total: {len(plan.stacks)} stack{'s' * (len(plan.stacks) != 1)}, {plan.runs:,} runs, "
+              f"{plan.steps:,} optimizer steps; estimated wall time {plan.seconds:.3g} s on {plan.workers} "
+              f"worker{'s' * (plan.workers != 1)} (calibrated: {plan.calibration}); peak memory about "
+              f"{budget._size(plan.memory)}{free} (estimate). Dry run: nothing written.", markup=False)
 
 
 @app.command("activations")
@@ -367,6 +406,36 @@ def report_cmd(run_dir: RunDir) -> None:
 def _print_notes(notes: Sequence[str]) -> None:
     for note in notes:
         err.print(f"note: {note}", markup=False)
+
+
+@app.command(epilog=_examples(
+    "actlab resume runs/20261123-120000_article",
+    "actlab resume --force runs/20261123-120000_article   (a folder whose process was killed outright)",
+))
+def resume(
+    run_dir: RunDir,
+    quiet: QuietOpt = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="skip the figures and report.md (compare)")] = False,
+    force: Annotated[bool, typer.Option(help="also a folder marked running (its process was killed outright)")] = False,
+) -> None:
+    """Finish an interrupted train or compare in its own folder: only the missing runs are trained."""
+    from actlab import config, workflow
+    from actlab.tables import ranking_table, verdict_text
+
+    with _user_errors():
+        stored = workflow.check_resumable(run_dir, force)
+        for name in config.file_imports(stored.path / "config.yaml"):
+            err.print(f"note: {stored.path / 'config.yaml'} names activation {name}: importing "
+                      f"{name.partition(':')[0]} runs its code", markup=False)
+        with _training(quiet) as bar:
+            done = workflow.resume(run_dir, progress=bar, report=not no_report, force=force)
+    if done.ranking is not None:
+        out.print(ranking_table(done.experiment.config, *done.ranking))
+        out.print(verdict_text(*done.ranking))
+    if done.report is not None:
+        out.print(f"report: {done.report}")
+    n = len(done.experiment.results)
+    out.print(f"trained the {n} missing run{'s' * (n != 1)}; saved in {done.path}")
 
 
 @app.command(epilog=_examples("actlab show runs/20261123-120000_article"))

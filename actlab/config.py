@@ -54,6 +54,8 @@ class DataConfig:
     features: int | None = _doc("input width; null: the task's own (1 for cosine, else 10)", default=None)
     noise: float = _doc("std of Gaussian noise added to the targets (not used by `noise`)", default=0.0)
     test_fraction: float = _doc("share of points held out for a test loss, in [0, 1)", default=0.0)
+    validation_fraction: float = _doc("share of all points carved out of the training part as a validation "
+                                      "split (seeded by data.seed; val_loss per epoch), in [0, 1)", default=0.0)
     seed: int = _doc("data seed: every run of an experiment sees the same data", default=0)
 
 
@@ -83,6 +85,9 @@ class TrainConfig:
                                    "local Ray runtime", default=None)
     diagnostics: bool = _doc("gradient norms and dead/saturated units every epoch (about half the compute "
                              "of the batched engine); false: losses only", default=True)
+    checkpoint_seconds: float = _doc("most seconds of a stack's training an interrupt can lose: stacks in "
+                                     "training save a checkpoint this often (`actlab resume` goes on from it)",
+                                     default=30.0)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,12 @@ class CompareConfig:
     activations: tuple[str, ...] = _doc("activations to compare; [all] = every registry entry",
                                         default=("all",))
     seeds: int = _doc("seeds per activation (initial weights and shuffling)", default=10)
+    grid: dict[str, Any] = _doc("settings to train every activation and seed at: {key: [values]}, e.g. "
+                                "{train.lr: [1e-3, 1e-2]} (like --grid); {}: the config's own setting only",
+                                default_factory=dict)
+    tuning_seeds: tuple[int, ...] | None = _doc(
+        "with a grid, the seeds that choose each activation's setting; every other seed reports it. null: the "
+        "first half of the seeds", default=None)
 
 
 @dataclass(frozen=True)
@@ -318,6 +329,7 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     n_test = round(data.samples * data.test_fraction)
     n_train = data.samples - n_test
     check(n_train >= 1, "data.test_fraction", "leaves no training points")
+    n_train -= _validation_points(data, sources)
     check(data.test_fraction == 0 or n_test >= 1, "data.test_fraction",
           f"holds out {data.test_fraction} of {data.samples} points, which rounds to none; raise it to at least "
           f"{0.5 / data.samples:.3g} or set 0 for no held-out loss")
@@ -329,10 +341,13 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(train.batch_size <= n_train, "train.batch_size",
           f"is larger than the {n_train} training points; lower it or raise data.samples")
     check(train.chunk_size >= 1, "train.chunk_size", f"must be at least 1 (got {train.chunk_size})")
+    check(math.isfinite(train.checkpoint_seconds) and train.checkpoint_seconds >= 0, "train.checkpoint_seconds",
+          f"must be 0 (every epoch) or more (got {train.checkpoint_seconds})")
     check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
     _check_optimizer(train, check)
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
     check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")
+    check_study(cfg, sources)
     check(re.fullmatch(r"cpu|cuda(:\d+)?|auto", cfg.device) is not None, "device",
           f"must be cpu, cuda, cuda:N or auto (got {cfg.device!r})")
     check(re.fullmatch(r"[\w.+-]+", cfg.output.name) is not None, "output.name",
@@ -340,6 +355,37 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(len(cfg.output.name) <= MAX_NAME, "output.name",
           f"is {len(cfg.output.name)} characters long; at most {MAX_NAME} fit in a folder name")
     check(cfg.output.runs_dir.strip() != "", "output.runs_dir", "is empty; name a folder, e.g. runs")
+
+
+def _validation_points(data: DataConfig, sources: Sources) -> int:
+    """The validation split's size, checked like test_fraction: in [0, 1), leaving a training point."""
+    from actlab import study
+
+    if not 0.0 <= data.validation_fraction < 1.0:
+        _fail("data.validation_fraction", f"must be in [0, 1) (got {data.validation_fraction})", sources)
+    try:
+        n_val = study.validation_size(data.samples, data.test_fraction, data.validation_fraction)
+    except study.StudyError as exc:
+        _fail("data.validation_fraction", str(exc).removeprefix("data.validation_fraction: "), sources)
+    if data.validation_fraction > 0 and n_val == 0:
+        _fail("data.validation_fraction", f"{data.validation_fraction} of {data.samples} points rounds to none; "
+              f"raise it to at least {0.5 / data.samples:.3g} or set 0 for no validation split", sources)
+    return n_val
+
+
+def check_study(cfg: Config, sources: Sources) -> None:
+    """compare.grid read by actlab.grid (keys, scopes, lists; each point is validated when expanded) and
+    compare.tuning_seeds split from the experiment's seeds by actlab.study."""
+    from actlab import grid, study
+
+    grid.check_axes(grid.from_mapping(cfg.compare.grid, sources))
+    if cfg.compare.grid or cfg.compare.tuning_seeds is not None:  # a grid is ranked fairly: it needs the split
+        seeds = range(cfg.train.seed, cfg.train.seed + cfg.compare.seeds)
+        try:
+            study.split_seeds(seeds, cfg.compare.tuning_seeds)
+        except study.StudyError as exc:
+            key = "compare.tuning_seeds" if str(exc).startswith("compare.tuning_seeds") else "compare.seeds"
+            _fail(key, str(exc).removeprefix("compare.tuning_seeds: "), sources)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Works on stacked parameters — N runs at once, weight (N, out, in), bias (N, ou
   largest |derivative| (over [-10, 10], at its initial parameters) on at least 90% of training inputs.
   Dead units are saturated too. Meaningful for bounded activations: sigmoid, tanh, hardtanh, softsign...
 - Neither applies to softmax, which mixes the units of a layer: NaN.
+- ``test_loss`` / ``val_loss``: the MSE on the held-out test split / the validation split, when the data has one.
 """
 
 from __future__ import annotations
@@ -90,9 +91,7 @@ def evaluate(
     if not full:
         with torch.no_grad():
             out = {"full_loss": _mse(_forward(weights, biases, act_layers, data.x_train)[0], data.y_train)}
-            if data.x_test is not None:
-                out["test_loss"] = _mse(_forward(weights, biases, act_layers, data.x_test)[0], data.y_test)
-        return out
+        return out | held_out_losses(weights, biases, act_layers, data)
     weights = [w.detach().requires_grad_() for w in weights]
     biases = [b.detach().requires_grad_() for b in biases]
     out: dict[str, torch.Tensor] = {}
@@ -115,10 +114,17 @@ def evaluate(
         dead, saturated = unit_states(slope, act_layers[layer])
         out[f"dead_L{layer + 1}"] = dead
         out[f"saturated_L{layer + 1}"] = saturated
-    if data.x_test is not None:
-        with torch.no_grad():
-            pred_test, _ = _forward(weights, biases, act_layers, data.x_test)
-            out["test_loss"] = _mse(pred_test, data.y_test)
+    return out | held_out_losses(weights, biases, act_layers, data)
+
+
+def held_out_losses(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Tensor]:
+    """``test_loss`` and ``val_loss`` (N,) on the splits the data has (none: {}); no gradients."""
+    out = {}
+    with torch.no_grad():
+        for name, x, y in (("test_loss", data.x_test, data.y_test), ("val_loss", data.x_val, data.y_val)):
+            if x is not None:
+                out[name] = _mse(_forward([w.detach() for w in weights], [b.detach() for b in biases],
+                                          act_layers, x)[0], y)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,12 +14,16 @@ from actlab.engines import RunResult, RunSpec, TrainSettings
 from actlab.engines.common import Progress
 from actlab.tasks import Dataset, make_dataset
 
+if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
+
 
 def dataset(cfg: Config) -> Dataset:
     """The experiment's data: the same for every run, from data.seed."""
     d = cfg.data
     budget.check(cfg, 0)  # before allocating: data.samples=1e9 is one line, not a MemoryError
-    return make_dataset(d.task, d.samples, d.seed, features=d.features, noise=d.noise, test_fraction=d.test_fraction)
+    return make_dataset(d.task, d.samples, d.seed, features=d.features, noise=d.noise, test_fraction=d.test_fraction,
+                        validation_fraction=d.validation_fraction)
 
 
 def train_specs(cfg: Config) -> list[RunSpec]:
@@ -43,14 +48,16 @@ def spec(cfg: Config, activation: str, seed: int, tag: str = "") -> RunSpec:
 
 def run(
     cfg: Config, specs: Sequence[RunSpec], data: Dataset, device: torch.device, progress: Progress | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Iterator[list[RunResult]]:
-    """Train ``specs`` with the configured engine and executor; yields results as chunks finish."""
+    """Train ``specs`` with the configured engine and executor; yields results as chunks finish.
+    ``checkpoints``: where stacks in training save their state, and resume from (``actlab.checkpoint``)."""
     t = cfg.train
     options = {"address": t.ray_address} if t.executor == "ray" else {}
     return engines.train(
         specs, data, cfg.model.sizes, TrainSettings.from_config(cfg, device), engine=t.engine,
         executor=t.executor, chunk_size=t.chunk_size, workers=t.workers, progress=progress,
-        executor_options=options,
+        executor_options=options, checkpoints=checkpoints,
     )
 
 

@@ -45,6 +45,7 @@ NOT_GRID = {
     "train.chunk_size": "it says how runs are computed, not what is trained",
     "train.workers": "it says how runs are computed, not what is trained",
     "train.executor": "it says how runs are computed, not what is trained",
+    "train.ray_address": "it says where runs are computed, not what is trained",
     "train.diagnostics": "it changes what is measured, not what is trained",
     "train.seed": "seeds are an axis of every comparison already (compare.seeds)",
     "model.activation": "activations are an axis of every comparison already (compare.activations)",
@@ -91,11 +92,11 @@ def _matches(key: str, prefix: str) -> bool:
     return key == prefix or key.startswith(prefix + ".")
 
 
-def scope(key: str) -> Scope:
+def scope(key: str, source: str = "--grid") -> Scope:
     """``run`` or ``stack`` for a grid key; GridError (with the reason) for a key that is not one."""
     for prefix, reason in NOT_GRID.items():
         if _matches(key, prefix):
-            raise GridError(f"{key}: not a grid key: {reason} (--grid)")
+            raise GridError(f"{key}: not a grid key: {reason} ({source})")
     return "run" if any(_matches(key, p) for p in PER_RUN) else "stack"
 
 
@@ -160,7 +161,7 @@ def check_axes(axes: Sequence[Axis]) -> None:
         if keys.count(axis.key) > 1:
             raise GridError(f"{axis.key}: on the grid twice ({axis.source}); list all its values once")
         if axis.key not in CONVENIENCES:
-            scope(axis.key)
+            scope(axis.key, axis.source)
     if "model.sizes" in keys and any(k in keys for k in CONVENIENCES):
         raise GridError("model.sizes: on the grid together with model.depth/model.width (--grid); "
                         "use either sizes or depth and width")
@@ -220,7 +221,7 @@ def _record(sources: config.Sources, key: str, source: str) -> None:
 
 
 def _point(base: Mapping[str, Any], sources: config.Sources, combo: Mapping[str, Any],
-           axes: Mapping[str, Axis]) -> Point:
+           axes: Mapping[str, Axis], imports: bool = True) -> Point:
     raw = copy.deepcopy(dict(base))
     point_sources = copy.deepcopy(sources)
     for key, value in combo.items():
@@ -229,7 +230,7 @@ def _point(base: Mapping[str, Any], sources: config.Sources, combo: Mapping[str,
             _record(point_sources, key, axes[key].source)
     _apply_conveniences(raw, combo, axes, point_sources)
     try:
-        cfg = config.build_config(raw, point_sources)
+        cfg = config.build_config(raw, point_sources, imports=imports)
     except config.ConfigError as exc:
         where = f" [grid point {', '.join(f'{k}={v}' for k, v in combo.items())}]" if len(combo) > 1 else ""
         raise GridError(f"{exc}{where}") from None
@@ -237,12 +238,14 @@ def _point(base: Mapping[str, Any], sources: config.Sources, combo: Mapping[str,
     return Point(values, cfg)
 
 
-def expand(base: Mapping[str, Any], axes: Sequence[Axis], sources: config.Sources | None = None) -> list[Point]:
-    """Every point of the grid over ``base`` (plain config data, overrides applied), each validated."""
+def expand(base: Mapping[str, Any], axes: Sequence[Axis], sources: config.Sources | None = None,
+           imports: bool = True) -> list[Point]:
+    """Every point of the grid over ``base`` (plain config data, overrides applied), each validated
+    (``imports=False``: without importing activations named by import path, for reading a folder)."""
     check_axes(axes)
     sources = sources or config.Sources()
     by_key = {a.key: a for a in axes}
-    points = [_point(base, sources, combo, by_key) for combo in combinations(axes)]
+    points = [_point(base, sources, combo, by_key, imports) for combo in combinations(axes)]
     for axis in axes:  # 1e-3 and 0.001 are the same point twice: identical runs under one name
         if len({repr(p.values[axis.key]) for p in points}) < len(axis.values):
             raise GridError(f"{axis.key}: the same value twice on the grid ({axis.source}); list each value once")
@@ -251,16 +254,33 @@ def expand(base: Mapping[str, Any], axes: Sequence[Axis], sources: config.Source
 
 def load(path: Path | None, overrides: Sequence[tuple[str, Any, str]] = (),
          options: Sequence[str] = ()) -> tuple[config.Config, list[Axis], list[Point]]:
-    """The base config (file + overrides), the grid's axes (``compare.grid`` + ``--grid`` options), its points."""
+    """The base config (file + overrides; its ``compare.grid`` the whole grid, as ``as_mapping`` writes it), the
+    grid's axes (``compare.grid`` + ``--grid`` options, which replace a file's axis of the same key), its points."""
     sources = config.Sources()
     raw = config.read_yaml(path, sources) if path is not None else {}
-    raw, file_grid = split_grid(raw)
     for key, value, source in overrides:
         config.set_key(raw, key, value)
         sources.by_key[key] = source
+    raw, file_grid = split_grid(raw)
     base = config.build_config(raw, sources)
     axes = merge(from_mapping(file_grid, sources), [parse_option(o) for o in options])
-    return base, axes, expand(raw, axes, sources)
+    points = expand(raw, axes, sources)
+    full = with_grid(base, axes, points)
+    config.check_study(full, sources)  # a grid is ranked on disjoint seeds: it needs at least two
+    return full, axes, points
+
+
+def with_grid(cfg: config.Config, axes: Sequence[Axis], points: Sequence[Point]) -> config.Config:
+    """``cfg`` with ``compare.grid`` set to the grid of ``axes`` (what the experiment folder's config.yaml holds)."""
+    return dataclasses.replace(cfg, compare=dataclasses.replace(cfg.compare, grid=as_mapping(axes, points)))
+
+
+def of_config(cfg: config.Config, imports: bool = True) -> tuple[list[Axis], list[Point]]:
+    """The axes and points of a Config's own ``compare.grid`` (no grid: no axes, one point: the config)."""
+    raw, found = split_grid(config.to_dict(cfg))
+    sources = config.Sources("compare.grid")
+    axes = from_mapping(found, sources)
+    return axes, expand(raw, axes, sources, imports)
 
 
 def stacks(points: Sequence[Point], axes: Sequence[Axis]) -> list[Stack]:
@@ -276,12 +296,13 @@ def as_mapping(axes: Sequence[Axis], points: Sequence[Point]) -> dict[str, list[
     """The grid as ``compare.grid`` data, values as the config read them: what a replayable config.yaml holds."""
     out: dict[str, list[Any]] = {}
     for a in axes:
-        distinct = {repr(p.values[a.key]): _plain(p.values[a.key]) for p in points}  # lists are unhashable
+        distinct = {repr(p.values[a.key]): plain_value(p.values[a.key]) for p in points}  # lists are unhashable
         out[a.key] = list(distinct.values())
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A grid value as YAML and JSON hold it: tuples (``model.sizes``) as lists, the rest as it is."""
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -296,7 +317,7 @@ def base_setting(base: config.Config, axes: Sequence[Axis], points: Sequence[Poi
 
 def label(values: Mapping[str, Any]) -> str:
     """A point's grid values as short stable text for run ids: ``train.lr=0.001,model.init=auto``."""
-    return ",".join(f"{k}={_plain(v)}".replace(" ", "") for k, v in values.items())
+    return ",".join(f"{k}={plain_value(v)}".replace(" ", "") for k, v in values.items())
 
 
 def columns(axes: Sequence[Axis]) -> list[str]:

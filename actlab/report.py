@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from actlab import analysis, claims, inference, stats, tables
 from actlab.analysis import Analysis
+
+if TYPE_CHECKING:
+    from actlab.studyrun import Answer
 
 FIGURE_TITLES = {
     "loss_curves": "Training loss per epoch",
@@ -22,6 +26,8 @@ FIGURE_TITLES = {
     "gradient_norms": "Gradient norms: first vs last layer",
     "dead_units": "Dead units per hidden layer",
     "fits": "Fitted curves",
+    "sensitivity": "Sensitivity to the grid: held-out (or final) loss per setting, every activation",
+    "depth_gradient": "Early-layer gradient signal against depth",
 }
 LEAKY = ("leaky_relu", "prelu", "elu")
 FLAT = 0.01  # a stuck run is "flat" when its loss moved less than 1% over the last quarter of the epochs
@@ -369,13 +375,60 @@ def _setup_lines(an: Analysis) -> list[str]:
     ]
 
 
-def build(an: Analysis, figures: dict[str, Path]) -> str:
-    """The whole report as Markdown; figures are linked by file name (they sit next to report.md)."""
+def study_markdown(ans: Answer) -> list[str]:
+    """A grid's fair answer as Markdown lines: the rule, the tested ranking at each activation's chosen setting,
+    and beside it the fixed-setting ranking and the robustness views (mean rank, expected loss over the grid)."""
+    from actlab import studyrun
+
+    f = ans.fair
+    chosen = {r.activation: r for r in f.rows}
+    shown = {s.activation: s for s in ans.shown_stats}
+    shown |= {a: s for s in ans.shown_stats for a in s.same_as}
+    loss = studyrun.LOSS_NAMES
+    lines = ["## The fair answer: each activation at its own best setting", "",
+             f"Grid: {', '.join(f'`{k}`' for k in ans.keys)}, {ans.settings} settings. Each activation's setting is "
+             f"the one with the lowest median {loss[f.chosen_on]} over the **tuning seeds "
+             f"{studyrun.seeds_text(f.split.tuning)}**; its {loss[f.reported_on]} is then read on the **evaluation "
+             f"seeds {studyrun.seeds_text(f.split.evaluation)}**, which played no part in the choice (the test "
+             "points are never used to choose). Against #1, paired by evaluation seed: the loss ratio and the exact "
+             "Wilcoxon test, Holm-adjusted, and the equivalence test, as in the ranking below. Beside it: the rank "
+             f"at the fixed setting ({studyrun.setting_text(ans.shown)}"
+             + ("" if ans.fixed is not None else f"; {studyrun.NOT_OWN}")
+             + f", every seed), and two views that involve no choice: the mean rank over the {ans.settings} settings "
+             f"and the expected {loss[ans.robust_on]} over them (mean of the per-setting medians, every seed).", ""]
+    head = ["#", "activation", "chosen setting", f"tuning median ({loss[f.chosen_on]})",
+            f"evaluation median ({loss[f.reported_on]})", "95% CI", "ratio to #1", "p vs #1 (Holm)", "verdict",
+            "diverged", "fixed-setting rank", "mean rank over grid", "expected loss over grid"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in ans.fair_stats:
+        for act in (s.activation, *s.same_as):
+            r = chosen[act]
+            fixed = shown.get(act)
+            lines.append("| " + " | ".join([
+                str(s.rank), f"`{act}`", studyrun.setting_text(r.choice.setting), _g(r.choice.tuning_median),
+                _g(r.median), f"[{_g(s.final.lo)}, {_g(s.final.hi)}]",
+                "-" if math.isnan(s.ratio_vs_best) else f"{s.ratio_vs_best:.3g}", _g(s.p_vs_best, 2), s.verdict,
+                f"{r.diverged}/{len(r.evaluation)}", str(fixed.rank) if fixed else "-",
+                _g(ans.mean_ranks.get(act, math.nan), 3), _g(ans.expected.get(act, math.nan))]) + " |")
+    lines += ["", "Rows are ordered by mean rank over the evaluation seeds; every number is in `study.csv`. The rest "
+              "of this report is the experiment at the fixed setting.", ""]
+    return lines
+
+
+def build(an: Analysis, figures: dict[str, Path], study: Answer | None = None) -> str:
+    """The whole report as Markdown; figures are linked by file name (they sit next to report.md). Over a grid
+    (``study``) it leads with the fair answer; the rest is the experiment at the fixed setting."""
     cfg = an.stored.config
     verdicts = checks(an)
     ref = an.reference
     lines = [f"# actlab report: {cfg.output.name}", ""]
+    if study is not None:
+        from actlab import studyrun
+
+        lines += [f"> {line}  " for line in studyrun.headline(study) if line] + [">  "]
     lines += [f"> {line}  " for line in headline(an, verdicts) if line] + [""]
+    if study is not None:
+        lines += study_markdown(study)
     lines += _setup_lines(an) + [
         "", "## Ranking", "",
         "Final loss on the full training data, over seeds. Order: mean rank over the seeds every activation "

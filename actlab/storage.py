@@ -8,11 +8,15 @@ An experiment folder ``<runs>/<YYYYmmdd-HHMMSS>_<name>/`` holds:
 - ``metrics.csv``: one row per run and epoch (long format), every measure of ``RunResult.history``;
 - ``summary.csv`` / ``summary.json``: one row per run: final and best loss, epoch of best, status, time;
 - ``weights.pt``: every run's final parameters (``torch.load`` -> {run id: FeedForward state_dict});
-- ``stats.csv`` / ``stats.json`` (compare, report): per activation, the statistics over seeds;
-- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``.
+- ``stats.csv`` / ``stats.json`` (compare, report): per activation, the statistics over seeds (over a grid:
+  per setting, the grid keys as columns; metrics and summary carry them too);
+- ``study.csv`` / ``study.json`` (compare over a grid): the fair ranking, each activation at its chosen setting;
+- ``report.md`` and figures (compare, report): derived from the files above, rewritten by ``actlab report``;
+- ``checkpoints/`` (while incomplete): the state of stacks in training (``actlab.checkpoint``).
 
 Files are appended or rewritten as runs finish, so whatever finished before a crash or Ctrl-C is readable.
-Nothing that exists is ever overwritten: a new folder is made for every command.
+Nothing that exists is ever overwritten: a new folder is made for every command, except that ``actlab
+resume`` reopens an interrupted folder (``ExperimentWriter.reopen``) to add the runs it lacks.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import io
 import json
 import math
@@ -55,6 +60,8 @@ def metric_columns(cfg: config.Config) -> list[str]:
     cols = list(METRICS_BASE)
     if cfg.data.test_fraction > 0:
         cols.append("test_loss")
+    if cfg.data.validation_fraction > 0:
+        cols.append("val_loss")
     cols += ["seconds"]
     if cfg.train.diagnostics:
         cols += [f"grad_norm_L{layer}" for layer in range(1, n_layers + 1)]
@@ -63,15 +70,41 @@ def metric_columns(cfg: config.Config) -> list[str]:
     return cols
 
 
-def metrics_table(cfg: config.Config, results: Sequence[RunResult]) -> dict[str, list[Any]]:
-    """The rows of metrics.csv for ``results``, by column (what ``StoredExperiment.metrics`` reads back)."""
-    table: dict[str, list[Any]] = {c: [] for c in metric_columns(cfg)}
+def grid_metric_columns(configs: Sequence[config.Config], keys: Sequence[str]) -> list[str]:
+    """metrics.csv's columns for an experiment over a grid: the grid keys after ``seed``, then every column
+    any of its stacks' configs has (a depth grid: grad_norm_L1..L<deepest>), in first-seen order."""
+    cols = list(METRICS_BASE[:3]) + list(keys) + list(METRICS_BASE[3:])
+    for cfg in configs:
+        cols += [c for c in metric_columns(cfg) if c not in cols]
+    return cols
+
+
+def grid_cell(value: Any) -> Any:
+    """A grid value as a CSV cell: numbers and text as they are, lists as JSON (``[10, 4, 1]``)."""
+    return json.dumps(list(value)) if isinstance(value, list | tuple) else value
+
+
+def _grid_value(cell: str) -> Any:
+    """A grid column's cell read back: JSON where it parses (numbers, lists), else the text itself."""
+    try:
+        return json.loads(cell)
+    except ValueError:
+        return cell
+
+
+def metrics_table(cfg: config.Config, results: Sequence[RunResult], grid: dict[str, dict[str, Any]] | None = None,
+                  columns: Sequence[str] | None = None) -> dict[str, list[Any]]:
+    """The rows of metrics.csv for ``results``, by column (what ``StoredExperiment.metrics`` reads back);
+    ``grid``: run id -> its grid values (columns of their own), ``columns``: the folder's columns."""
+    table: dict[str, list[Any]] = {c: [] for c in (columns or metric_columns(cfg))}
     for r in results:
         n = r.epochs_done
         first = 0 if r.initial else 1  # epoch 0: the measures at initialisation, before any step
         fixed = {"run": [r.spec.run_id] * (n + 1 - first), "activation": [r.spec.activation] * (n + 1 - first),
                  "seed": [r.spec.seed] * (n + 1 - first), "lr": [r.spec.lr] * (n + 1 - first),
                  "epoch": list(range(first, n + 1))}
+        for key, value in ((grid or {}).get(r.spec.run_id) or {}).items():
+            fixed[key] = [grid_cell(value)] * (n + 1 - first)
         for column, values in table.items():
             if column in fixed:
                 values.extend(fixed[column])
@@ -92,7 +125,7 @@ def run_summary(result: RunResult) -> dict[str, Any]:
     full = h.get("full_loss", [])
     best_epoch = min(range(len(full)), key=full.__getitem__) + 1 if full else None
     last = lambda name: h[name][-1] if h.get(name) else float("nan")  # noqa: E731
-    test = h.get("test_loss", [])
+    test, val = h.get("test_loss", []), h.get("val_loss", [])
     return {
         "run": result.spec.run_id,
         "activation": result.spec.activation,
@@ -109,6 +142,8 @@ def run_summary(result: RunResult) -> dict[str, Any]:
         "final_last_batch_loss": last("last_batch_loss"),
         "final_test_loss": last("test_loss"),
         "best_test_loss": min(test) if test else float("nan"),
+        "final_val_loss": last("val_loss"),
+        "best_val_loss": min(val) if val else float("nan"),
         "seconds": result.seconds,
         "engine": result.engine,
     }
@@ -265,13 +300,19 @@ class ExperimentWriter:
     cfg: config.Config
     command: str
     run_order: list[str]  # run ids in plan order: summaries list runs in it, whatever order they finish in
+    grid: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> its grid values (a grid only)
+    columns: list[str] | None = None  # metrics.csv's columns (None: metric_columns(cfg))
     _results: list[RunResult] = field(default_factory=list)
     _started: float = field(default_factory=time.time)
+    _earlier: dict[str, tuple[dict[str, Any], dict[str, torch.Tensor]]] = field(default_factory=dict)
+    # ^ a reopened folder: run id -> (summary row, final weights) of the runs an earlier session saved
 
     @classmethod
     def create(cls, cfg: config.Config, command: str, run_order: Sequence[str], device: torch.device | str,
-               runs_dir: Path | None = None) -> ExperimentWriter:
-        """A new experiment folder holding the config and environment, marked running.
+               runs_dir: Path | None = None, grid: dict[str, dict[str, Any]] | None = None,
+               columns: Sequence[str] | None = None) -> ExperimentWriter:
+        """A new experiment folder holding the config and environment, marked running (``grid`` and
+        ``columns``: an experiment over a grid, see ``grid_metric_columns``).
 
         If these first files cannot be written (disk full), the folder, and any parent made for it, is
         removed again: no half-made folder is left behind.
@@ -279,12 +320,15 @@ class ExperimentWriter:
         runs_dir = runs_dir or Path(cfg.output.runs_dir)
         made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
         path = new_experiment_dir(runs_dir, cfg.output.name)
-        writer = cls(path, cfg, command, list(run_order))
+        writer = cls(path, cfg, command, list(run_order), dict(grid or {}), list(columns) if columns else None)
         try:
-            write_text(path / "config.yaml", f"# actlab {command}: resolved config; replay with "
-                       f"`actlab {command} --config {path / 'config.yaml'}`\n" + config.dump_yaml(cfg))
-            _write_json(path / "env.json", environment(torch.device(device), cfg=cfg))
-            write_text(path / "metrics.csv", _csv_lines([metric_columns(cfg)]))
+            text = (f"# actlab {command}: resolved config; replay with "
+                    f"`actlab {command} --config {path / 'config.yaml'}`\n" + config.dump_yaml(cfg))
+            write_text(path / "config.yaml", text)
+            # its checksum: `actlab resume` refuses a config edited after the experiment started
+            _write_json(path / "env.json", {**environment(torch.device(device), cfg=cfg),
+                                            "config_sha256": hashlib.sha256(text.encode()).hexdigest()})
+            write_text(path / "metrics.csv", _csv_lines([writer.columns or metric_columns(cfg)]))
             writer._status("running")
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
@@ -296,9 +340,10 @@ class ExperimentWriter:
         _write_json(self.path / "status.json", {
             "status": status,
             "command": self.command,
-            "runs_done": len(self._results),
+            "runs_done": len(self._earlier) + len(self._results),
             "runs_total": len(self.run_order),
-            "diverged": sum(r.status == "diverged" for r in self._results),
+            "diverged": sum(r.status == "diverged" for r in self._results)
+            + sum(row["status"] == "diverged" for row, _ in self._earlier.values()),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
             "seconds": round(time.time() - self._started, 3),
             **({"error": error} if error else {}),
@@ -306,7 +351,7 @@ class ExperimentWriter:
 
     def add(self, results: Sequence[RunResult]) -> None:
         """Append finished runs: their metrics rows and an updated summary."""
-        table = metrics_table(self.cfg, results)
+        table = metrics_table(self.cfg, results, self.grid, self.columns)
         # floats as Python writes them (exact round trip), NaN as an empty cell; whole rows in one write
         cells = [[v if v == v else "" for v in values] for values in table.values()]
         append_rows(self.path / "metrics.csv", _csv_lines(zip(*cells)))
@@ -316,8 +361,13 @@ class ExperimentWriter:
 
     def _write_summary(self) -> None:
         position = {run_id: i for i, run_id in enumerate(self.run_order)}
-        done = sorted(self._results, key=lambda r: position.get(r.spec.run_id, len(position)))
-        _write_rows(self.path, "summary", [run_summary(r) for r in done])
+        rows = [row for row, _ in self._earlier.values()] + [self.summary_row(r) for r in self._results]
+        rows.sort(key=lambda row: position.get(row["run"], len(position)))
+        _write_rows(self.path, "summary", rows)
+
+    def summary_row(self, result: RunResult) -> dict[str, Any]:
+        """``run_summary`` with the run's grid values as columns after ``seed`` (a grid only)."""
+        return with_grid(run_summary(result), self.grid.get(result.spec.run_id, {}))
 
     def finish(self, status: str = "complete", error: str | None = None) -> None:
         """Save final weights and mark the folder complete (or incomplete, with the reason).
@@ -329,15 +379,99 @@ class ExperimentWriter:
         try:
             if status != "complete":
                 self._status(status, error)
-            save_weights(self.path / "weights.pt", {r.spec.run_id: r.state for r in self._results})
+            states = {run_id: state for run_id, (_, state) in self._earlier.items()}
+            states.update((r.spec.run_id, r.state) for r in self._results)
+            position = {run_id: i for i, run_id in enumerate(self.run_order)}  # plan order, however they finished
+            save_weights(self.path / "weights.pt",
+                         dict(sorted(states.items(), key=lambda item: position.get(item[0], len(position)))))
+            if status == "complete":
+                self._sort_metrics()
             self._status(status, error)
         except StorageError:
             if status == "complete":
                 raise
 
+    def _sort_metrics(self) -> None:
+        """metrics.csv in plan order, whatever order the runs finished in (workers, a resumed session): a
+        complete folder's files do not depend on how it was scheduled."""
+        path = self.path / "metrics.csv"
+        header, rows = _csv_rows(path)
+        position = {run_id: i for i, run_id in enumerate(self.run_order)}
+        keys = [position.get(row[0], len(position)) for row in rows]
+        if keys != sorted(keys):
+            order = sorted(range(len(rows)), key=keys.__getitem__)  # stable: epochs stay in order
+            write_text(path, _csv_lines([header, *(rows[i] for i in order)]))
+
+    @classmethod
+    def reopen(cls, stored: StoredExperiment, command: str, run_order: Sequence[str]) -> ExperimentWriter:
+        """An interrupted experiment folder, opened to add the runs it lacks (``actlab resume``).
+
+        A run counts as saved when it has a summary row and weights (weights.pt is written when a session
+        ends; a session killed outright left none for its last runs). metrics.csv rows of any other run, and
+        a row cut short, are removed, so the runs trained again are not counted twice. The folder's
+        metrics.csv columns must be the config's.
+        """
+        path, cfg = stored.path, stored.config
+        header, rows = _csv_rows(path / "metrics.csv")
+        if header != metric_columns(cfg):
+            raise StorageError(f"{path / 'metrics.csv'}: its columns are not those of the folder's config.yaml "
+                               "(was the config edited?); the runs cannot be continued")
+        weights = load_weights(path / "weights.pt") if (path / "weights.pt").is_file() else {}
+        planned = set(run_order)
+        saved = [row for row in _read_json(path / "summary.json", list, [])
+                 if isinstance(row, dict) and row.get("run") in weights and row["run"] in planned]
+        writer = cls(path, cfg, command, list(run_order))
+        writer._earlier = {row["run"]: (row, weights[row["run"]]) for row in saved}
+        writer._started = _parse_time(stored.status.get("started")) or writer._started
+        kept = [row for row in rows if row and row[0] in writer._earlier]
+        if len(kept) != len(rows):
+            write_text(path / "metrics.csv", _csv_lines([header, *kept]))
+        writer._write_summary()
+        if not saved:
+            with contextlib.suppress(FileNotFoundError):
+                (path / "summary.csv").unlink()  # no rows: _write_rows writes only summary.json
+        writer._status("running")
+        return writer
+
+    @property
+    def saved_runs(self) -> list[str]:
+        """Run ids saved in the folder: by earlier sessions and by this one."""
+        return [*self._earlier, *(r.spec.run_id for r in self._results)]
+
     @property
     def results(self) -> list[RunResult]:
         return list(self._results)
+
+
+def with_grid(row: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A summary row with grid values inserted after its ``seed`` column (lists kept as lists)."""
+    if not values:
+        return row
+    items = list(row.items())
+    at = next(i for i, (k, _) in enumerate(items) if k == "seed") + 1
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return dict(items[:at] + list(plain.items()) + items[at:])
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV file of the folder as text cells: its header and its whole rows (a row cut short is left out)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+                           "the folder is damaged") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    header = rows.pop(0) if rows else []
+    if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
+        rows.pop()
+    return header, rows
+
+
+def _parse_time(text: Any) -> float | None:
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except (TypeError, ValueError):
+        return None
 
 
 def _csv_lines(rows: Any) -> str:
@@ -349,6 +483,8 @@ def _csv_lines(rows: Any) -> str:
 def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)  # repr: every float round-trips exactly
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value))
     return "" if value is None else value
 
 
@@ -386,12 +522,13 @@ class StoredExperiment:
             rows.pop()
             self.notes.append(f"{path}: the last row was cut short (the run was stopped mid-write); it is left out")
         table: dict[str, list[Any]] = {name: [] for name in header}
+        grid_keys = set(self.config.compare.grid)
         for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
                 raise StorageError(f"{path} line {line}: {len(row)} cells where the header has {len(header)}; "
                                    "the folder is damaged")
             for name, cell in zip(header, row):
-                table[name].append(_cell(name, cell, path, line))
+                table[name].append(_grid_value(cell) if name in grid_keys else _cell(name, cell, path, line))
         return table
 
     def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
@@ -421,6 +558,11 @@ def _cell(column: str, cell: str, path: Path, line: int) -> Any:
 def write_stats(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
     """stats.csv and stats.json: the per-activation statistics over seeds (regenerated on request)."""
     _write_rows(folder, "stats", rows)
+
+
+def write_study(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """study.csv and study.json: a grid's fair ranking, one row per activation (regenerated on request)."""
+    _write_rows(folder, "study", rows)
 
 
 def survey(runs_dir: Path) -> tuple[list[StoredExperiment], list[tuple[Path, str]]]:
@@ -488,5 +630,10 @@ def load_experiment(path: Path) -> StoredExperiment:
     if not (path / "metrics.csv").is_file():
         raise StorageError(f"{path / 'metrics.csv'} is missing or not a file; the folder is damaged")
     status = _read_json(path / "status.json", dict, {"status": "unknown"})
-    return StoredExperiment(path, cfg, status, _read_json(path / "env.json", dict, {}),
-                            _summary_rows(path / "summary.json"))
+    summary = _summary_rows(path / "summary.json")
+    for i, row in enumerate(summary):  # over a grid every row names its setting
+        missing = [k for k in cfg.compare.grid if k not in row]
+        if missing:
+            raise StorageError(f"{path / 'summary.json'}: row {i + 1}: grid column '{missing[0]}' missing; "
+                               "the folder is damaged")
+    return StoredExperiment(path, cfg, status, _read_json(path / "env.json", dict, {}), summary)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from actlab import rng
+from actlab import rng, study
 
 
 class TaskError(ValueError):
@@ -17,21 +18,24 @@ class TaskError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Training data and an optional held-out split; inputs (n, features), targets (n, 1)."""
+    """Training data, an optional held-out test split and an optional validation split (carved out of the
+    training points); inputs (n, features), targets (n, 1)."""
 
     task: str
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def features(self) -> int:
         return self.x_train.shape[1]
 
     def to(self, device: torch.device | str) -> Dataset:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Dataset(self.task, move(self.x_train), move(self.y_train), move(self.x_test), move(self.y_test))
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "task"}
+        return dataclasses.replace(self, **{k: None if t is None else t.to(device) for k, t in moved.items()})
 
 
 Sampler = Callable[[int, int, float, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -104,17 +108,27 @@ def task_features(task: str, features: int | None) -> int:
 
 def make_dataset(
     task: str, samples: int, seed: int, *, features: int | None = None, noise: float = 0.0,
-    test_fraction: float = 0.0,
+    test_fraction: float = 0.0, validation_fraction: float = 0.0,
 ) -> Dataset:
-    """``samples`` points of ``task``; a seeded random ``test_fraction`` of them is held out."""
+    """``samples`` points of ``task``; a seeded random ``test_fraction`` of them is held out, and a seeded
+    random ``validation_fraction`` of all points is carved out of the training part (the test points are the
+    same with or without it)."""
     if task not in TASKS:
         raise TaskError(f"unknown task '{task}' (tasks: {', '.join(TASKS)})")
     width = task_features(task, features)
     gen = rng.generator(seed, f"data:{task}")
     x, y = TASKS[task].sample(samples, width, noise, gen)
     n_test = round(samples * test_fraction)
-    if n_test == 0:
-        return Dataset(task, x, y)
-    order = torch.randperm(samples, generator=rng.generator(seed, "split"))
-    test, train = order[:n_test].sort().values, order[n_test:].sort().values
-    return Dataset(task, x[train], y[train], x[test], y[test])
+    data = Dataset(task, x, y)
+    if n_test > 0:
+        order = torch.randperm(samples, generator=rng.generator(seed, "split"))
+        test, train = order[:n_test].sort().values, order[n_test:].sort().values
+        data = Dataset(task, x[train], y[train], x[test], y[test])
+    if validation_fraction > 0:
+        try:
+            n_val = study.validation_size(samples, test_fraction, validation_fraction)
+        except study.StudyError as exc:
+            raise TaskError(str(exc)) from None
+        x_train, y_train, x_val, y_val = study.carve_validation(data.x_train, data.y_train, n_val, seed)
+        data = dataclasses.replace(data, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+    return data

@@ -15,16 +15,22 @@ notebook can print it or ignore it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from actlab import analysis, devices, experiment, signals, stats, storage
+from actlab import __version__, analysis, checkpoint, config, devices, experiment, signals, stats, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
+
+if TYPE_CHECKING:
+    import torch
+
+    from actlab.tasks import Dataset
 
 Ranking = tuple[list[stats.ActivationStats], float]  # per-activation statistics, best first; the epochs threshold
 
@@ -80,7 +86,8 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, path: Path, runs_done: int, runs_total: int, reason: str = "interrupted (Ctrl-C)",
                  exit_code: int = 130) -> None:
-        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}")
+        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}; "
+                         f"`actlab resume {path}` trains the rest")
         self.path, self.runs_done, self.runs_total, self.exit_code = path, runs_done, runs_total, exit_code
 
 
@@ -92,6 +99,7 @@ class Finished:
     path: Path  # the new experiment folder
     ranking: Ranking | None = None  # compare: the statistics over seeds
     report: Path | None = None  # compare: report.md, unless report=False
+    study: Any = None  # compare over a grid: the fair answer (``actlab.studyrun.Answer``)
 
 
 def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn | None = None,
@@ -108,6 +116,10 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     then stats.csv/json and, with ``report``, the figures and report.md; ``tensorboard``: every run also
     logged live to the folder's ``tensorboard/`` as it finishes."""
     cfg = _with_out(cfg, out)
+    if cfg.compare.grid:  # a grid: every setting into one folder, the fair answer first (actlab.studyrun)
+        from actlab import studyrun
+
+        return studyrun.run_compare(cfg, report, progress, sinks, tensorboard)
     done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard)
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
@@ -122,7 +134,12 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
 
 
 def rank(stored: storage.StoredExperiment) -> Ranking:
-    """The statistics over seeds of a folder read back (what ``actlab show`` prints)."""
+    """The statistics over seeds of a folder read back (what ``actlab show`` prints; over a grid: at the
+    setting its report's body shows)."""
+    if stored.config.compare.grid:
+        from actlab import studyrun
+
+        stored = studyrun.fixed_view(stored)
     return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
@@ -134,11 +151,73 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
     if (stored.path / "weights.pt").is_file():
         storage.load_weights(stored.path / "weights.pt")  # damaged weights: one error before anything is written
+    if stored.config.compare.grid:
+        from actlab import studyrun
+
+        path = studyrun.write_report(stored)
+        if notes is not None:
+            notes.extend(stored.notes)
+        return path
     ranked = rank(stored)
     if notes is not None:
         notes.extend(stored.notes)
     storage.write_stats(stored.path, stats.rows(*ranked, analysis.task_reference(stored.config)))
     return _report(stored, ranked)
+
+
+class ResumeRefused(storage.StorageError):
+    """An experiment folder ``actlab resume`` will not continue, with the reason and what to do instead."""
+
+
+def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredExperiment:
+    """The folder read back (nothing imported, nothing written), if ``resume`` can continue it: incomplete,
+    its config valid and unchanged since it started, written by this actlab version. ``force``: also a
+    folder marked running (its process was killed outright)."""
+    stored = storage.load_experiment(Path(folder))  # a config that does not validate: ConfigError
+    path, status = stored.path, stored.status.get("status")
+    replay = f"start again with `actlab {stored.status.get('command', 'compare')} --config {path / 'config.yaml'}`"
+    if status == "complete":
+        raise ResumeRefused(f"'{path}' is complete ({stored.status.get('runs_done', '?')} runs): nothing to resume")
+    if status == "running" and not force:
+        raise ResumeRefused(f"'{path}' is marked running: another actlab may still be writing it; if its process "
+                            "was killed, resume it with --force")
+    if stored.status.get("command") not in ("train", "compare"):
+        raise ResumeRefused(f"'{path}' holds a {stored.status.get('command', 'unknown')!r} experiment: resume "
+                            "continues only train and compare")
+    version = stored.env.get("actlab")
+    if version != __version__:
+        raise ResumeRefused(f"'{path}' was written by actlab {version}, this is actlab {__version__}: resume it with "
+                            f"actlab {version}, or {replay}")
+    expected = stored.env.get("config_sha256")
+    if expected is not None and hashlib.sha256((path / "config.yaml").read_bytes()).hexdigest() != expected:
+        raise ResumeRefused(f"'{path / 'config.yaml'}' was changed after the experiment started: resuming would mix "
+                            f"two experiments; restore it, or {replay}")
+    return stored
+
+
+def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequence[ResultSink] = (), *,
+           report: bool = True, force: bool = False) -> Finished:
+    """``actlab resume``: train what an interrupted experiment folder lacks (runs without a summary row; a
+    stack in flight from its checkpoint) into the same folder, then, for compare, stats.csv/json and the
+    report: the files an uninterrupted run writes, bit for bit (timings aside). ``Finished.experiment``
+    holds the runs trained by this call. Refusals (``check_resumable``) change nothing."""
+    stored = check_resumable(folder, force)
+    command = stored.status["command"]
+    cfg = config.load_config(stored.path / "config.yaml")  # now the import paths it names are imported
+    specs = experiment.train_specs(cfg) if command == "train" else experiment.compare_specs(cfg)
+    device = devices.resolve_device(cfg.device)  # a missing GPU: one line, the folder untouched
+    data = experiment.dataset(cfg)
+    checkpoint.Checkpoints(stored.path, cfg.train.checkpoint_seconds)  # unreadable checkpoints: refused here
+    writer = storage.ExperimentWriter.reopen(stored, command, [s.run_id for s in specs])
+    saved = set(writer.saved_runs)
+    done = _train(cfg, command, [s for s in specs if s.run_id not in saved], data, device, writer, progress, sinks)
+    if command == "compare":
+        stored = storage.load_experiment(done.path)
+        done.ranking = rank(stored)
+        storage.write_stats(done.path, stats.rows(*done.ranking, analysis.task_reference(cfg)))
+        if report:
+            done.report = _report(stored, done.ranking)
+    return done
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,29 +239,40 @@ def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress
 
         tb.require()  # before the folder too: a missing package leaves nothing behind
     data = experiment.dataset(cfg)
-    folder = FolderSink(storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device))
-    targets: list[ResultSink] = [folder, *sinks]
+    writer = storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device)
     if tensorboard:
-        targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
-    tracker = _Tracker(cfg, command, specs, str(device), progress)
+        sinks = [*sinks, tb.TensorBoardSink(writer.path / tb.DEFAULT_DIR, cfg)]
+    return _train(cfg, command, specs, data, device, writer, progress, sinks)
+
+
+def _train(cfg: Config, command: str, specs: list[RunSpec], data: Dataset, device: torch.device,
+           writer: storage.ExperimentWriter, progress: ProgressFn | None, sinks: Sequence[ResultSink]) -> Finished:
+    """Train ``specs`` into ``writer``'s folder and ``sinks``, stacks checkpointed into the folder as they
+    train; Ctrl-C or a crash keeps what finished (and the checkpoints: ``actlab resume`` goes on from them)."""
+    folder = FolderSink(writer)
+    targets: list[ResultSink] = [folder, *sinks]
+    checkpoints = checkpoint.Checkpoints(writer.path, cfg.train.checkpoint_seconds)
     results: list[RunResult] = []
     try:
+        tracker = _Tracker(cfg, command, specs, str(device), progress, checkpoints.epochs_done())  # calls progress
         # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once
         with signals.terminate_as_interrupt(), \
-                closing(experiment.run(cfg, specs, data, device, tracker.on_epochs)) as chunks:
+                closing(experiment.run(cfg, specs, data, device, tracker.on_epochs, checkpoints)) as chunks:
             for chunk in chunks:
                 results.extend(chunk)
                 for sink in targets:
                     sink.add(chunk)
+                checkpoints.discard(writer.saved_runs)  # their runs are in the folder now
                 tracker.on_runs(len(results))
     except KeyboardInterrupt as stop:
         _close(targets, "incomplete", signals.reason(stop))
-        raise Interrupted(folder.path, len(results), len(specs), signals.reason(stop),
+        raise Interrupted(folder.path, len(writer.saved_runs), len(writer.run_order), signals.reason(stop),
                           signals.exit_code(stop)) from None
     except BaseException as exc:
         _close(targets, "incomplete", f"{type(exc).__name__}: {exc}")
         raise
     _close(targets, "complete")
+    checkpoints.clear()
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.spec.run_id])
     return Finished(Experiment(cfg, data, results), folder.path)
@@ -196,15 +286,18 @@ def _close(sinks: Sequence[ResultSink], status: str, error: str | None = None) -
 class _Tracker:
     """Turns the engines' run-epoch counts into ``ProgressState``s (runs done, share of work, what trains)."""
 
-    def __init__(self, cfg: Config, command: str, specs: list[RunSpec], device: str, fn: ProgressFn | None) -> None:
+    def __init__(self, cfg: Config, command: str, specs: list[RunSpec], device: str, fn: ProgressFn | None,
+                 run_epochs: int = 0) -> None:
         self.fn, self.specs, self.epochs = fn, specs, cfg.train.epochs
         self.stacked = cfg.train.engine == "batched" and len(specs) > 1
-        self.run_epochs = 0
+        self.run_epochs = run_epochs  # resumed stacks: the run-epochs their checkpoints hold
         self.state = ProgressState(command, device, 0, len(specs), 0.0, self._training(0))
         if fn is not None:
             fn(self.state)
 
     def _training(self, runs_done: int) -> str:
+        if not self.specs:  # a resumed folder that lacked no run
+            return "done"
         if self.stacked:
             left = len(self.specs) - runs_done
             acts = len({s.activation for s in self.specs})

@@ -1,16 +1,13 @@
 """Grid expansion: parsing --grid and compare.grid, scopes, stacks, depth/width, and bad input."""
 
 import contextlib
-import dataclasses
 import itertools
 import textwrap
-import typing
-from pathlib import Path
 
 import pytest
 import yaml
 
-from actlab import config, grid, init, study
+from actlab import config, grid, study
 
 
 def test_parse_option_reads_yaml_values():
@@ -191,51 +188,16 @@ def test_an_error_in_a_key_off_the_grid_keeps_its_own_source():
         grid.load(None, [("train.batch_size", 50, "--batch-size")], ["train.lr=1e-3", "data.samples=40"])
 
 
-# The shipped study configs keep keys that do not exist yet as `#+ ` comments; uncommented, they must be
-# valid: the ones today's Config knows go through build_config, the rest through the helpers that will
-# validate them. When the wiring round adds a key to Config it moves from the second group to the first.
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        pytest.fail(message)
-
-
-FUTURE_CHECKS = {
-    "model.init": lambda v, raw: init.check(v),
-    "model.init_bias": lambda v, raw: init.check("default", v),
-    "train.eps": lambda v, raw: _check(0 < float(v) < 1e-3, f"train.eps: Adam's eps, got {v}"),
-    "data.validation_fraction": lambda v, raw: study.validation_size(
-        raw["data"]["samples"], raw["data"]["test_fraction"], v),
-    "compare.tuning_seeds": lambda v, raw: study.split_seeds(range(raw["compare"]["seeds"]), v),
-}
-
-
-def _known(key: str) -> bool:
-    node = config.Config
-    for part in key.split("."):
-        names = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-        if part not in names:
-            return False
-        node = typing.get_type_hints(node)[part]
-    return True
-
-
-@pytest.mark.parametrize("name", ["lr_study.yaml"])  # cosine_keras's keys all exist: tests/test_settings.py
-def test_study_configs_future_keys_are_valid_when_uncommented(name):
-    path = Path(__file__).parent.parent / "configs" / name
-    text = path.read_text()
-    assert "#+ " in text  # otherwise this test checks nothing: drop it once every key exists
-    raw = yaml.safe_load(text.replace("#+ ", ""))
-    raw, grid_raw = grid.split_grid(raw)
-    for key, check in FUTURE_CHECKS.items():
-        section, _, field = key.partition(".")
-        if field in raw.get(section, {}) and not _known(key):
-            check(raw[section].pop(field), raw)
-    cfg = config.build_config(raw)
-    points = grid.expand(raw, grid.from_mapping(grid_raw, config.Sources()))
-    assert points[0].config.data == cfg.data
+def test_lr_study_config_is_a_real_grid():
+    assert "#+" not in (config.SHIPPED_DIR / "lr_study.yaml").read_text()  # every key of it exists now
+    base, axes, points = grid.load(config.find_config("lr_study"))
     assert [p.config.train.lr for p in points] == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
-    assert len(cfg.compared_activations()) == 23 and cfg.compare.seeds == 20
-    assert cfg.data.task == "teacher" and cfg.data.test_fraction > 0
+    assert len(base.compared_activations()) == 23 and base.compare.seeds == 20
+    assert study.split_seeds(range(20), base.compare.tuning_seeds) == study.SeedSplit(tuple(range(10)),
+                                                                                     tuple(range(10, 20)))
+    assert base.data.validation_fraction == 0.2
+    assert base.data.task == "teacher" and base.data.test_fraction > 0
+    assert grid.base_setting(base, axes, points) == {"train.lr": 1e-3}  # the fixed-setting ranking is on the grid
 
 
 def test_every_config_key_has_a_scope_or_a_reason():

@@ -98,6 +98,11 @@ def _args(command: str, sandbox: Path, scratch: Path) -> list[str]:
         if words[0] == "compare" and len(words) > 1:
             words.append("--no-report")  # figures cost seconds: only the plain `actlab compare` draws them here
         words += [*FAST, "compare.activations=[relu,tanh]", "--out", str(scratch / "out")]
+    if words[:1] == ["resume"]:  # a copy of a folder marked interrupted: resume finishes it
+        shutil.copytree(a, scratch / "stopped")
+        status = scratch / "stopped" / "status.json"
+        status.write_text(status.read_text().replace('"complete"', '"incomplete"'))
+        words = ["resume", str(scratch / "stopped"), "--no-report", "-q"]
     if words[:1] == ["rm"] and "--yes" not in words:
         words.append("--yes")
     return words

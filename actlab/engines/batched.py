@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actlab.engines import executors, loop, probe
 from actlab.engines.common import Group, Progress, RunResult, RunSpec, TrainSettings, groups_of
 from actlab.engines.stacked import ChunkTask, can_batch
 from actlab.tasks import Dataset
+
+if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
 
 MIN_RUNS_PER_WORKER = 8  # below this a worker process costs more than it saves
 
@@ -32,6 +35,13 @@ def plan(specs: Sequence[RunSpec], groups: Mapping[Any, Group]) -> tuple[list[Ru
     first_seen = {key: i for i, key in enumerate(groups)}
     stacked.sort(key=lambda spec: first_seen[spec.group_key])  # stable: seeds keep their order
     return stacked, [spec for spec in specs if not batchable[spec.group_key]]
+
+
+def _resumed(specs: Sequence[RunSpec], checkpoints: Checkpoints | None) -> list[list[RunSpec]]:
+    """The stacks an earlier session checkpointed whose runs are all among ``specs``, in their saved order."""
+    by_id = {spec.run_id: spec for spec in specs}
+    saved = checkpoints.saved() if checkpoints is not None else []
+    return [[by_id[run_id] for run_id in key] for key in saved if all(run_id in by_id for run_id in key)]
 
 
 def check_equivalence(specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int],
@@ -61,18 +71,25 @@ def _probe_warning(failed: list[str], setup: dict) -> str:
 def train_runs(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
     executor: str = "local", chunk_size: int = 4096, workers: int = 0, progress: Progress | None = None,
-    executor_options: Mapping[str, Any] | None = None,
+    executor_options: Mapping[str, Any] | None = None, checkpoints: Checkpoints | None = None,
 ) -> Iterator[list[RunResult]]:
     """Train every spec; batchable ones in stacks of at most ``chunk_size`` on ``executor``, the rest by
-    the loop engine. ``workers``: the executor's parallelism (local: processes, 0 = one per core)."""
+    the loop engine. ``workers``: the executor's parallelism (local: processes, 0 = one per core).
+    ``checkpoints``: each stack saves its state there; a stack saved by an earlier session is rebuilt as it
+    was and goes on from its checkpoint."""
     run = executors.get(executor)  # an unknown or uninstalled executor fails before any training
     groups = groups_of(specs)
     stacked, rest = plan(specs, groups)
     if stacked and settings.device == "cpu":
         check_equivalence(stacked, data, sizes, settings)
     parts = executors.parallelism(executor, workers, settings, **(executor_options or {}))
-    chunks = split(stacked, chunk_size, parts) if stacked else []
-    tasks = [ChunkTask(i, tuple(chunk), data, tuple(sizes), settings) for i, chunk in enumerate(chunks)]
+    resumed = _resumed(stacked, checkpoints)
+    taken = {spec.run_id for chunk in resumed for spec in chunk}
+    stacked = [spec for spec in stacked if spec.run_id not in taken]
+    chunks = resumed + (split(stacked, chunk_size, parts) if stacked else [])
+    tasks = [ChunkTask(i, tuple(chunk), data, tuple(sizes), settings,
+                       checkpoints.for_stack([s.run_id for s in chunk]) if checkpoints is not None else None)
+             for i, chunk in enumerate(chunks)]
     for done in run(tasks, workers=workers, progress=progress, **(executor_options or {})):
         yield done.results()
     if rest:

@@ -18,6 +18,7 @@ from actlab.devices import resolve_device
 from actlab.tasks import Dataset
 
 if TYPE_CHECKING:
+    from actlab.checkpoint import Checkpoints
     from actlab.config import Config
 
 # Progress callback: (run-epochs just finished, the epoch's measures when a single run is training).
@@ -178,7 +179,9 @@ class EpochOrder:
         return self._gen.get_state()
 
     def set_state(self, state: torch.Tensor) -> None:
-        self._gen.set_state(state)
+        # a contiguous copy of its own: Generator.set_state on a view into a stacked tensor (a row at a
+        # non-zero offset) crashes the process
+        self._gen.set_state(state.detach().clone().contiguous())
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -192,7 +195,7 @@ class Engine(Protocol):
     def __call__(
         self, specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
         executor: str, chunk_size: int, workers: int, progress: Progress | None,
-        executor_options: Mapping[str, Any],
+        executor_options: Mapping[str, Any], checkpoints: Checkpoints | None = None,
     ) -> Iterator[list[RunResult]]: ...
 
 

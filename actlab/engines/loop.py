@@ -133,10 +133,11 @@ def train_one(
 def train_runs(
     specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int], settings: TrainSettings, *,
     progress: Progress | None = None, executor: str = "local", chunk_size: int = 1, workers: int = 1,
-    executor_options: Mapping[str, Any] | None = None,
+    executor_options: Mapping[str, Any] | None = None, checkpoints: Any = None,
 ) -> Iterator[list[RunResult]]:
     """Every spec, one after the other, in this process; yields each result as it finishes (the executor
-    and chunking arguments of the Engine signature do not apply)."""
+    and chunking arguments of the Engine signature do not apply; nor do checkpoints: a run is short, and
+    each is saved as it finishes)."""
     data = data.to(settings.torch_device)
     groups = groups_of(specs)
     for spec in specs:

@@ -272,6 +272,7 @@ class ChunkTask:
     data: Dataset
     sizes: tuple[int, ...]
     settings: TrainSettings
+    checkpoint: Checkpoint | None = None  # where the stack saves its state (actlab.checkpoint), resumed from
 
 
 @dataclass
@@ -298,6 +299,8 @@ class Checkpoint(Protocol):
 
     def save(self, state: dict) -> None: ...
 
+    def load(self) -> dict | None: ...
+
 
 def train_chunk(
     task: ChunkTask, report: Callable[[int], None] | None = None, *,
@@ -307,7 +310,9 @@ def train_chunk(
     ``measures``: a single run's epoch measures, every epoch (a live view of ``actlab train``)."""
     stack = Stack(task.specs, task.sizes, task.settings.torch_device)
     data = task.data.to(task.settings.torch_device)
-    partial = train_stack(stack, task.specs, data, task.settings, report=report, measures=measures)
+    start = task.checkpoint.load() if task.checkpoint is not None else None  # an earlier session's state
+    partial = train_stack(stack, task.specs, data, task.settings, report=report, measures=measures,
+                          checkpoint=task.checkpoint, start=start)
     return ChunkResult(task.index, partial, stack.final())
 
 
@@ -355,8 +360,8 @@ def train_stack(
 ) -> list[RunResult]:
     """The epoch loop over a stack: results without their ``state`` (``stack.final()`` holds it).
 
-    ``checkpoint`` (``due()``, ``save(state)``) and ``start`` (a saved state to resume from) are the
-    resume interface; this version neither saves nor resumes (both are accepted and unused).
+    ``checkpoint`` (``due()``, ``save(state)``): where the state goes every so often and on an interrupt
+    between two epochs; ``start``: such a state to go on from (``actlab.checkpoint`` describes both).
     """
     start_time = time.perf_counter()
     n_runs, x, y = stack.n_runs, data.x_train, data.y_train
@@ -366,27 +371,78 @@ def train_stack(
     record = _Progress(n_runs)
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
-    for epoch in range(1, settings.epochs + 1):
-        if orders is None:
-            xe, ye = x.expand(n_runs, *x.shape), y.expand(n_runs, *y.shape)
-        else:
-            idx = torch.stack([order.next() for order in orders]).to(x.device)  # (N, n)
-            xe, ye = x[idx], y[idx]
-        total, last = _epoch(stack, optimizer, xe, ye, bounds)
-        found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)
-        found.update(stack.slopes())
-        names = ["train_loss", "last_batch_loss", *found]
-        row = torch.stack([total / len(x), last.double(), *(v.double() for v in found.values())])
-        record.add(epoch, names, row.cpu())  # .cpu(): the one host synchronisation of the epoch
-        if measures is not None and n_runs == 1:  # before report: a caller may pass both on as one
-            measures({"epoch": epoch, **dict(zip(names, record.rows[-1][:, 0].tolist()))})
-        if report is not None:
-            report(n_runs)
-        if not record.alive.any():
+    if start is not None:  # a checkpoint of an earlier session: go on from its epoch
+        initial = _restore(start, stack, optimizer, orders, record)
+    between = True  # between two epochs the state is whole: an interrupt there can save it
+    try:
+        for epoch in range(len(record.rows) + 1, settings.epochs + 1):
+            between = False
+            if orders is None:
+                xe, ye = x.expand(n_runs, *x.shape), y.expand(n_runs, *y.shape)
+            else:
+                idx = torch.stack([order.next() for order in orders]).to(x.device)  # (N, n)
+                xe, ye = x[idx], y[idx]
+            total, last = _epoch(stack, optimizer, xe, ye, bounds)
+            found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)
+            found.update(stack.slopes())
+            names = ["train_loss", "last_batch_loss", *found]
+            row = torch.stack([total / len(x), last.double(), *(v.double() for v in found.values())])
+            record.add(epoch, names, row.cpu())  # .cpu(): the one host synchronisation of the epoch
+            between = True
+            if checkpoint is not None and checkpoint.due() and record.alive.any():
+                checkpoint.save(_state(stack, optimizer, orders, record, initial))
+            if measures is not None and n_runs == 1:  # before report: a caller may pass both on as one
+                measures({"epoch": epoch, **dict(zip(names, record.rows[-1][:, 0].tolist()))})
             if report is not None:
-                report(n_runs * (settings.epochs - epoch))
-            break
+                report(n_runs)
+            if not record.alive.any():
+                if report is not None:
+                    report(n_runs * (settings.epochs - epoch))
+                break
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (signals.Terminated): keep the epochs done so far
+        if checkpoint is not None and between and record.rows and record.alive.any():
+            checkpoint.save(_state(stack, optimizer, orders, record, initial))
+        raise
     return _results(specs, stack, record, initial, time.perf_counter() - start_time)
+
+
+OPTIMIZER_STATE = ("exp_avg", "exp_avg_sq", "buf")  # the flat optimizers' buffers (Adam's; SGD's momentum)
+
+
+def _state(stack: Stack, optimizer: flat_optim.FlatOptimizer, orders: list[EpochOrder] | None,
+           record: _Progress, initial: dict[str, list[float]]) -> dict[str, Any]:
+    """The loop's state between two epochs, as ``actlab.checkpoint`` saves it (plain tensors and data)."""
+    buffers = {name: getattr(optimizer, name) for name in OPTIMIZER_STATE if getattr(optimizer, name, None) is not None}
+    return {"epoch": len(record.rows), "params": stack.flat.cpu(), "step": optimizer.step_count,
+            "optimizer": {name: t.cpu() for name, t in buffers.items()},
+            "generators": torch.stack([o.get_state() for o in orders]) if orders is not None else None,
+            "rows": torch.stack(record.rows), "names": list(record.names), "alive": record.alive.clone(),
+            "diverged_at": list(record.diverged_at), "initial": initial}
+
+
+@torch.no_grad()
+def _restore(start: dict[str, Any], stack: Stack, optimizer: flat_optim.FlatOptimizer,
+             orders: list[EpochOrder] | None, record: _Progress) -> dict[str, list[float]]:
+    """Put a saved state into the loop's objects (the stack is rebuilt with the same runs); the epoch-0
+    measures."""
+    from actlab.checkpoint import CheckpointError  # not at the top: checkpoint -> storage -> engines
+
+    if start["params"].shape != stack.flat.shape or (start["generators"] is None) != (orders is None):
+        raise CheckpointError("a checkpoint does not fit the stack of its runs (another config?); delete the "
+                              "folder's checkpoints/ to train its runs from the start")
+    stack.flat.copy_(start["params"])
+    for name, saved in start["optimizer"].items():
+        if getattr(optimizer, name, None) is None:  # SGD's momentum buffer exists from the first step on
+            setattr(optimizer, name, saved.to(stack.flat.device).clone())
+        else:
+            getattr(optimizer, name).copy_(saved)
+    optimizer.step_count = start["step"]
+    for order, state in zip(orders or [], start["generators"] if orders is not None else []):
+        order.set_state(state.clone())  # clone: a row of the stacked states crashes set_state
+    record.rows, record.names = list(start["rows"].unbind(0)), list(start["names"])
+    record.alive.copy_(start["alive"])
+    record.diverged_at[:] = start["diverged_at"]
+    return start["initial"]
 
 
 def _results(specs: Sequence[RunSpec], stack: Stack, record: _Progress, initial: dict[str, list[float]],

@@ -1,0 +1,154 @@
+"""Checkpoints of stacks in training: what an interrupted batched run needs to go on where it stopped.
+
+A stack (a chunk of runs trained as one computation) finishes all at once, so without checkpoints an
+interrupt loses every run in flight. While it trains, the stacked epoch loop asks its ``Checkpoint``
+whether a save is ``due()`` (every ``train.checkpoint_seconds``) and hands it its state between two
+epochs, also when Ctrl-C or SIGTERM lands there (mid-epoch, the last save stands): plain tensors, numbers,
+strings and lists, so ``torch.load(weights_only=True)`` reads it back without unpickling code. ``actlab
+resume`` rebuilds the same stack and continues from that state: the numbers are those of an uninterrupted
+run, bit for bit.
+
+Files: ``<experiment>/checkpoints/chunk-<index>.pt``, written atomically (``storage.write_bytes``); a file
+is removed once its runs are saved in the folder, and the folder when the experiment is complete. The
+loop engine needs none: its runs are short and each is saved as it finishes.
+
+The state a loop saves (``STATE_KEYS``): ``epoch`` (epochs done), ``params`` (the flat buffer),
+``optimizer`` (its buffers by name, e.g. exp_avg), ``step`` (optimizer steps), ``generators`` ((N, S)
+uint8: each run's shuffle-generator state, or None without shuffling), ``rows`` ((epochs, measures, N) float64: the
+per-epoch measures so far), ``names`` (the measures), ``alive`` ((N,) bool), ``diverged_at`` (epoch or
+None per run), ``initial`` (epoch-0 measures: name -> per-run list). ``save`` adds ``run_ids`` and
+``format``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actlab import storage
+
+FORMAT = 1  # bumped when the state's layout changes: an old file is then refused, not misread
+FOLDER = "checkpoints"
+STATE_KEYS = ("epoch", "params", "optimizer", "step", "generators", "rows", "names", "alive", "diverged_at",
+              "initial")
+_NAME = re.compile(r"chunk-(\d+)\.pt")
+
+
+class CheckpointError(storage.StorageError):
+    """A checkpoint file that cannot be read back or does not belong to the runs asked for."""
+
+
+@dataclass
+class Checkpoint:
+    """One stack's checkpoint file: when a save is due, and the atomic save itself (picklable: a worker
+    process saves its own stack's checkpoints)."""
+
+    path: Path
+    run_ids: tuple[str, ...]  # the stack's runs, in stack order: a resumed stack is rebuilt in this order
+    seconds: float  # at most this long between saves (0: every epoch)
+    _last: float | None = None  # when first asked (the stack trains: its worker's clock), then the last save
+
+    def due(self) -> bool:
+        """Has ``seconds`` passed since the stack started training (its first question) or was last saved?"""
+        now = time.monotonic()
+        if self._last is None:
+            self._last = now
+        return now - self._last >= self.seconds
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` (see ``STATE_KEYS``) atomically: a reader sees the previous file or this one."""
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            raise ValueError(f"checkpoint state lacks {', '.join(missing)}")  # a bug in the engine, not user input
+        buffer = io.BytesIO()
+        torch.save({**state, "run_ids": list(self.run_ids), "format": FORMAT}, buffer)
+        self.path.parent.mkdir(exist_ok=True)
+        storage.write_bytes(self.path, buffer.getvalue())
+        self._last = time.monotonic()
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state to resume from (None: no file yet); a file of other runs is a CheckpointError."""
+        if not self.path.is_file():
+            return None
+        state = read(self.path)
+        if tuple(state["run_ids"]) != self.run_ids:
+            raise CheckpointError(f"{self.path}: holds other runs than the stack being resumed")
+        return state
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A checkpoint file read back: tensors and plain data only (weights_only), checked for its keys."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  a damaged file can fail in many ways inside torch
+        problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({problem}); delete it to retrain its runs "
+                              "from the start") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("run_ids"), list):
+        raise CheckpointError(f"{path}: not a checkpoint of this actlab version; delete it to retrain its runs "
+                              "from the start")
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: lacks {', '.join(missing)}; delete it to retrain its runs from the start")
+    return state
+
+
+class Checkpoints:
+    """The ``checkpoints/`` folder of one experiment: a ``Checkpoint`` per stack, reusing the file of a stack
+    saved by an earlier (interrupted) session, and removing files whose runs are safely in the folder."""
+
+    def __init__(self, folder: Path, seconds: float) -> None:
+        self.dir = Path(folder) / FOLDER
+        self.seconds = seconds
+        self.files: dict[tuple[str, ...], Path] = {}  # run ids of a stack -> its file
+        self._epochs: dict[tuple[str, ...], int] = {}  # epochs an earlier session's checkpoint holds
+        if self.dir.is_dir():
+            for stale in self.dir.glob("*.tmp"):  # a worker ended mid-save: its previous file is intact
+                stale.unlink()
+            for path in sorted(self.dir.iterdir()):
+                if _NAME.fullmatch(path.name):
+                    state = read(path)
+                    key = tuple(state["run_ids"])
+                    self.files[key], self._epochs[key] = path, int(state["epoch"])
+
+    def saved(self) -> list[tuple[str, ...]]:
+        """The stacks an earlier session checkpointed (their run ids in stack order)."""
+        return list(self.files)
+
+    def epochs_done(self) -> int:
+        """Run-epochs the earlier sessions' checkpoints hold (progress counts them as done)."""
+        return sum(len(key) * epochs for key, epochs in self._epochs.items() if key in self.files)
+
+    def for_stack(self, run_ids: Sequence[str]) -> Checkpoint:
+        """The checkpoint of the stack of ``run_ids``: its earlier file if there is one, else a new index."""
+        key = tuple(run_ids)
+        if key not in self.files:
+            used = {int(m.group(1)) for p in self.files.values() if (m := _NAME.fullmatch(p.name))}
+            self.files[key] = self.dir / f"chunk-{max(used, default=-1) + 1}.pt"
+        return Checkpoint(self.files[key], key, self.seconds)
+
+    def discard(self, done: Iterable[str]) -> None:
+        """Remove the files of stacks whose runs are all saved in the folder (they are no longer needed)."""
+        finished = set(done)
+        for key, path in list(self.files.items()):
+            if finished.issuperset(key):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                del self.files[key]
+
+    def clear(self) -> None:
+        """The experiment is complete: remove every file and the folder."""
+        for path in self.files.values():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self.files.clear()
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
