@@ -133,6 +133,11 @@ OutOpt = Annotated[str | None, typer.Option("--out", help="parent folder of expe
                                              "(output.runs_dir, default: runs)", show_default=False)]
 EngineOpt = Annotated[str | None, typer.Option(help="batched (default) | loop (the reference)",
                                                show_default=False)]
+ExecutorOpt = Annotated[str | None, typer.Option(help="train.executor: local (default, processes on this machine) "
+                                                 "| ray (a Ray cluster; pip install -e '.[ray]')", show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(help="train.ray_address: the Ray cluster for --executor ray, "
+                                                   "e.g. 10.0.0.1:6379 (default: RAY_ADDRESS, else a local Ray)",
+                                                   show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="any config key: --set data.task=teacher "
                                                   "(repeatable; same as a KEY=VALUE argument)", show_default=False,
                                                   metavar="KEY=VALUE")]
@@ -167,8 +172,18 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
             overrides.append((key, value, flag))
     _note_imports(path)
     if grid_options is None:
-        return config.load_config(path, overrides)
-    return grid.load(config.find_config(path) if path is not None else None, overrides, grid_options)[0]
+        cfg = config.load_config(path, overrides)
+    else:
+        cfg = grid.load(config.find_config(path) if path is not None else None, overrides, grid_options)[0]
+    _check_executor(cfg)
+    return cfg
+
+
+def _check_executor(cfg: config.Config) -> None:
+    """An unknown executor, or one whose library is missing (ray): one line before any folder is made."""
+    from actlab.engines import executors
+
+    executors.module(cfg.train.executor)
 
 
 def _note_imports(path: str | None) -> None:
@@ -185,8 +200,10 @@ def _note_imports(path: str | None) -> None:
                   markup=False)
 
 
-def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine) -> dict[str, tuple[str, Any]]:
+def _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor=None,
+                  ray_address=None) -> dict[str, tuple[str, Any]]:
     return {
+        "--executor": ("train.executor", executor), "--ray-address": ("train.ray_address", ray_address),
         "--epochs": ("train.epochs", epochs), "--lr": ("train.lr", lr),
         "--batch-size": ("train.batch_size", batch_size),
         "--device": ("device", device), "--seed": ("train.seed", seed), "--name": ("output.name", name),
@@ -228,6 +245,8 @@ def train(
     name: NameOpt = None,
     out_dir: OutOpt = None,
     engine: EngineOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
     tensorboard: TensorBoardOpt = False,
@@ -238,7 +257,7 @@ def train(
     from actlab import storage, workflow
 
     with _user_errors():
-        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
+        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor, ray_address)
         flags["--activation"] = ("model.activation", activation)
         cfg = _load(config_path, flags, sets, overrides)
         every = log_every or max(1, cfg.train.epochs // 10)
@@ -292,6 +311,8 @@ def compare(
     name: NameOpt = None,
     out_dir: OutOpt = None,
     engine: EngineOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     sets: SetOpt = None,
     quiet: QuietOpt = False,
     tensorboard: TensorBoardOpt = False,
@@ -308,7 +329,7 @@ def compare(
     from actlab.tables import ranking_table, verdict_text
 
     with _user_errors():
-        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine)
+        flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor, ray_address)
         flags["--activations"] = ("compare.activations", activations_)
         flags["--seeds"] = ("compare.seeds", seeds)
         cfg = _load(config_path, flags, sets, overrides, grid_options or [])

@@ -82,7 +82,7 @@ def train_runs(
     stacked, rest = plan(specs, groups)
     if stacked and settings.device == "cpu":
         check_equivalence(stacked, data, sizes, settings)
-    parts = executors.parallelism(executor, workers, settings)
+    parts = executors.parallelism(executor, workers, settings, **(executor_options or {}))
     resumed = _resumed(stacked, checkpoints)
     taken = {spec.run_id for chunk in resumed for spec in chunk}
     stacked = [spec for spec in stacked if spec.run_id not in taken]

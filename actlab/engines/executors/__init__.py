@@ -3,7 +3,7 @@
 An executor module exposes ``run(tasks: Sequence[ChunkTask], *, workers: int, progress: Progress | None,
 **options) -> Iterator[ChunkResult]``: it trains every task with ``actlab.engines.stacked.train_chunk``
 and yields each task's result once, as tasks finish, in any order. It may expose ``parallelism(workers,
-settings) -> int`` (how many chunks to cut at least; default 1). Modules are imported only when chosen,
+settings, **options) -> int`` (how many chunks to cut at least; default 1). Modules are imported only when chosen,
 so an optional executor's library (ray) is needed only by those who use it.
 """
 
@@ -46,7 +46,8 @@ def get(name: str) -> Callable[..., Iterator]:
     return module(name).run
 
 
-def parallelism(name: str, workers: int, settings: TrainSettings) -> int:
-    """How many chunks executor ``name`` wants at least (to keep its workers busy)."""
+def parallelism(name: str, workers: int, settings: TrainSettings, **options) -> int:
+    """How many chunks executor ``name`` wants at least (to keep its workers busy); ``options`` as for its
+    ``run`` (the Ray executor needs the cluster's address to count its CPUs)."""
     fn = getattr(module(name), "parallelism", None)
-    return fn(workers, settings) if fn is not None else 1
+    return fn(workers, settings, **options) if fn is not None else 1
