@@ -18,6 +18,22 @@ if TYPE_CHECKING:
     from actlab.checkpoint import Checkpoints
 
 
+def preflight(cfg: Config, tensorboard: bool = False) -> torch.device:
+    """What must hold before an experiment folder is made, checked once for every entry point: the device
+    exists, the executor's library is installed (ray), TensorBoard is there when asked for. Each failure is
+    one user error; the device to train on otherwise."""
+    from actlab import devices
+    from actlab.engines import executors
+
+    device = devices.resolve_device(cfg.device)
+    executors.module(cfg.train.executor)
+    if tensorboard:
+        from actlab import tensorboard as tb
+
+        tb.require()
+    return device
+
+
 def dataset(cfg: Config) -> Dataset:
     """The experiment's data: the same for every run, from data.seed."""
     d = cfg.data

@@ -185,11 +185,7 @@ def _train(plan: Plan, progress: ProgressFn | None, sinks: Sequence[ResultSink],
     from actlab import workflow
 
     cfg = plan.config
-    device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
-    if tensorboard:
-        from actlab import tensorboard as tb
-
-        tb.require()  # before the folder too: a missing package leaves nothing behind
+    device = experiment.preflight(cfg, tensorboard)  # before the folder: a missing GPU, ray or tensorboard
     batches = [(st, plan.specs(st)) for st in plan.stacks]
     n_runs = sum(len(specs) for _, specs in batches)
     for st, _ in batches:
@@ -201,6 +197,8 @@ def _train(plan: Plan, progress: ProgressFn | None, sinks: Sequence[ResultSink],
     folder = workflow.FolderSink(writer)
     targets = [folder, *sinks]
     if tensorboard:
+        from actlab import tensorboard as tb
+
         targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
     tracker = _Tracker(str(device), [(len(specs), st.config.train.epochs) for st, specs in batches], progress)
     results: list[RunResult] = []

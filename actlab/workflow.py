@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actlab import __version__, analysis, checkpoint, config, devices, experiment, signals, stats, storage
+from actlab import __version__, analysis, checkpoint, config, experiment, signals, stats, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
@@ -205,7 +205,7 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
     command = stored.status["command"]
     cfg = config.load_config(stored.path / "config.yaml")  # now the import paths it names are imported
     specs = experiment.train_specs(cfg) if command == "train" else experiment.compare_specs(cfg)
-    device = devices.resolve_device(cfg.device)  # a missing GPU: one line, the folder untouched
+    device = experiment.preflight(cfg)  # a missing GPU or ray: one line, the folder untouched
     data = experiment.dataset(cfg)
     checkpoint.Checkpoints(stored.path, cfg.train.checkpoint_seconds)  # unreadable checkpoints: refused here
     writer = storage.ExperimentWriter.reopen(stored, command, [s.run_id for s in specs])
@@ -233,14 +233,12 @@ def _with_out(cfg: Config, out: str | Path | None) -> Config:
 def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress: ProgressFn | None,
                        sinks: Sequence[ResultSink], tensorboard: bool = False) -> Finished:
     """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished."""
-    device = devices.resolve_device(cfg.device)  # before the folder: a missing GPU leaves nothing behind
-    if tensorboard:
-        from actlab import tensorboard as tb
-
-        tb.require()  # before the folder too: a missing package leaves nothing behind
+    device = experiment.preflight(cfg, tensorboard)  # before the folder: a missing GPU, ray or tensorboard
     data = experiment.dataset(cfg)
     writer = storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device)
     if tensorboard:
+        from actlab import tensorboard as tb
+
         sinks = [*sinks, tb.TensorBoardSink(writer.path / tb.DEFAULT_DIR, cfg)]
     return _train(cfg, command, specs, data, device, writer, progress, sinks)
 

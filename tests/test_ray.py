@@ -190,3 +190,16 @@ def test_sigterm_while_waiting_on_ray_is_still_sigterm(ray_runtime):
             stop = exc
     # SIGTERM, not Ctrl-C: status.json names it and the exit code is 143
     assert isinstance(stop, signals.Terminated) and stop.signum == signal.SIGTERM
+
+
+def test_library_call_without_ray_is_one_error_and_no_folder(tmp_path, monkeypatch):
+    """The library checks the executor before it makes a folder, as the CLI does (actlab.experiment.preflight)."""
+    from actlab import workflow
+    from actlab.engines import executors
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # None in sys.modules: `import ray` fails
+    monkeypatch.delitem(sys.modules, executors.EXECUTORS["ray"], raising=False)
+    cfg = config.build_config({"train": {"epochs": 2, "executor": "ray"}, "compare": {"seeds": 1}})
+    with pytest.raises(executors.ExecutorError, match=r"pip install -e '\.\[ray\]'"):
+        workflow.run_compare(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
