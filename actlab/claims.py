@@ -67,7 +67,8 @@ def linear_collapse(identity_losses: Sequence[float], least_squares: float) -> V
 
 
 def vanishing_gradients(act: str, grad_ratio: float, move_first: float, move_last: float, saturated: float,
-                        hidden_layers: int, baselines: Mapping[str, float] | None = None) -> Verdict:
+                        hidden_layers: int, baselines: Mapping[str, float] | None = None,
+                        optimizer: str = "adam") -> Verdict:
     """C2 for sigmoid or tanh: the first layer's per-parameter RMS gradient vs the last layer's (and vs the
     same ratio of non-saturating ``baselines`` such as relu and identity, which set what the architecture
     and data give anyway), and whether the first layer's weights moved less than the last layer's."""
@@ -92,7 +93,8 @@ def vanishing_gradients(act: str, grad_ratio: float, move_first: float, move_las
                        "see (the first layer's gradient also scales with the inputs).")
     if grad_ratio >= 1 or move_first >= move_last:
         why = ("the first layer's gradient is not smaller" if grad_ratio >= 1 else
-               "the first layer's weights moved at least as much as the last layer's (Adam rescales steps)")
+               "the first layer's weights moved at least as much as the last layer's"
+               + (" (Adam rescales each parameter's step)" if optimizer == "adam" else ""))
         return Verdict(claim, title, CONTRADICTED, evidence + f" — {why}.", explanation)
     if grad_ratio < VANISHING and all(grad_ratio < v / 2 for v in baselines.values()):
         return Verdict(claim, title, SUPPORTED, evidence + " — smaller gradients" + (

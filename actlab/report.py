@@ -173,7 +173,7 @@ def checks(an: Analysis) -> list[claims.Verdict]:
             ratio = grad_ratio_training(an, act)
             first, last = moves(an, act)
             out.append(claims.vanishing_gradients(act, ratio, first, last, final_share(an, act, "saturated")[0],
-                                                  an.hidden_layers(), baselines))
+                                                  an.hidden_layers(), baselines, an.stored.config.train.optimizer))
     if not any(a in present for a in ("sigmoid", "tanh")):
         out.append(claims.Verdict("C2", "Sigmoid and tanh saturate", claims.NOT_SHOWN,
                                   "neither sigmoid nor tanh is in this comparison."))

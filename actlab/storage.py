@@ -453,8 +453,9 @@ def with_grid(row: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return dict(items[:at] + list(plain.items()) + items[at:])
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    """A CSV file of the folder as text cells: its header and its whole rows (a row cut short is left out)."""
+def _csv_rows(path: Path, notes: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """A CSV file of the folder as text cells: its header and its whole rows (a row cut short is left out,
+    and said so in ``notes``)."""
     try:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -464,6 +465,8 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     header = rows.pop(0) if rows else []
     if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
         rows.pop()
+        if notes is not None:
+            notes.append(f"{path}: the last row was cut short (the run was stopped mid-write); it is left out")
     return header, rows
 
 
@@ -511,16 +514,7 @@ class StoredExperiment:
 
     def _read_metrics(self) -> dict[str, list[Any]]:
         path = self.path / "metrics.csv"
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
-                               "the folder is damaged") from None
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-        header = rows.pop(0) if rows else []
-        if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
-            rows.pop()
-            self.notes.append(f"{path}: the last row was cut short (the run was stopped mid-write); it is left out")
+        header, rows = _csv_rows(path, self.notes)
         table: dict[str, list[Any]] = {name: [] for name in header}
         grid_keys = set(self.config.compare.grid)
         for line, row in enumerate(rows, start=2):

@@ -99,3 +99,11 @@ def test_curve_claims_branches():
 ])
 def test_leaky_avoids_branches(relu, leaky, verdict):
     assert claims.leaky_avoids(relu, leaky).verdict == verdict
+
+
+def test_vanishing_gradient_names_adams_rescaling_only_for_adam():
+    args = ("sigmoid", 0.05, 2.0, 0.5, 0.0, 3, {"relu": 1.0})
+    adam = claims.vanishing_gradients(*args, optimizer="adam")
+    sgd = claims.vanishing_gradients(*args, optimizer="sgd")
+    assert adam.verdict == sgd.verdict == claims.CONTRADICTED
+    assert "Adam rescales" in adam.evidence and "Adam" not in sgd.evidence
