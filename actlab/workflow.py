@@ -184,6 +184,9 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
     if stored.status.get("command") not in ("train", "compare"):
         raise ResumeRefused(f"'{path}' holds a {stored.status.get('command', 'unknown')!r} experiment: resume "
                             "continues only train and compare")
+    if stored.config.compare.grid:
+        raise ResumeRefused(f"'{path}' is a grid study (compare.grid): resume does not continue grid studies yet; "
+                            f"{replay}")
     version = stored.env.get("actlab")
     if version != __version__:
         raise ResumeRefused(f"'{path}' was written by actlab {version}, this is actlab {__version__}: resume it with "

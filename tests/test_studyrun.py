@@ -252,3 +252,18 @@ def test_the_sensitivity_figure_stars_the_fair_choice():
     fig = studyplots.sensitivity(rows, "train.lr", "final_loss", ["relu", "tanh"])
     stars = {ax.get_title(): line.get_xdata()[0] for ax in fig.axes for line in ax.lines if line.get_gid() == "best"}
     assert stars == {"relu": 0.01, "tanh": 0.001}
+
+
+def test_resume_of_a_grid_folder_says_why_it_refuses(lr_folder, tmp_path):
+    copy = tmp_path / lr_folder.name
+    copy.mkdir()
+    for f in lr_folder.iterdir():
+        if f.is_file():
+            copy.joinpath(f.name).write_bytes(f.read_bytes())
+    status = json.loads((copy / "status.json").read_text())
+    (copy / "status.json").write_text(json.dumps({**status, "status": "incomplete"}))
+    before = {f.name: f.read_bytes() for f in copy.iterdir()}
+    result = invoke("resume", copy)
+    assert result.exit_code == 2
+    assert "is a grid study (compare.grid): resume does not continue grid studies yet" in result.output
+    assert {f.name: f.read_bytes() for f in copy.iterdir()} == before
