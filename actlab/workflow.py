@@ -155,14 +155,14 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
         from actlab import studyrun
 
         path = studyrun.write_report(stored)
-        if notes is not None:
-            notes.extend(stored.notes)
-        return path
-    ranked = rank(stored)
+    else:
+        reference = analysis.task_reference(stored.config)
+        ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
+        storage.write_stats(stored.path, stats.rows(*ranked, reference))
+        path = _report(stored, ranked)
     if notes is not None:
-        notes.extend(stored.notes)
-    storage.write_stats(stored.path, stats.rows(*ranked, analysis.task_reference(stored.config)))
-    return _report(stored, ranked)
+        notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
+    return path
 
 
 class ResumeRefused(storage.StorageError):
