@@ -83,8 +83,12 @@ class TrainConfig:
                                              "this machine) | ray (a Ray cluster)", default="local")
     ray_address: str | None = _doc("Ray cluster to connect to (ray executor); null: RAY_ADDRESS, else a "
                                    "local Ray runtime", default=None)
-    diagnostics: bool = _doc("gradient norms and dead/saturated units every epoch (about half the compute "
-                             "of the batched engine); false: losses only", default=True)
+    diagnostics: bool = _doc("gradient norms and dead/saturated units (at the epochs of diagnostics_dense); "
+                             "false: losses only", default=True)
+    diagnostics_dense: int = _doc("the gradient norms and unit states are measured at every epoch up to this "
+                                  "one, then every 2nd epoch up to twice it, every 4th up to 4 times it, ..., "
+                                  "and always at epoch 0 and the last (env.json lists them; other epochs: empty "
+                                  "cells); 0: every epoch. Losses are logged every epoch", default=10)
     checkpoint_seconds: float = _doc("most seconds of a stack's training an interrupt can lose: stacks in "
                                      "training save a checkpoint this often (`actlab resume` goes on from it)",
                                      default=30.0)
@@ -344,6 +348,8 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(math.isfinite(train.checkpoint_seconds) and train.checkpoint_seconds >= 0, "train.checkpoint_seconds",
           f"must be 0 (every epoch) or more (got {train.checkpoint_seconds})")
     check(train.workers >= 0, "train.workers", f"must be 0 (one per core) or more (got {train.workers})")
+    check(train.diagnostics_dense >= 0, "train.diagnostics_dense",
+          f"must be 0 (every epoch) or more (got {train.diagnostics_dense})")
     _check_optimizer(train, check)
     check(cfg.compare.seeds >= 1, "compare.seeds", f"must be at least 1 (got {cfg.compare.seeds})")
     check(len(cfg.compare.activations) >= 1, "compare.activations", "needs at least one activation (or all)")

@@ -19,6 +19,7 @@ Works on stacked parameters — N runs at once, weight (N, out, in), bias (N, ou
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,17 +65,51 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(weights, biases, act_layers, x):
-    """Output (N, n, 1) and the pre-activations of every hidden layer [(N, n, W)]."""
+    """Output (N, n, 1) of a no-grad forward pass."""
     h = x.expand(weights[0].shape[0], *x.shape)
-    pre = []
     for layer, (w, b) in enumerate(zip(weights, biases)):
         z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
         if layer == len(weights) - 1:
-            return z, pre
-        pre.append(z)
+            return z
         h = apply_groups(z, act_layers[layer])
     raise AssertionError("unreachable")
 
+
+# --- The schedule: which epochs measure gradients and unit states -------------------------------------------
+
+def is_measured(epoch: int, epochs: int, dense: int) -> bool:
+    """Whether epoch ``epoch`` of ``epochs`` measures gradient norms and unit states: every epoch up to
+    ``dense``, then every 2nd up to 2 x dense, every 4th up to 4 x dense, ... (dense/2 measures per doubling
+    of the epoch), and always epoch 0 and the last; ``dense`` 0: every epoch."""
+    if dense <= 0 or epoch <= dense or epoch == epochs:
+        return True
+    step = 2
+    while dense * step < epoch:
+        step *= 2
+    return epoch % step == 0
+
+
+def schedule(epochs: int, dense: int) -> list[int]:
+    """The epochs (0 = at initialisation .. ``epochs``) that measure gradient norms and unit states."""
+    return [epoch for epoch in range(epochs + 1) if is_measured(epoch, epochs, dense)]
+
+
+def describe_schedule(epochs: int, dense: int) -> str:
+    """The schedule in words: 'every epoch to 10, every 2nd to 20, every 4th to 40, ..., and epoch 150'."""
+    if dense <= 0 or dense >= epochs:
+        return f"every epoch, 0 to {epochs}"
+    parts, step, last = [f"every epoch to {dense}"], 2, dense
+    while dense * step // 2 < epochs:
+        stop = min(dense * step, epochs)
+        if stop // step * step > dense * step // 2:  # a multiple of step in (dense * step / 2, stop]
+            suffix = "nd" if step % 10 == 2 and step % 100 != 12 else "th"
+            parts.append(f"every {step}{suffix} to {stop}")
+            last = stop // step * step
+        step *= 2
+    return ", ".join(parts) + (f", and epoch {epochs}" if last != epochs else "")
+
+
+# --- The per-epoch measures ---------------------------------------------------------------------------------
 
 def evaluate(
     weights: Sequence[torch.Tensor],
@@ -82,39 +117,151 @@ def evaluate(
     act_layers: Sequence[Sequence[ActGroup]],
     data: Dataset,
     full: bool = True,
+    measure: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Every per-epoch measure for N stacked runs: name -> (N,) tensor, on the parameters' device.
 
     ``weights[l]`` is (N, out, in), ``biases[l]`` (N, out); ``act_layers[l]`` covers hidden layer l.
-    ``full=False``: the losses only (one forward pass; no gradient norms or unit states).
+    ``full=False``: the losses only (train.diagnostics off: no gradient norms or unit states at all);
+    ``measure=False``: the losses, and the gradient norms and unit states as NaN (an epoch the schedule skips).
     """
-    if not full:
-        with torch.no_grad():
-            out = {"full_loss": _mse(_forward(weights, biases, act_layers, data.x_train)[0], data.y_train)}
-        return out | held_out_losses(weights, biases, act_layers, data)
-    weights = [w.detach().requires_grad_() for w in weights]
-    biases = [b.detach().requires_grad_() for b in biases]
-    out: dict[str, torch.Tensor] = {}
-    n_layers = len(weights)
+    weights = [w.detach() for w in weights]
+    biases = [b.detach() for b in biases]
+    held_out = held_out_losses(weights, biases, act_layers, data)
+    if full and measure:
+        return _measured(weights, biases, act_layers, data) | held_out
+    with torch.no_grad():
+        out = {"full_loss": _mse(_forward(weights, biases, act_layers, data.x_train), data.y_train)}
+    if full:
+        nan = torch.full_like(out["full_loss"], math.nan)
+        out |= {name: nan for name in _names(len(weights))}
+    return out | held_out
+
+
+def _names(n_layers: int) -> list[str]:
+    """The measured columns of a net with ``n_layers`` linear layers, in evaluate's order."""
+    hidden = range(1, n_layers)
+    return ([f"grad_norm_L{layer}" for layer in range(1, n_layers + 1)]
+            + [f"{kind}_L{layer}" for layer in hidden for kind in ("dead", "saturated")])
+
+
+class _Seed(torch.autograd.Function):
+    """A scalar whose backward hands ``grads[i]`` to ``outs[i]``: a vector-Jacobian product through
+    autograd without a ``grad_outputs`` tensor (which makes autograd import sympy: half a second)."""
+
+    @staticmethod
+    def forward(ctx, grads: list[torch.Tensor], *outs: torch.Tensor) -> torch.Tensor:
+        ctx.grads = grads
+        return outs[0].new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        return None, *ctx.grads
+
+
+def _vjp(outs: list[torch.Tensor], leaves: list[torch.Tensor], grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d/d leaves of sum(outs[i] * grads[i]), each through the graph of its activation (one backward pass)."""
+    seed = _Seed.apply(grads, *outs)
+    if not seed.requires_grad:  # no output depends on its input (a constant activation)
+        return [torch.zeros_like(leaf) for leaf in leaves]
+    found = torch.autograd.grad(seed, leaves, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, found)]
+
+
+@dataclass
+class _Hidden:
+    """A hidden layer of the measuring pass: each group's input slice as an autograd leaf and its
+    activation's output (a graph of a node or a few), the layer's output f(z) as ``apply_groups`` computes
+    it, and f'(z) (N, n, W) where any group is element-wise: each activation's backward kernel given ones."""
+
+    groups: Sequence[ActGroup]
+    leaves: list[torch.Tensor]
+    outs: list[torch.Tensor]
+    h: torch.Tensor
+    slope: torch.Tensor | None
+
+    @classmethod
+    def of(cls, z: torch.Tensor, groups: Sequence[ActGroup]) -> _Hidden:
+        """f(z) of one hidden layer (N, n, W) and, where it applies, f'(z)."""
+        # per group, not through apply_groups' split and cat: a backward pass then needs no concatenation
+        leaves = [part.detach().requires_grad_() for part in z.split([g.stop - g.start for g in groups])]
+        with torch.enable_grad():
+            outs = [g.fn(leaf) for g, leaf in zip(groups, leaves)]
+        h = (outs[0] if len(outs) == 1 else torch.cat(outs)).detach()
+        slope = None
+        if any(g.elementwise for g in groups):
+            slope = _cat(_vjp(outs, leaves, list(torch.ones_like(h).split([len(leaf) for leaf in leaves]))))
+        return cls(groups, leaves, outs, h, slope)
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient for z given the gradient for f(z) (N, n, W): grad * f'(z) for the element-wise
+        groups, each activation's own backward for the others (softmax, and what fails ``_diagonal``)."""
+        width = grad.shape[2]
+        exact = [i for i, g in enumerate(self.groups) if not _diagonal(g, width)]
+        if self.slope is None or len(exact) == len(self.groups):
+            return _cat(_vjp(self.outs, self.leaves, list(grad.split([len(leaf) for leaf in self.leaves]))))
+        out = grad * self.slope
+        found = _vjp([self.outs[i] for i in exact], [self.leaves[i] for i in exact],
+                     [grad[self.groups[i].start : self.groups[i].stop] for i in exact]) if exact else []
+        for i, part in zip(exact, found):
+            out[self.groups[i].start : self.groups[i].stop] = part
+        return out
+
+    def unit_states(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dead, saturated) shares (N,) of the layer's units (NaN where no group is element-wise)."""
+        if self.slope is None:
+            nan = self.h.new_full((len(self.h),), math.nan)
+            return nan, nan
+        return unit_states(self.slope, self.groups)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _diagonal(group: ActGroup, width: int) -> bool:
+    """Is the group's activation element-wise in fact, so that its backward is grad * f'(z)? Its declared
+    ``elementwise``, checked once on random inputs: a user's activation declares nothing and may mix units."""
+    if not group.elementwise:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    z = (3 * torch.randn(group.stop - group.start, 4, width, generator=gen)).requires_grad_()
+    grad = torch.randn(z.shape, generator=gen)
     with torch.enable_grad():
-        pred, pre = _forward(weights, biases, act_layers, data.x_train)
-        loss = _mse(pred, data.y_train)
-        # f'(z) of every hidden layer: each activation applied again to a detached copy of its input, in
-        # graphs of their own, so that one backward pass yields the weight gradients and all f'(z) at once
-        leaves = [z.detach().requires_grad_() for z in pre]
-        total = loss.sum()
-        for z, groups in zip(leaves, act_layers):
-            total = total + apply_groups(z, groups).sum()
-        grads = torch.autograd.grad(total, [*weights, *biases, *leaves])
-    out["full_loss"] = loss.detach()
-    for layer in range(n_layers):
-        gw, gb = grads[layer], grads[n_layers + layer]
-        out[f"grad_norm_L{layer + 1}"] = (gw.pow(2).sum(dim=(1, 2)) + gb.pow(2).sum(dim=1)).sqrt()
-    for layer, slope in enumerate(grads[2 * n_layers :]):
-        dead, saturated = unit_states(slope, act_layers[layer])
-        out[f"dead_L{layer + 1}"] = dead
-        out[f"saturated_L{layer + 1}"] = saturated
-    return out | held_out_losses(weights, biases, act_layers, data)
+        out = group.fn(z)
+    (exact,) = _vjp([out], [z], [grad])
+    (slope,) = _vjp([out], [z], [torch.ones_like(grad)])
+    return bool(torch.allclose(exact, grad * slope, rtol=1e-4, atol=1e-6))
+
+
+def _measured(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Tensor]:
+    """full_loss, grad_norm_L*, dead_L*, saturated_L*: one forward pass that keeps each layer's input and
+    each activation's graph, and the full-data gradient layer by layer by hand (the bmm of
+    ``StackedLinear``'s backward; the activations' own backward kernels through autograd)."""
+    x, y = data.x_train, data.y_train
+    n_layers = len(weights)
+    inputs = [x.expand(weights[0].shape[0], *x.shape)]  # each linear layer's input (N, n, in)
+    hidden: list[_Hidden] = []
+    for layer, (w, b) in enumerate(zip(weights, biases)):
+        z = torch.baddbmm(b.unsqueeze(1), inputs[-1], w.transpose(1, 2))
+        if layer == n_layers - 1:
+            break
+        hidden.append(_Hidden.of(z, act_layers[layer]))
+        inputs.append(hidden[-1].h)
+    diff = z - y
+    out = {"full_loss": diff.pow(2).mean(dim=(1, 2))}
+    grad = diff.mul(2.0 / (diff.shape[1] * diff.shape[2]))  # d loss / d output, as mse_loss's backward
+    norms = [diff] * n_layers
+    for layer in reversed(range(n_layers)):
+        grad_w = torch.bmm(grad.transpose(1, 2), inputs[layer])  # (N, out, in), as StackedLinear
+        norms[layer] = (grad_w.pow(2).sum(dim=(1, 2)) + grad.sum(1).pow(2).sum(dim=1)).sqrt()
+        if layer > 0:
+            grad = hidden[layer - 1].backward(torch.bmm(grad, weights[layer]))
+    out |= {f"grad_norm_L{layer + 1}": norm for layer, norm in enumerate(norms)}
+    for layer, state in enumerate(hidden, start=1):
+        out[f"dead_L{layer}"], out[f"saturated_L{layer}"] = state.unit_states()
+    return out
 
 
 def held_out_losses(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Tensor]:
@@ -124,27 +271,35 @@ def held_out_losses(weights, biases, act_layers, data: Dataset) -> dict[str, tor
         for name, x, y in (("test_loss", data.x_test, data.y_test), ("val_loss", data.x_val, data.y_val)):
             if x is not None:
                 out[name] = _mse(_forward([w.detach() for w in weights], [b.detach() for b in biases],
-                                          act_layers, x)[0], y)
+                                          act_layers, x), y)
     return out
 
 
 def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dead share, saturated share) of the units of one hidden layer, each (N,), from f'(z) (N, n, W).
-
-    (For element-wise activations the gradient of sum(f(z)) with respect to z is f'(z), element by element.)
-    """
+    """(dead share, saturated share) of the units of one hidden layer, each (N,), from f'(z) (N, n, W) of
+    the runs ``groups`` cover; NaN for the groups that are not element-wise. Exact counts, so that both
+    engines agree whatever the layout; four passes over f'(z), in one buffer."""
     n_runs, n_inputs, width = slope.shape
-    device = slope.device
-    # |f'| laid out (N, W, n), so that every reduction over the inputs runs along contiguous memory
-    slope = torch.abs(slope.transpose(1, 2), out=torch.empty(n_runs, width, n_inputs, device=device))
+    threshold, applies = _group_constants(tuple(groups), slope.device)
+    magnitude = torch.abs(slope)
+    # A sum of non-negative numbers is 0 exactly when every one is (NaN stays NaN: not dead): |f'| summed
+    # over the inputs is a cheaper reduction than their maximum.
+    dead = (magnitude.sum(dim=1) == 0).sum(dim=1) / width
+    # saturated: |f'| small on at least SATURATION_SHARE of the inputs; lt_ writes 1.0 / 0.0 in place, and
+    # the sums of those (counts below 2**24) are exact
+    flat_inputs = magnitude.lt_(threshold).sum(dim=1)  # (N, W) counts
+    saturated = (flat_inputs >= math.ceil(SATURATION_SHARE * n_inputs)).sum(dim=1) / width
+    nan = torch.tensor(math.nan, device=slope.device)
+    return torch.where(applies, dead, nan), torch.where(applies, saturated, nan)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_constants(groups: tuple[ActGroup, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per run: the saturation threshold (N, 1, 1) and whether unit states apply (N,): built once per stack
+    (a few dozen small operations for a mixed one), not every epoch."""
     scale = torch.cat([torch.full((g.stop - g.start, 1, 1), g.max_slope) for g in groups]).to(device)
     applies = torch.cat([torch.full((g.stop - g.start,), g.elementwise) for g in groups]).to(device)
-    dead = (slope.amax(dim=2) == 0).sum(dim=1) / width
-    # saturated: |f'| small on at least SATURATION_SHARE of the inputs
-    flat_inputs = (slope < SATURATION_RATIO * scale).sum(dim=2, dtype=torch.int32)  # (N, W) counts
-    saturated = (flat_inputs >= math.ceil(SATURATION_SHARE * n_inputs)).sum(dim=1) / width
-    nan = torch.tensor(float("nan"), device=device)
-    return torch.where(applies, dead, nan), torch.where(applies, saturated, nan)
+    return SATURATION_RATIO * scale, applies
 
 
 # --- Measures of one run's network, from its parameters alone (initial ones or weights.pt) ---------------

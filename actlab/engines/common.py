@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import torch
 from torch import nn
 
-from actlab import activations, init, rng
+from actlab import activations, diagnostics, init, rng
 from actlab.activations import ActivationSpec
 from actlab.devices import resolve_device
 from actlab.tasks import Dataset
@@ -65,7 +65,8 @@ class TrainSettings:
     epochs: int
     batch_size: int
     shuffle: bool = False
-    diagnostics: bool = True  # gradient norms and unit states every epoch; False: losses only
+    diagnostics: bool = True  # gradient norms and unit states; False: losses only
+    diagnostics_dense: int = 10  # ...measured at the epochs of diagnostics.schedule(epochs, this); 0: every one
     optimizer: Literal["adam", "sgd"] = "adam"
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
     eps: float = 1e-8  # Adam's
@@ -83,6 +84,10 @@ class TrainSettings:
     @property
     def torch_device(self) -> torch.device:
         return torch.device(self.device)
+
+    def measures(self, epoch: int) -> bool:
+        """Whether ``epoch`` (0: at initialisation) measures gradient norms and unit states (the schedule)."""
+        return diagnostics.is_measured(epoch, self.epochs, self.diagnostics_dense)
 
 
 @dataclass

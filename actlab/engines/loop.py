@@ -60,12 +60,14 @@ def activation_groups(model: FeedForward, elementwise: bool = True) -> list[list
 
 def record_diagnostics(
     model: FeedForward, groups, data: Dataset, row: dict[str, float], full: bool = True, prelu: bool = False,
+    measure: bool = True,
 ) -> None:
-    """Add this epoch's full-data measures (and, for ``prelu``, its slopes) to ``row`` (name -> value)."""
+    """Add this epoch's full-data measures (and, for ``prelu``, its slopes) to ``row`` (name -> value);
+    ``full``, ``measure``: as ``diagnostics.evaluate`` (the batched engine's call, on a stack of one run)."""
     linears = model.linears()
     weights = [layer.weight.unsqueeze(0) for layer in linears]  # a stack of one run
     biases = [layer.bias.unsqueeze(0) for layer in linears]
-    for name, value in diagnostics.evaluate(weights, biases, groups, data, full).items():
+    for name, value in diagnostics.evaluate(weights, biases, groups, data, full, measure).items():
         row[name] = float(value[0])
     if prelu:
         for layer, module in enumerate(model.activations(), start=1):
@@ -89,7 +91,7 @@ def train_one(
     order = EpochOrder(spec.seed, len(x)) if settings.shuffle else None
     history: dict[str, list[float]] = {}
     initial: dict[str, float] = {}
-    record_diagnostics(model, groups, data, initial, full, group.is_prelu)  # epoch 0: at initialisation
+    record_diagnostics(model, groups, data, initial, full, group.is_prelu, settings.measures(0))  # epoch 0
     diverged_at = None
     for epoch in range(1, epochs + 1):
         if order is None:
@@ -107,7 +109,7 @@ def train_one(
             total += last * (hi - lo)
         row = {"train_loss": total / len(x), "last_batch_loss": last}
         if math.isfinite(total):  # a diverged epoch is not recorded: its measures would be NaN or inf
-            record_diagnostics(model, groups, data, row, full, group.is_prelu)
+            record_diagnostics(model, groups, data, row, full, group.is_prelu, settings.measures(epoch))
         if not (math.isfinite(total) and math.isfinite(row["full_loss"])):
             diverged_at = epoch  # the batched engine's rule: the epoch's mean or full-data loss is not finite
             break

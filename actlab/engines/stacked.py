@@ -369,7 +369,8 @@ def train_stack(
     bounds = batch_bounds(len(x), settings.batch_size)
     orders = [EpochOrder(spec.seed, len(x)) for spec in specs] if settings.shuffle else None
     record = _Progress(n_runs)
-    initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)  # epoch 0
+    initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
+                       settings.measures(0))  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     if start is not None:  # a checkpoint of an earlier session: go on from its epoch
         initial = _restore(start, stack, optimizer, orders, record)
@@ -383,7 +384,8 @@ def train_stack(
                 idx = torch.stack([order.next() for order in orders]).to(x.device)  # (N, n)
                 xe, ye = x[idx], y[idx]
             total, last = _epoch(stack, optimizer, xe, ye, bounds)
-            found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)
+            found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
+                             settings.measures(epoch))
             found.update(stack.slopes())
             names = ["train_loss", "last_batch_loss", *found]
             row = torch.stack([total / len(x), last.double(), *(v.double() for v in found.values())])
