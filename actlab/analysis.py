@@ -82,7 +82,8 @@ class Analysis:
         return np.array(rows, dtype=float)
 
     def band(self, measure: str, activation: str) -> Band | None:
-        """Median and quartiles over seeds at every epoch all its seeds reached (NaN-aware)."""
+        """Median and quartiles over seeds at every epoch all its seeds reached and any measured (NaN-aware:
+        the diagnostics skip epochs, train.diagnostics_dense)."""
         runs = self.per_run(measure).get(activation)
         if not runs:
             return None
@@ -94,16 +95,24 @@ class Analysis:
             return None
         if not np.isnan(data).any():
             q = np.percentile(data, [25, 50, 75], axis=0)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
-                q = np.nanpercentile(data, [25, 50, 75], axis=0)
-        return Band(np.arange(1, length + 1), q[1], q[0], q[2])
+            return Band(np.arange(1, length + 1), q[1], q[0], q[2])
+        seen = ~np.all(np.isnan(data), axis=0)  # epochs no seed measured are left out, not NaN
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nanpercentile(data[:, seen], [25, 50, 75], axis=0)
+        return Band(np.arange(1, length + 1)[seen], q[1], q[0], q[2])
 
     def final(self, measure: str, activation: str) -> np.ndarray:
         """The last-epoch value of ``measure`` for each seed of ``activation``."""
         runs = self.per_run(measure).get(activation, {})
         return np.array([v[-1] for v in runs.values() if v], dtype=float)
+
+    def last_measured(self, measure: str, activation: str) -> np.ndarray:
+        """Per seed of ``activation``, the value of ``measure`` at the last epoch that measured it (the
+        diagnostics skip epochs: a run that diverged may have stopped after an unmeasured one); NaN: none."""
+        runs = self.per_run(measure).get(activation, {})
+        return np.array([next((x for x in reversed(v) if not math.isnan(x)), math.nan) for v in runs.values() if v],
+                        dtype=float)
 
     def hidden_layers(self) -> int:
         return len(self.stored.config.model.sizes) - 2

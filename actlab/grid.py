@@ -47,6 +47,7 @@ NOT_GRID = {
     "train.executor": "it says how runs are computed, not what is trained",
     "train.ray_address": "it says where runs are computed, not what is trained",
     "train.diagnostics": "it changes what is measured, not what is trained",
+    "train.diagnostics_dense": "it changes which epochs are measured, not what is trained",
     "train.seed": "seeds are an axis of every comparison already (compare.seeds)",
     "model.activation": "activations are an axis of every comparison already (compare.activations)",
     "compare": "activations and seeds are axes of every comparison already",

@@ -106,14 +106,22 @@ class Runs:
     diverged: np.ndarray  # (seeds,) bool
 
     def band(self) -> Band | None:
-        """Median and 25-75% over the seeds that did not diverge (None if none did not, or nothing measured)."""
+        """Median and 25-75% over the seeds that did not diverge, at the epochs any of them measured (the
+        diagnostics skip epochs: train.diagnostics_dense), so that a line joins the measured epochs (None if
+        every seed diverged, or nothing was measured)."""
         healthy = self.values[~self.diverged]
-        if not len(healthy) or np.all(np.isnan(healthy)):
+        seen = ~np.all(np.isnan(healthy), axis=0)
+        if not len(healthy) or not seen.any():
             return None
+        healthy = healthy[:, seen]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # epochs no healthy seed measured stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             q = np.nanpercentile(healthy, [25, 50, 75], axis=0)
-        return Band(np.arange(1, healthy.shape[1] + 1), q[1], q[0], q[2])
+        return Band(np.arange(1, len(seen) + 1)[seen], q[1], q[0], q[2])
+
+    def measured(self) -> tuple[int, int]:
+        """(epochs with a value in any seed, epochs): fewer where the diagnostics' schedule skipped some."""
+        return int((~np.all(np.isnan(self.values), axis=0)).sum()), self.values.shape[1]
 
     def diverged_rows(self) -> np.ndarray:
         return self.values[self.diverged]
@@ -187,9 +195,10 @@ def _draw(ax: plt.Axes, runs: Runs, scale: LogScale, *, fill: bool = True, **sty
             zeros = True
     for row in runs.diverged_rows():
         seen = np.flatnonzero(~np.isnan(row))
-        if len(seen):
+        if len(seen):  # the measured epochs, joined
             epochs = np.arange(1, len(row) + 1)
-            ax.plot(epochs, scale.clip(row), color="C3", linewidth=0.8, alpha=0.6, linestyle=style.get("linestyle"))
+            ax.plot(epochs[seen], scale.clip(row[seen]), color="C3", linewidth=0.8, alpha=0.6,
+                    linestyle=style.get("linestyle"))
             ax.plot(epochs[seen[-1]], scale.clip(row[seen[-1]]), **DIVERGED)
     return zeros, bool(runs.diverged.any())
 
@@ -325,6 +334,7 @@ def gradient_norms(an: Analysis) -> Figure | None:
     legend += [_diverged_handle()] * any(k for k, _ in diverged.values())
     fig, axes = _grid(len(acts), "Gradient norm of the first and last layer per epoch (a gap: vanishing "
                                  "gradients)", ylabel="gradient norm (log scale)", legend=legend,
+                      note=_schedule_note(r for pair in runs.values() for r in pair),
                       tall_titles=any(k for k, _ in diverged.values()))
     for ax, act in zip(axes, acts):
         first, final = runs[act]
@@ -336,6 +346,16 @@ def gradient_norms(an: Analysis) -> Figure | None:
         scale.apply(ax)
         ax.set_title(act, fontsize=9, pad=pad)
     return fig
+
+
+def _schedule_note(runs: Iterable[Runs | None]) -> str:
+    """Where the diagnostics skipped epochs: at how many they were measured, and that lines join those."""
+    counts = [r.measured() for r in runs if r is not None]
+    measured, epochs = max((k for k, _ in counts), default=0), max((n for _, n in counts), default=0)
+    if measured >= epochs:
+        return ""
+    return (f"Measured at {measured} of {epochs} epochs (every epoch early on, sparser later: "
+            "train.diagnostics_dense); lines join the measured epochs.")
 
 
 def _dead_note(quiet: list[str], unmeasured: list[str], gone: list[str], some_diverged: bool) -> str:
@@ -365,6 +385,7 @@ def dead_units(an: Analysis) -> Figure | None:
     note = _dead_note([act for act, vs in measured.items() if vs and act not in dead],
                       [act for act, vs in measured.items() if not vs and act not in gone], gone,
                       any(0 < k < n for k, n in diverged.values()))
+    note = " ".join(filter(None, [note, _schedule_note(r for rs in runs.values() for r in rs)]))
     if not dead:  # nothing to draw: the note alone says so
         fig = plt.figure(figsize=(7.5, 1.2))
         fig.suptitle("Dead units per hidden layer: none", fontsize=10)

@@ -49,15 +49,16 @@ def _param_counts(an: Analysis) -> list[int]:
 
 
 def grad_ratio_training(an: Analysis, act: str) -> float:
-    """Median over seeds of the median over epochs of RMS gradient layer 1 / RMS gradient last layer
-    (per-parameter RMS = gradient norm / sqrt(parameters)); NaN without diagnostics."""
+    """Median over seeds of the median over the measured epochs (train.diagnostics_dense: empty cells are
+    epochs it skipped) of RMS gradient layer 1 / RMS gradient last layer (per-parameter RMS = gradient
+    norm / sqrt(parameters)); NaN without diagnostics."""
     counts = _param_counts(an)
     first = an.per_run("grad_norm_L1").get(act, {})
     last = an.per_run(f"grad_norm_L{an.layers()}").get(act, {})
     scale = math.sqrt(counts[-1] / counts[0])
     per_seed = []
     for seed, values in first.items():
-        r = [a / b * scale for a, b in zip(values, last.get(seed, [])) if b > 0 and math.isfinite(a)]
+        r = [a / b * scale for a, b in zip(values, last.get(seed, [])) if b > 0 and math.isfinite(a)]  # NaN: skipped
         if r:
             per_seed.append(float(np.median(r)))
     return float(np.median(per_seed)) if per_seed else math.nan
@@ -83,8 +84,8 @@ def moves(an: Analysis, act: str) -> tuple[float, float]:
 
 def final_share(an: Analysis, act: str, kind: str) -> tuple[float, float]:
     """(mean over seeds, worst seed) of the final share of ``kind`` (dead | saturated) hidden units from
-    metrics.csv, weighted by layer width; NaN when not measured."""
-    per_layer = [an.final(f"{kind}_L{layer}", act) for layer in range(1, an.hidden_layers() + 1)]
+    metrics.csv (each seed's last measured epoch), weighted by layer width; NaN when not measured."""
+    per_layer = [an.last_measured(f"{kind}_L{layer}", act) for layer in range(1, an.hidden_layers() + 1)]
     if not per_layer or not len(per_layer[0]) or all(np.isnan(v).all() for v in per_layer):
         return math.nan, math.nan
     sizes = np.array(an.stored.config.model.sizes[1:-1], dtype=float)
@@ -458,7 +459,8 @@ def build(an: Analysis, figures: dict[str, Path], study: Answer | None = None) -
               "At initialisation (epoch 0, recomputed from the seed) and at the end (weights.pt). RMS grad: "
               "root-mean-square of the full-data MSE gradient over a layer's parameters, first layer over last "
               "(well below 1: vanishing gradients; unlike the norm, not inflated by a layer's size); during "
-              "training: median over seeds of the median over epochs. Relative change |W_end - W_0| / |W_0|: how "
+              "training: median over seeds of the median over the measured epochs (every epoch early on, sparser "
+              "later: train.diagnostics_dense). Relative change |W_end - W_0| / |W_0|: how "
               "far a layer's weights moved. Units, summed over seeds: dead at initialisation, died (alive at "
               "initialisation, dead at the end), revived; all-negative: pre-activation <= 0 on every input "
               "(for leaky variants: alive only through the leak). Bounded: |f| stops growing on [-1e4, 1e4].", ""]

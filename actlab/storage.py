@@ -33,7 +33,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,22 @@ def environment(device: torch.device, argv: Sequence[str] | None = None,
         env["equivalence"] = probe.for_training(specs, cfg.model.sizes, cfg.data.samples - n_test, n_test,
                                                 cfg.train.batch_size, TrainSettings.from_config(cfg, device))
     return env
+
+
+def diagnostics_schedule(cfg: config.Config, grid: Mapping[str, Mapping[str, Any]] | None = None
+                         ) -> list[dict[str, Any]] | None:
+    """env.json's "diagnostics": the epochs that measured gradient norms and unit states (metrics.csv leaves
+    the others empty), one entry per run length (a grid over train.epochs has several); None: not measured."""
+    if not cfg.train.diagnostics:
+        return None
+    from actlab import diagnostics
+
+    lengths = {cfg.train.epochs} if not grid else set()
+    lengths |= {int(values["train.epochs"]) for values in (grid or {}).values() if "train.epochs" in values}
+    dense = cfg.train.diagnostics_dense
+    return [{"train.epochs": epochs, "train.diagnostics_dense": dense,
+             "schedule": diagnostics.describe_schedule(epochs, dense),
+             "epochs": diagnostics.schedule(epochs, dense)} for epochs in sorted(lengths or {cfg.train.epochs})]
 
 
 def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> Path:
@@ -327,7 +343,8 @@ class ExperimentWriter:
             write_text(path / "config.yaml", text)
             # its checksum: `actlab resume` refuses a config edited after the experiment started
             _write_json(path / "env.json", {**environment(torch.device(device), cfg=cfg),
-                                            "config_sha256": hashlib.sha256(text.encode()).hexdigest()})
+                                            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                            "diagnostics": diagnostics_schedule(cfg, grid)})
             write_text(path / "metrics.csv", _csv_lines([writer.columns or metric_columns(cfg)]))
             writer._status("running")
         except BaseException:

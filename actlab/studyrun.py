@@ -464,6 +464,8 @@ def depth_signal(stored: storage.StoredExperiment, plan: Plan) -> list[dict[str,
         counts = [a * b + b for a, b in zip(sizes[:-1], sizes[1:])]
         first = table["grad_norm_L1"][i] / math.sqrt(counts[0])
         last = table[f"grad_norm_L{len(counts)}"][i] / math.sqrt(counts[-1])
+        if math.isnan(first) or math.isnan(last):
+            continue  # an epoch the diagnostics skipped (train.diagnostics_dense): "end" is the last measured
         by_run.setdefault(run, {})[table["epoch"][i]] = first / last if last > 0 else math.nan
     out = []
     for r in stored.summary:

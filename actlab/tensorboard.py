@@ -105,7 +105,8 @@ def _by_run(table: dict[str, list[Any]]) -> dict[str, dict[int, list[tuple[str, 
     out: dict[str, dict[int, list[tuple[str, float]]]] = {}
     for i, (run, epoch) in enumerate(zip(table.get("run", []), table.get("epoch", []))):
         values = [(tag, float(table[column][i])) for column, tag in columns]
-        # an empty cell: not measured (no held-out split, no diagnostics, slope_L* of other than prelu)
+        # an empty cell: not measured (no held-out split, no diagnostics or an epoch their schedule skipped,
+        # slope_L* of other than prelu): no point, TensorBoard joins the measured ones
         out.setdefault(run, {})[int(epoch)] = [(tag, v) for tag, v in values if not math.isnan(v)]
     return out
 

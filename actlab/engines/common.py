@@ -97,7 +97,8 @@ class RunResult:
     ``history`` maps a measure to one value per completed epoch: train_loss (mean over the epoch's
     mini-batches, weighted by their size), last_batch_loss (what the article prints), full_loss (whole
     training set after the epoch), test_loss (held-out split, when there is one), seconds (elapsed), and
-    the diagnostics of ``actlab.diagnostics`` (grad_norm_L*, dead_L*, saturated_L*, slope_L* for prelu).
+    the diagnostics of ``actlab.diagnostics`` (grad_norm_L*, dead_L*, saturated_L*: NaN at the epochs their
+    schedule skips, ``TrainSettings.measures``; slope_L* for prelu, every epoch).
     """
 
     spec: RunSpec
