@@ -96,6 +96,7 @@ def main() -> None:
               "   (every registry activation x 10 seeds: the default compare)")
     stacking()
     pinning(epochs)
+    diagnostics_share(epochs, rounds=1 if args.quick else 3)
 
 
 def step_time(specs, steps: int = 200) -> float:
@@ -140,6 +141,43 @@ def stacking() -> None:
     on, off = min(times[True]), min(times[False])
     print(f"   the {len(row_wise)} exp-based activations x 10 seeds, one step: row by row (bitwise) {1e3 * on:.2f} ms, "
           f"contiguous {1e3 * off:.2f} ms: x{on / off:.2f}")
+
+
+def diagnostics_share(epochs: int = 150, rounds: int = 3) -> dict[str, float]:
+    """Part 5: what the per-epoch diagnostics cost, time(default) / time(train.diagnostics=false) - 1, for
+    the default compare's stack (every activation x 10 seeds) and the half of it one of two workers gets, at
+    one thread in this process, alternating with and without (CPU time: the machine may be shared); the
+    median over ``rounds``. Losses are logged every epoch either way; the gradient norms and unit states at
+    the epochs of train.diagnostics_dense (default 10: 31 of 151 epochs), and also every epoch (dense 0)."""
+    torch.set_num_threads(1)
+    data = make_dataset("noise", 100, 0)
+    names = activations.names()
+    half = names[: (len(names) + 1) // 2]
+    stacks = {f"{len(names)} activations x 10 seeds": [RunSpec(a, s, 1e-3) for a in names for s in range(10)],
+              f"{len(half)} x 10 (one worker's)": [RunSpec(a, s, 1e-3) for a in half for s in range(10)]}
+    modes = {"default": {}, "every epoch": {"diagnostics_dense": 0}, "off": {"diagnostics": False}}
+
+    def cpu_seconds(specs, options) -> float:
+        settings = TrainSettings(epochs=epochs, batch_size=10, **options)
+        start = time.process_time()
+        for _ in train(specs, data, SIZES, settings, workers=1):
+            pass
+        return time.process_time() - start
+
+    print(f"\n5. The diagnostics' share of training: time / time(train.diagnostics=false) - 1, {epochs} epochs, one "
+          f"thread, CPU time, median of {rounds} alternating rounds")
+    shares = {}
+    for label, specs in stacks.items():
+        cpu_seconds(specs[:10], modes["default"])  # warm-up
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(rounds):
+            for mode, options in modes.items():
+                times[mode].append(cpu_seconds(specs, options))
+        ratio = {mode: sorted(a / b - 1 for a, b in zip(times[mode], times["off"]))[rounds // 2] for mode in modes}
+        shares[label] = ratio["default"]
+        print(f"   {label:28s}: default schedule {100 * ratio['default']:5.1f}%, every epoch "
+              f"{100 * ratio['every epoch']:5.1f}% (losses only: {sorted(times['off'])[rounds // 2]:.2f} s)")
+    return shares
 
 
 def default_compare(epochs: int) -> None:

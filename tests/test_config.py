@@ -118,3 +118,11 @@ def test_all_expands_to_the_registry_without_duplicates():
 def test_reference_lists_every_field():
     keys = [row[0] for row in config.reference()]
     assert "train.lr" in keys and "model.sizes" in keys and "device" in keys
+
+
+def test_diagnostics_dense_is_checked_and_is_no_grid_key():
+    with pytest.raises(ConfigError, match=r"train\.diagnostics_dense: must be 0 \(every epoch\) or more \(got -1\)"):
+        build_config({"train": {"diagnostics_dense": -1}})
+    with pytest.raises(ConfigError, match=r"train\.diagnostics_dense: not a grid key"):
+        build_config({"compare": {"grid": {"train.diagnostics_dense": [0, 10]}}})
+    assert build_config({"train": {"diagnostics_dense": 0}}).train.diagnostics_dense == 0

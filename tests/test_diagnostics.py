@@ -1,5 +1,7 @@
 """Diagnostics on hand-built weights where the answer is known, and against independent autograd."""
 
+import math
+
 import torch
 from torch import nn
 
@@ -132,3 +134,156 @@ def test_unit_story_from_two_snapshots():
     units = RunUnits(0, snap([True, True, False, False]), snap([True, False, True, False]))
     assert units.count("born_dead") == [2] and units.count("died") == [1] and units.count("revived") == [1]
     assert units.count("dead_end") == [2] and RunUnits(0, snap([True]), None).count("died") == [0]
+
+
+# --- The schedule, and the measuring pass against independent oracles --------------------------------------
+
+
+def test_schedule_by_hand():
+    # every epoch to 10, every 2nd to 20, every 4th to 40, every 8th to 80, every 16th to 160; always 0 and 150
+    assert diagnostics.schedule(150, 10) == [*range(11), 12, 14, 16, 18, 20, 24, 28, 32, 36, 40, 48, 56, 64, 72,
+                                             80, 96, 112, 128, 144, 150]
+    assert diagnostics.schedule(9, 2) == [0, 1, 2, 4, 8, 9]
+    assert diagnostics.schedule(20, 0) == list(range(21)) == diagnostics.schedule(20, 20)
+    assert diagnostics.schedule(1, 10) == [0, 1]
+    for epochs, dense in ((150, 10), (1000, 3), (7, 1)):
+        assert all(diagnostics.is_measured(e, epochs, dense) == (e in diagnostics.schedule(epochs, dense))
+                   for e in range(epochs + 1))
+    assert diagnostics.describe_schedule(150, 10) == ("every epoch to 10, every 2nd to 20, every 4th to 40, "
+                                                      "every 8th to 80, every 16th to 150, and epoch 150")
+    assert diagnostics.describe_schedule(20, 10) == "every epoch to 10, every 2nd to 20"
+
+
+def _stack(names, seeds=(0, 1), sizes=(10, 18, 18, 4, 1)):
+    from actlab.engines import RunSpec
+    from actlab.engines.stacked import Stack
+
+    return Stack([RunSpec(name, seed, 1e-3) for name in names for seed in seeds], sizes, torch.device("cpu"))
+
+
+def test_a_skipped_epoch_has_the_losses_and_nan_for_everything_else():
+    data = make_dataset("teacher", 80, 1, noise=0.1, test_fraction=0.25)
+    stack = _stack(["relu", "softmax", "sigmoid"])
+    args = (stack.weights, stack.biases, stack.act_layers, data)
+    measured, skipped, off = (diagnostics.evaluate(*args, True, True), diagnostics.evaluate(*args, True, False),
+                              diagnostics.evaluate(*args, False))
+    assert list(measured) == list(skipped)  # the same columns in the same order: the engines stack them
+    assert set(off) == {"full_loss", "test_loss"}
+    for name, value in skipped.items():
+        if name.endswith("_loss"):
+            assert torch.equal(value, measured[name]) and torch.equal(value, off[name]), name
+        else:
+            assert torch.isnan(value).all() and not torch.isnan(measured[name][:2]).all(), name
+
+
+def _reference(model, x, y, elementwise):
+    """Per linear layer the gradient norm, per hidden layer (dead, saturated) shares, by plain autograd on one
+    run and the definitions of the module docstring (maximum over inputs, not the engines' sums)."""
+    zs, h = [], x
+    for i, layer in enumerate(model.linears()):
+        h = layer(h)
+        if i < len(model.linears()) - 1:
+            zs.append(h)
+            h = model.activations()[i](h)
+    nn.MSELoss()(h, y).backward()
+    norms = [torch.cat([m.weight.grad.flatten(), m.bias.grad]).norm() for m in model.linears()]
+    states = []
+    for act, z in zip(model.activations(), zs):
+        if not elementwise:
+            states.append((math.nan, math.nan))
+            continue
+        leaf = z.detach().requires_grad_()
+        (slope,) = torch.autograd.grad(act(leaf).sum(), leaf)  # element-wise: f'(z), input by input
+        slope = slope.abs()
+        scale = diagnostics.max_slope(act)
+        small = (slope < diagnostics.SATURATION_RATIO * scale).float().mean(dim=0)
+        states.append((float((slope.amax(dim=0) == 0).float().mean()),
+                       float((small >= diagnostics.SATURATION_SHARE).float().mean())))
+    return norms, states
+
+
+def test_the_measuring_pass_of_a_mixed_stack_equals_plain_autograd_run_by_run():
+    """Every registry activation (prelu's stacked slope, softmax's units that mix, the row-wise exp-based
+    kernels) in one stack, moved off its initialisation so that units die and saturate: each run's gradient
+    norms and unit states equal those of its own network by autograd."""
+    data = make_dataset("noise", 100, 2)
+    names = activations.names()
+    stack = _stack(names)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # big biases, some +-6 and more: dead and saturated units in many runs and layers
+        for b in stack.biases[:-1]:
+            b.copy_(6 * torch.randn(b.shape, generator=gen))
+    got = diagnostics.evaluate(stack.weights, stack.biases, stack.act_layers, data)
+    states = {"dead": 0, "saturated": 0}
+    for r, state in enumerate(stack.final().state_dicts()):
+        spec = activations.resolve(names[r // 2])
+        model = FeedForward((10, 18, 18, 4, 1), spec.build)
+        model.load_state_dict(state)
+        norms, want = _reference(model, data.x_train, data.y_train, spec.elementwise)
+        for layer, norm in enumerate(norms, start=1):
+            assert torch.allclose(got[f"grad_norm_L{layer}"][r], norm, rtol=1e-4), (spec.name, layer)
+        for layer, (dead, saturated) in enumerate(want, start=1):
+            pair = (float(got[f"dead_L{layer}"][r]), float(got[f"saturated_L{layer}"][r]))
+            assert pair == (dead, saturated) or (math.isnan(dead) and all(map(math.isnan, pair))), (spec.name, layer)
+            states["dead"] += dead > 0
+            states["saturated"] += saturated > 0
+    assert states["dead"] > 5 and states["saturated"] > 5  # the oracle saw both kinds of units
+
+
+def test_an_activation_that_mixes_units_gets_its_exact_gradient():
+    """A user's activation declares nothing (element-wise by default) and may mix units: its gradient is
+    still the vector-Jacobian product, not grad * f'(z)."""
+    data = make_dataset("noise", 100, 0)
+
+    class Mix(nn.Module):
+        def forward(self, z):
+            return torch.tanh(z) * z.mean(dim=-1, keepdim=True)
+
+    model = load_parameters(FeedForward((10, 18, 18, 4, 1), Mix), initial_parameters((10, 18, 18, 4, 1), 1))
+    group = [[diagnostics.ActGroup(0, 1, module, True, 1.0)] for module in model.activations()]
+    got = diagnostics.evaluate([m.weight.unsqueeze(0) for m in model.linears()],
+                               [m.bias.unsqueeze(0) for m in model.linears()], group, data)
+    norms, _ = _reference(model, data.x_train, data.y_train, True)
+    for layer, norm in enumerate(norms, start=1):
+        assert torch.allclose(got[f"grad_norm_L{layer}"][0], norm, rtol=1e-5), layer
+
+
+def test_unit_states_by_hand():
+    """Four units over 10 inputs: f' zero everywhere (dead), small on 9 inputs (saturated), small on 8, and NaN."""
+    slope = torch.ones(1, 10, 4)
+    slope[0, :, 0] = 0.0
+    slope[0, :9, 1] = 0.009  # below 1% of max_slope 1 on 90% of the inputs
+    slope[0, :8, 2] = -0.009  # |f'| counts; 80% is not enough
+    slope[0, 3, 3] = math.nan
+    group = diagnostics.ActGroup(0, 1, torch.relu, True, 1.0)
+    dead, saturated = diagnostics.unit_states(slope, [group])
+    assert dead.tolist() == [0.25] and saturated.tolist() == [0.5]
+    softmax = diagnostics.ActGroup(1, 2, torch.relu, False, 1.0)
+    dead, saturated = diagnostics.unit_states(torch.cat([slope, slope]), [group, softmax])
+    assert dead[0] == 0.25 and dead[1] != dead[1] and saturated[1] != saturated[1]
+
+
+def test_metrics_csv_leaves_skipped_epochs_empty_and_env_json_lists_the_measured(tmp_path):
+    import csv
+    import json
+
+    from actlab import config, experiment, storage
+
+    cfg = config.build_config({"train": {"epochs": 9, "workers": 1, "diagnostics_dense": 2},
+                               "compare": {"activations": ["relu", "tanh"], "seeds": 1}})
+    exp = experiment.compare(cfg)
+    writer = storage.ExperimentWriter.create(cfg, "compare", [r.spec.run_id for r in exp.results], "cpu",
+                                             runs_dir=tmp_path)
+    writer.add(exp.results)
+    writer.finish()
+    env = json.loads((writer.path / "env.json").read_text())
+    assert env["diagnostics"] == [{"train.epochs": 9, "train.diagnostics_dense": 2, "epochs": [0, 1, 2, 4, 8, 9],
+                                   "schedule": "every epoch to 2, every 2nd to 4, every 4th to 8, and epoch 9"}]
+    with open(writer.path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        measured = int(row["epoch"]) in (0, 1, 2, 4, 8, 9)
+        assert (row["grad_norm_L1"] != "") == measured and (row["dead_L3"] != "") == measured, row["epoch"]
+        assert row["full_loss"] != ""  # losses every epoch
+    table = storage.load_experiment(writer.path).metrics()
+    assert math.isnan(table["saturated_L2"][3]) and not math.isnan(table["saturated_L2"][2])

@@ -7,10 +7,11 @@ kernels cannot give it (tests/test_portability.py runs the other code paths in s
 """
 
 import logging
+import math
 
 import pytest
 import torch
-from helpers import max_rel_dev, probe, require_bitwise, same_history
+from helpers import max_rel_dev, probe, require_bitwise, same_history, same_values
 
 from actlab import activations
 from actlab.engines import RunSpec, TrainSettings, train
@@ -172,6 +173,32 @@ def test_losses_only_mode_gives_the_same_losses(engine):
         assert "grad_norm_L1" in ref.history and "grad_norm_L1" not in got and "dead_L1" not in got
         for key in ("train_loss", "last_batch_loss", "full_loss", "test_loss"):
             assert ref.history[key] == got[key], (run_id, key)
+
+
+def test_the_diagnostics_schedule_skips_the_same_epochs_in_both_engines():
+    """train.diagnostics_dense=2 over 9 epochs measures epochs 0, 1, 2, 4, 8 and 9: both engines leave the
+    others NaN (not carried forward), bit for bit alike, and the schedule changes nothing else: the losses
+    and the measured epochs' values are those of a run measured every epoch."""
+    data = make_dataset("teacher", 80, 1, noise=0.1, test_fraction=0.25)
+    specs = [RunSpec(name, 0, 0.003) for name in ("relu", "sigmoid", "prelu", "softmax", "gelu")]
+    sparse = {engine: _run(specs, data, engine, epochs=9, shuffle=True, diagnostics_dense=2)
+              for engine in ("loop", "batched")}
+    every = _run(specs, data, "batched", epochs=9, shuffle=True, diagnostics_dense=0)
+    measured = [e in (1, 2, 4, 8, 9) for e in range(1, 10)]
+    for spec in specs:
+        got, ref = sparse["batched"][spec.run_id], every[spec.run_id]
+        assert got.initial.keys() == ref.initial.keys()
+        for key, values in got.history.items():
+            if key.startswith(("grad_norm_", "dead_", "saturated_")):
+                units_of_softmax = spec.activation == "softmax" and not key.startswith("grad_norm_")  # NaN always
+                assert [v == v for v in values] == measured or units_of_softmax, (spec.run_id, key)
+                assert all(math.isnan(v) for v, m in zip(values, measured) if not m), (spec.run_id, key)
+                assert same_values([v for v, m in zip(values, measured) if m],
+                                   [v for v, m in zip(ref.history[key], measured) if m]), (spec.run_id, key)
+            elif key != "seconds":
+                assert same_values(values, ref.history[key]), (spec.run_id, key)
+    require_bitwise(specs, data, SIZES, 10)
+    _assert_bitwise(sparse["loop"], sparse["batched"])
 
 
 def test_a_run_that_diverges_keeps_every_epoch_before_it_in_both_engines():

@@ -153,3 +153,53 @@ def test_fits_legend_names_target_and_seeds(tmp_path):
     assert labels[0].startswith("target") and any("fit" in label for label in labels)
     assert all(ax.get_xlabel() == "x" for ax in panels(fig).values())
     plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory) -> Path:
+    """relu and tanh over 14 epochs, the diagnostics measured at epochs 0, 1, 2, 4, 8 and 14 only."""
+    return compare(tmp_path_factory.mktemp("runs"), "-a", "relu,tanh", "--seeds", "2", "--epochs", "14",
+                   "--set", "train.diagnostics_dense=2")
+
+
+def test_figures_join_the_measured_epochs_and_say_how_many(sparse):
+    rows = metrics_rows(sparse)
+    measured = {int(r["epoch"]) for r in rows if r["grad_norm_L1"] != ""}
+    assert measured == {0, 1, 2, 4, 8, 14}  # the oracle: the cells metrics.csv holds
+    an = analysed(sparse)
+    for fig in (plots.gradient_norms(an), plots.dead_units(an)):
+        note = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+        assert "Measured at 5 of 14 epochs" in note
+        for ax in panels(fig).values():
+            for line in ax.lines:
+                if len(line.get_xdata()) > 1:  # a median line: the measured epochs, with no gap
+                    assert set(line.get_xdata()) == measured - {0} and not np.isnan(line.get_ydata()).any()
+        plt.close(fig)
+    band = plots.Runs(np.array([[1.0, math.nan, 3.0], [2.0, math.nan, math.nan]]), np.array([False, False])).band()
+    assert band.epochs.tolist() == [1, 3] and band.median.tolist() == [1.5, 3.0]
+
+
+def test_report_ratio_is_a_median_over_the_measured_epochs(sparse):
+    from actlab import report
+
+    rows = metrics_rows(sparse)
+    sizes = (10, 18, 18, 4, 1)
+    scale = math.sqrt((sizes[-2] * sizes[-1] + sizes[-1]) / (sizes[0] * sizes[1] + sizes[1]))
+    an = analysed(sparse)
+    for act in ("relu", "tanh"):
+        per_seed = [np.median([float(r["grad_norm_L1"]) / float(r["grad_norm_L4"]) * scale for r in rows
+                               if r["activation"] == act and r["seed"] == seed and r["epoch"] != "0"
+                               and r["grad_norm_L1"] != ""]) for seed in ("0", "1")]
+        assert math.isclose(report.grad_ratio_training(an, act), float(np.median(per_seed)), rel_tol=1e-12)
+
+
+def test_the_last_measured_value_of_a_run_that_stopped_between_two_measures():
+    """Seed 0 ran 3 epochs, measured at 1 and 2; seed 1 diverged after epoch 3, which was not measured."""
+    nan = math.nan
+    table = {"activation": ["relu"] * 7, "seed": [0, 0, 0, 0, 1, 1, 1], "epoch": [0, 1, 2, 3, 0, 1, 2],
+             "dead_L1": [0.5, 0.25, 0.5, nan, 0.0, 0.125, nan]}
+    an = analysis.Analysis(None, table, [], 0.0, 0.0)
+    assert an.last_measured("dead_L1", "relu").tolist() == [0.5, 0.125]  # epoch 0 is not "during training"
+    assert np.isnan(an.final("dead_L1", "relu")).all()  # the last epoch's cell: empty
+    assert np.isnan(analysis.Analysis(None, {**table, "dead_L1": [nan] * 7}, [], 0.0, 0.0)
+                    .last_measured("dead_L1", "relu")).all()
