@@ -170,49 +170,46 @@ def _vjp(outs: list[torch.Tensor], leaves: list[torch.Tensor], grads: list[torch
 
 @dataclass
 class _Hidden:
-    """A hidden layer of the measuring pass: each group's input slice as an autograd leaf and its
-    activation's output (a graph of a node or a few), the layer's output f(z) as ``apply_groups`` computes
-    it, and f'(z) (N, n, W) where any group is element-wise: each activation's backward kernel given ones."""
+    """A hidden layer of the measuring pass: its output f(z) as ``apply_groups`` computes it, the unit
+    states, f'(z) (N, n, W) where any group is element-wise (each activation's backward kernel given ones),
+    and, for the groups whose backward is not grad * f'(z), their input slices as autograd leaves and their
+    outputs (everything else is let go once f'(z) is known: memory is per run)."""
 
     groups: Sequence[ActGroup]
-    leaves: list[torch.Tensor]
-    outs: list[torch.Tensor]
     h: torch.Tensor
+    states: tuple[torch.Tensor, torch.Tensor]
     slope: torch.Tensor | None
+    exact: list[tuple[int, torch.Tensor, torch.Tensor]]  # (group index, leaf, output) for the vjp
 
     @classmethod
     def of(cls, z: torch.Tensor, groups: Sequence[ActGroup]) -> _Hidden:
-        """f(z) of one hidden layer (N, n, W) and, where it applies, f'(z)."""
+        """f(z) of one hidden layer (N, n, W) and what the backward pass and the unit states need."""
         # per group, not through apply_groups' split and cat: a backward pass then needs no concatenation
         leaves = [part.detach().requires_grad_() for part in z.split([g.stop - g.start for g in groups])]
         with torch.enable_grad():
             outs = [g.fn(leaf) for g, leaf in zip(groups, leaves)]
-        h = (outs[0] if len(outs) == 1 else torch.cat(outs)).detach()
+        h = _cat(outs).detach()
         slope = None
+        states = (h.new_full((len(h),), math.nan),) * 2
         if any(g.elementwise for g in groups):
             slope = _cat(_vjp(outs, leaves, list(torch.ones_like(h).split([len(leaf) for leaf in leaves]))))
-        return cls(groups, leaves, outs, h, slope)
+            states = unit_states(slope, groups)
+        width = z.shape[2]
+        exact = [(i, leaves[i], outs[i]) for i, g in enumerate(groups) if slope is None or not _diagonal(g, width)]
+        return cls(groups, h, states, slope, exact)
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
         """The gradient for z given the gradient for f(z) (N, n, W): grad * f'(z) for the element-wise
         groups, each activation's own backward for the others (softmax, and what fails ``_diagonal``)."""
-        width = grad.shape[2]
-        exact = [i for i, g in enumerate(self.groups) if not _diagonal(g, width)]
-        if self.slope is None or len(exact) == len(self.groups):
-            return _cat(_vjp(self.outs, self.leaves, list(grad.split([len(leaf) for leaf in self.leaves]))))
-        out = grad * self.slope
-        found = _vjp([self.outs[i] for i in exact], [self.leaves[i] for i in exact],
-                     [grad[self.groups[i].start : self.groups[i].stop] for i in exact]) if exact else []
-        for i, part in zip(exact, found):
-            out[self.groups[i].start : self.groups[i].stop] = part
-        return out
-
-    def unit_states(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dead, saturated) shares (N,) of the layer's units (NaN where no group is element-wise)."""
+        parts = [grad[self.groups[i].start : self.groups[i].stop] for i, _, _ in self.exact]
+        found = _vjp([out for _, _, out in self.exact], [leaf for _, leaf, _ in self.exact], parts) if parts else []
         if self.slope is None:
-            nan = self.h.new_full((len(self.h),), math.nan)
-            return nan, nan
-        return unit_states(self.slope, self.groups)
+            return _cat(found)
+        out = grad.mul_(self.slope)  # grad is this pass's own buffer (the bmm's result): no new one
+        for (i, _, _), part in zip(self.exact, found):
+            out[self.groups[i].start : self.groups[i].stop] = part
+        self.slope = None  # used once: let it go before the next layer's
+        return out
 
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -260,7 +257,7 @@ def _measured(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Ten
             grad = hidden[layer - 1].backward(torch.bmm(grad, weights[layer]))
     out |= {f"grad_norm_L{layer + 1}": norm for layer, norm in enumerate(norms)}
     for layer, state in enumerate(hidden, start=1):
-        out[f"dead_L{layer}"], out[f"saturated_L{layer}"] = state.unit_states()
+        out[f"dead_L{layer}"], out[f"saturated_L{layer}"] = state.states
     return out
 
 
