@@ -577,7 +577,13 @@ def read_config(path: Path) -> Config:
     """The config of a stored folder, validated without importing anything it names (reading a folder must
     not run code from it): activations given by import path stay names."""
     sources = Sources()
-    return build_config(read_yaml(path, sources), sources, imports=False)
+    raw = read_yaml(path, sources)
+    train = raw.get("train") if isinstance(raw, dict) else None
+    if isinstance(train, dict) and "diagnostics_dense" not in train:
+        # a stored config is resolved (every key written): without this one, it predates the schedule, and
+        # its diagnostics were measured every epoch
+        train["diagnostics_dense"] = 0
+    return build_config(raw, sources, imports=False)
 
 
 def import_paths(cfg: Config) -> list[str]:

@@ -1,7 +1,17 @@
-"""Once-per-epoch evaluation on the full data: losses and the measures that show *why* a run trains as it does.
+"""Per-epoch evaluation on the full data: losses, and the measures that show *why* a run trains as it does.
 
 Works on stacked parameters — N runs at once, weight (N, out, in), bias (N, out) — so the loop engine
-(N = 1) and the batched engine share one definition of every measure. Definitions:
+(N = 1) and the batched engine share one definition of every measure, and one computation of it.
+
+The losses are measured every epoch (a no-grad forward pass). The gradient norms and unit states cost about
+four forward passes, so they follow a schedule (``schedule``, ``train.diagnostics_dense``): every epoch early
+on, where training changes fastest, then sparser, always epoch 0 and the last; the engines record NaN at the
+epochs it skips. Where measured, one forward pass keeps every layer's input and each activation's small
+graph; f'(z) comes from each activation's own backward kernel given ones; the full-data gradient is worked
+back layer by layer by hand (batched matmuls, and grad * f'(z) for the element-wise activations, their
+vector-Jacobian product for the others).
+
+Definitions:
 
 - ``grad_norm_L{l}``: Euclidean norm of the full-training-set MSE gradient with respect to linear layer l's
   weight and bias together (l = 1 is the input layer). Vanishing gradients show as grad_norm_L1 much
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -195,7 +206,8 @@ class _Hidden:
             slope = _cat(_vjp(outs, leaves, list(torch.ones_like(h).split([len(leaf) for leaf in leaves]))))
             states = unit_states(slope, groups)
         width = z.shape[2]
-        exact = [(i, leaves[i], outs[i]) for i, g in enumerate(groups) if slope is None or not _diagonal(g, width)]
+        exact = [(i, leaves[i], outs[i]) for i, g in enumerate(groups)
+                 if slope is None or not _diagonal(g, width, z.device)]
         return cls(groups, h, states, slope, exact)
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
@@ -216,15 +228,24 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-@functools.lru_cache(maxsize=256)
-def _diagonal(group: ActGroup, width: int) -> bool:
+# ActGroup -> {layer width: diagonal?}: checked once per stack, forgotten with it (a prelu group's fn holds the
+# stack's parameters: a cache that kept groups alive would keep every stack of a long study)
+_DIAGONAL: weakref.WeakKeyDictionary[ActGroup, dict[int, bool]] = weakref.WeakKeyDictionary()
+
+
+def _diagonal(group: ActGroup, width: int, device: torch.device) -> bool:
     """Is the group's activation element-wise in fact, so that its backward is grad * f'(z)? Its declared
     ``elementwise``, checked once on random inputs: a user's activation declares nothing and may mix units."""
-    if not group.elementwise:
-        return False
+    known = _DIAGONAL.setdefault(group, {})
+    if width not in known:
+        known[width] = group.elementwise and _acts_diagonally(group, width, device)
+    return known[width]
+
+
+def _acts_diagonally(group: ActGroup, width: int, device: torch.device) -> bool:
     gen = torch.Generator().manual_seed(0)
-    z = (3 * torch.randn(group.stop - group.start, 4, width, generator=gen)).requires_grad_()
-    grad = torch.randn(z.shape, generator=gen)
+    z = (3 * torch.randn(group.stop - group.start, 4, width, generator=gen)).to(device).requires_grad_()
+    grad = torch.randn(z.shape, generator=gen).to(device)
     with torch.enable_grad():
         out = group.fn(z)
     (exact,) = _vjp([out], [z], [grad])
@@ -277,7 +298,8 @@ def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.
     the runs ``groups`` cover; NaN for the groups that are not element-wise. Exact counts, so that both
     engines agree whatever the layout; four passes over f'(z), in one buffer."""
     n_runs, n_inputs, width = slope.shape
-    threshold, applies = _group_constants(tuple(groups), slope.device)
+    threshold, applies = _group_constants(tuple((g.stop - g.start, g.max_slope, g.elementwise) for g in groups),
+                                          slope.device)
     magnitude = torch.abs(slope)
     # A sum of non-negative numbers is 0 exactly when every one is (NaN stays NaN: not dead): |f'| summed
     # over the inputs is a cheaper reduction than their maximum.
@@ -291,11 +313,12 @@ def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.
 
 
 @functools.lru_cache(maxsize=64)
-def _group_constants(groups: tuple[ActGroup, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per run: the saturation threshold (N, 1, 1) and whether unit states apply (N,): built once per stack
-    (a few dozen small operations for a mixed one), not every epoch."""
-    scale = torch.cat([torch.full((g.stop - g.start, 1, 1), g.max_slope) for g in groups]).to(device)
-    applies = torch.cat([torch.full((g.stop - g.start,), g.elementwise) for g in groups]).to(device)
+def _group_constants(groups: tuple[tuple[int, float, bool], ...], device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per run: the saturation threshold (N, 1, 1) and whether unit states apply (N,), from each group's
+    (runs, max_slope, elementwise): built once per stack (dozens of small operations when mixed), not every epoch."""
+    scale = torch.cat([torch.full((n, 1, 1), slope) for n, slope, _ in groups]).to(device)
+    applies = torch.cat([torch.full((n,), elementwise) for n, _, elementwise in groups]).to(device)
     return SATURATION_RATIO * scale, applies
 
 

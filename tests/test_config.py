@@ -126,3 +126,14 @@ def test_diagnostics_dense_is_checked_and_is_no_grid_key():
     with pytest.raises(ConfigError, match=r"train\.diagnostics_dense: not a grid key"):
         build_config({"compare": {"grid": {"train.diagnostics_dense": [0, 10]}}})
     assert build_config({"train": {"diagnostics_dense": 0}}).train.diagnostics_dense == 0
+
+
+def test_a_stored_config_from_before_the_schedule_reads_as_every_epoch(tmp_path):
+    from actlab.config import dump_yaml, read_config
+
+    text = dump_yaml(build_config({"train": {"diagnostics_dense": 4}}))
+    assert "diagnostics_dense: 4" in text  # a stored config is resolved: the key is written
+    (tmp_path / "new.yaml").write_text(text)
+    (tmp_path / "old.yaml").write_text("\n".join(line for line in text.splitlines() if "diagnostics_dense" not in line))
+    assert read_config(tmp_path / "new.yaml").train.diagnostics_dense == 4
+    assert read_config(tmp_path / "old.yaml").train.diagnostics_dense == 0  # it measured every epoch
