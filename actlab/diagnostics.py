@@ -201,10 +201,10 @@ class _Hidden:
             outs = [g.fn(leaf) for g, leaf in zip(groups, leaves)]
         h = _cat(outs).detach()
         slope = None
-        states = (h.new_full((len(h),), math.nan),) * 2
-        if any(g.elementwise for g in groups):
-            slope = _cat(_vjp(outs, leaves, list(torch.ones_like(h).split([len(leaf) for leaf in leaves]))))
-            states = unit_states(slope, groups)
+        if any(g.elementwise for g in groups):  # ones broadcast, not filled: one array less to read
+            ones = [h.new_ones(()).expand_as(out) for out in outs]
+            slope = _cat(_vjp(outs, leaves, ones))
+        states = (h.new_full((len(h),), math.nan),) * 2  # until the backward pass: see there
         width = z.shape[2]
         exact = [(i, leaves[i], outs[i]) for i, g in enumerate(groups)
                  if slope is None or not _diagonal(g, width, z.device)]
@@ -220,7 +220,11 @@ class _Hidden:
         out = grad.mul_(self.slope)  # grad is this pass's own buffer (the bmm's result): no new one
         for (i, _, _), part in zip(self.exact, found):
             out[self.groups[i].start : self.groups[i].stop] = part
-        self.slope = None  # used once: let it go before the next layer's
+        # f'(z) is used: |f'(z)| overwrites it (memory per run: no new buffer), then it is let go; not where
+        # it is the broadcast ones themselves (identity's backward passes them on)
+        slope = self.slope
+        self.states = _unit_states(slope.abs_() if slope.is_contiguous() else slope.abs(), self.groups)
+        self.slope = None
         return out
 
 
@@ -297,10 +301,14 @@ def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.
     """(dead share, saturated share) of the units of one hidden layer, each (N,), from f'(z) (N, n, W) of
     the runs ``groups`` cover; NaN for the groups that are not element-wise. Exact counts, so that both
     engines agree whatever the layout; four passes over f'(z), in one buffer."""
-    n_runs, n_inputs, width = slope.shape
+    return _unit_states(torch.abs(slope), groups)
+
+
+def _unit_states(magnitude: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``unit_states`` from |f'(z)|, which it overwrites."""
+    n_runs, n_inputs, width = magnitude.shape
     threshold, applies = _group_constants(tuple((g.stop - g.start, g.max_slope, g.elementwise) for g in groups),
-                                          slope.device)
-    magnitude = torch.abs(slope)
+                                          magnitude.device)
     # A sum of non-negative numbers is 0 exactly when every one is (NaN stays NaN: not dead): |f'| summed
     # over the inputs is a cheaper reduction than their maximum.
     dead = (magnitude.sum(dim=1) == 0).sum(dim=1) / width
@@ -308,7 +316,7 @@ def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.
     # the sums of those (counts below 2**24) are exact
     flat_inputs = magnitude.lt_(threshold).sum(dim=1)  # (N, W) counts
     saturated = (flat_inputs >= math.ceil(SATURATION_SHARE * n_inputs)).sum(dim=1) / width
-    nan = torch.tensor(math.nan, device=slope.device)
+    nan = torch.tensor(math.nan, device=magnitude.device)
     return torch.where(applies, dead, nan), torch.where(applies, saturated, nan)
 
 
