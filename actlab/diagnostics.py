@@ -240,7 +240,10 @@ _DIAGONAL: weakref.WeakKeyDictionary[ActGroup, dict[int, bool]] = weakref.WeakKe
 def _diagonal(group: ActGroup, width: int, device: torch.device) -> bool:
     """Is the group's activation element-wise in fact, so that its backward is grad * f'(z)? Its declared
     ``elementwise``, checked once on random inputs: a user's activation declares nothing and may mix units."""
-    known = _DIAGONAL.setdefault(group, {})
+    try:
+        known = _DIAGONAL.setdefault(group, {})
+    except TypeError:  # a user's activation that cannot be hashed (a dataclass module): checked every time
+        known = {}
     if width not in known:
         known[width] = group.elementwise and _acts_diagonally(group, width, device)
     return known[width]
