@@ -277,13 +277,13 @@ def _measured(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Ten
     diff = z - y
     out = {"full_loss": diff.pow(2).mean(dim=(1, 2))}
     grad = diff.mul(2.0 / (diff.shape[1] * diff.shape[2]))  # d loss / d output, as mse_loss's backward
-    norms = [diff] * n_layers
+    norms: dict[int, torch.Tensor] = {}
     for layer in reversed(range(n_layers)):
         grad_w = torch.bmm(grad.transpose(1, 2), inputs[layer])  # (N, out, in), as StackedLinear
         norms[layer] = (grad_w.pow(2).sum(dim=(1, 2)) + grad.sum(1).pow(2).sum(dim=1)).sqrt()
         if layer > 0:
             grad = hidden[layer - 1].backward(torch.bmm(grad, weights[layer]))
-    out |= {f"grad_norm_L{layer + 1}": norm for layer, norm in enumerate(norms)}
+    out |= {f"grad_norm_L{layer + 1}": norms[layer] for layer in range(n_layers)}
     for layer, state in enumerate(hidden, start=1):
         out[f"dead_L{layer}"], out[f"saturated_L{layer}"] = state.states
     return out

@@ -287,3 +287,23 @@ def test_metrics_csv_leaves_skipped_epochs_empty_and_env_json_lists_the_measured
         assert row["full_loss"] != ""  # losses every epoch
     table = storage.load_experiment(writer.path).metrics()
     assert math.isnan(table["saturated_L2"][3]) and not math.isnan(table["saturated_L2"][2])
+
+
+def test_an_activation_that_cannot_be_hashed_is_measured_too():
+    class Tanh:  # equality without a hash, as a dataclass would define it
+        __hash__ = None
+
+        def __eq__(self, other):
+            return isinstance(other, Tanh)
+
+        def __call__(self, z):
+            return torch.tanh(z)
+
+    data = make_dataset("noise", 100, 0)
+    model = load_parameters(FeedForward((10, 18, 18, 4, 1), nn.Tanh), initial_parameters((10, 18, 18, 4, 1), 1))
+    groups = [[diagnostics.ActGroup(0, 1, Tanh(), True, 1.0)] for _ in model.activations()]
+    got = diagnostics.evaluate([m.weight.unsqueeze(0) for m in model.linears()],
+                               [m.bias.unsqueeze(0) for m in model.linears()], groups, data)
+    norms, states = _reference(model, data.x_train, data.y_train, True)
+    assert all(torch.allclose(got[f"grad_norm_L{i}"][0], n, rtol=1e-5) for i, n in enumerate(norms, start=1))
+    assert [(float(got[f"dead_L{i}"][0]), float(got[f"saturated_L{i}"][0])) for i in (1, 2, 3)] == states
