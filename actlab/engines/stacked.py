@@ -50,6 +50,7 @@ from actlab.engines.common import (
     groups_of,
     initial_parameters,
 )
+from actlab.engines.step import Step
 from actlab.tasks import Dataset
 
 Activation = Callable[[torch.Tensor], torch.Tensor]  # (n, B, W) -> (n, B, W)
@@ -113,7 +114,9 @@ def stacked_activation(of: Group | RunSpec, slope: torch.Tensor | None = None) -
     group = _group(of)
     module = group.build()
     # module.forward, not module(): the hook machinery of __call__ costs more than a small op
-    if group.act.name in ROW_WISE or group.act not in activations.BUILTIN:
+    # gelu's tanh approximation is ATen's own kernel (oneDNN computes only the exact one): row-wise too
+    tanh_gelu = isinstance(module, torch.nn.GELU) and module.approximate == "tanh"
+    if group.act.name in ROW_WISE or group.act not in activations.BUILTIN or tanh_gelu:
         return rowwise.row_wise(module.forward, rowwise.backward_kernel(module))
     return module.forward
 
@@ -179,6 +182,7 @@ class Stack:
             self.leaves.append(self.flat[offset : offset + size].view(shape).detach().requires_grad_())
             offset += size
         self.n_layers = len(sizes) - 1
+        self.sizes = tuple(sizes)
         self.act_layers = self._activation_layers(len(sizes) - 2)
 
     @property
@@ -207,6 +211,15 @@ class Stack:
             if layer < self.n_layers - 1:
                 h = diagnostics.apply_groups(h, self.act_layers[layer])
         return h
+
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a buffer laid out as ``flat`` (the optimizer's gradient) in the shapes of the leaves."""
+        out, offset = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            out.append(flat[offset : offset + size].view(shape))
+            offset += size
+        return out
 
     def slopes(self) -> dict[str, torch.Tensor]:
         """slope_L{l} -> (N,) learned prelu slopes (NaN for runs without prelu)."""
@@ -341,14 +354,17 @@ class _Progress:
 
 
 def _epoch(stack: Stack, optimizer: flat_optim.FlatOptimizer, xe: torch.Tensor, ye: torch.Tensor,
-           bounds: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the mini-batches: (summed loss x batch size (N,) float64, last batch's loss (N,))."""
+           bounds: Sequence[tuple[int, int]], steps: dict[int, Step]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the mini-batches: (summed loss x batch size (N,) float64, last batch's loss (N,)).
+
+    ``steps``: the hand-written training step for each mini-batch size (filled on first use)."""
     total = torch.zeros(stack.n_runs, dtype=torch.float64, device=stack.flat.device)
     for lo, hi in bounds:
-        losses = StackedMSE.apply(stack.forward(xe[:, lo:hi]), ye[:, lo:hi])
-        grads = torch.autograd.grad(losses.sum(), stack.leaves)
-        optimizer.step(torch.cat([g.reshape(-1) for g in grads], out=optimizer.grad))
-        last = losses.detach()
+        step = steps.get(hi - lo)
+        if step is None:
+            step = steps[hi - lo] = Step(stack, hi - lo, optimizer.grad)
+        last = step(xe[:, lo:hi], ye[:, lo:hi])
+        optimizer.step(optimizer.grad)
         total += last.double() * (hi - lo)  # float64, as the loop engine's Python float sum
     return total, last
 
@@ -369,6 +385,7 @@ def train_stack(
     bounds = batch_bounds(len(x), settings.batch_size)
     orders = [EpochOrder(spec.seed, len(x)) for spec in specs] if settings.shuffle else None
     record = _Progress(n_runs)
+    steps: dict[int, Step] = {}
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     if start is not None:  # a checkpoint of an earlier session: go on from its epoch
@@ -382,7 +399,7 @@ def train_stack(
             else:
                 idx = torch.stack([order.next() for order in orders]).to(x.device)  # (N, n)
                 xe, ye = x[idx], y[idx]
-            total, last = _epoch(stack, optimizer, xe, ye, bounds)
+            total, last = _epoch(stack, optimizer, xe, ye, bounds, steps)
             found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics)
             found.update(stack.slopes())
             names = ["train_loss", "last_batch_loss", *found]
