@@ -117,29 +117,26 @@ class Autograd(Kernel):
 
 
 class PReLU(Kernel):
-    """PReLU with a stacked slope (n, 1, 1): x if x > 0 else slope * x, as ``stacked._stacked_prelu``
-    computes it (torch.where), and the gradients autograd takes through it, the slope's included."""
+    """PReLU with a stacked slope (n, 1, 1): x if x > 0 else slope * x by PReLU's own kernels (the slope
+    broadcast over each run, as nn.PReLU's one slope is over its input); the slope's gradient summed over
+    each run's B*W elements, as autograd reduces the broadcast."""
 
     def __init__(self, slope: Tensor, grad_slope: Tensor) -> None:
         self.slope, self.grad_slope = slope, grad_slope  # views of the flat parameters and gradient
-        self._positive: Tensor | None = None
 
     def forward(self, z: Tensor, out: Tensor) -> None:
-        self._positive = z > 0
-        torch.where(self._positive, z, self.slope * z, out=out)
+        out.copy_(aten._prelu_kernel(z, self.slope))  # no out= form
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
-        # WhereBackward0: where(c, grad, 0) for z, where(c, 0, grad) for slope * z; MulBackward0: that
-        # times z for the slope (summed to its shape, as autograd reduces a broadcast), times slope for z
-        through = torch.where(self._positive, grad, 0.0)
-        scaled = torch.where(self._positive, 0.0, grad)
-        torch.sum(scaled * z, dim=(1, 2), keepdim=True, out=self.grad_slope)
-        torch.add(through, scaled * self.slope, out=grad_z)
+        grad_input, grad_weight = aten._prelu_kernel_backward(grad, z, self.slope)
+        torch.sum(grad_weight, dim=(1, 2), keepdim=True, out=self.grad_slope)
+        grad_z.copy_(grad_input)
 
 
 class Softsign(Kernel):
     """x / (|x| + 1), as F.softsign computes it, and autograd's gradient through its three nodes: div
-    (grad / d for x, -(grad * (x / d / d)) for d), add (passes it), abs (times sgn(x)), summed for x."""
+    (grad / d for x, -(grad * (x / d / d)) for d), add (passes it), abs (times sgn(x)), summed for x.
+    Written as grad / d - (grad * (out / d)) * sgn(x): out is x / d, and a + -(b) is a - b, so the same bits."""
 
     def __init__(self) -> None:
         self._d: Tensor | None = None
@@ -150,26 +147,28 @@ class Softsign(Kernel):
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
         d = self._d
-        through_abs = -(grad * (z / d / d)) * z.sgn()
-        torch.add(grad / d, through_abs, out=grad_z)
+        torch.sub(grad / d, grad * (out / d) * z.sgn(), out=grad_z)
 
 
 class Tanhshrink(Kernel):
     """x - tanh(x), as F.tanhshrink computes it (tanh run by run), and autograd's gradient: grad for x,
-    tanh_backward(-grad, tanh(x)) through tanh, summed."""
+    tanh_backward(-grad, tanh(x)) through tanh, summed; written grad - tanh_backward(grad, tanh(x)) (the
+    same bits: tanh_backward is grad * (1 - t * t), odd in grad)."""
 
     def __init__(self) -> None:
         self._tanh: Tensor | None = None
+        self._through: Tensor | None = None
 
     def forward(self, z: Tensor, out: Tensor) -> None:
         if self._tanh is None or self._tanh.shape != z.shape:
             self._tanh = torch.empty_strided(z.shape, out.stride(), device=z.device)  # padded rows
+            self._through = torch.empty_strided(z.shape, out.stride(), device=z.device)
         torch.tanh(z, out=self._tanh)
         torch.sub(z, self._tanh, out=out)
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
-        through_tanh = aten.tanh_backward.grad_input(-grad, self._tanh, grad_input=torch.empty_like(self._tanh))
-        torch.add(grad, through_tanh, out=grad_z)
+        aten.tanh_backward.grad_input(grad, self._tanh, grad_input=self._through)
+        torch.sub(grad, self._through, out=grad_z)
 
 
 class Gelu(Kernel):
@@ -182,7 +181,7 @@ class Gelu(Kernel):
                                       lambda g, z, o: aten.gelu_backward(g, z, approximate=approximate))
 
     def _onednn(self, z: Tensor) -> bool:
-        return self.approximate == "none" and z[0].numel() > 1
+        return self.approximate == "none" and z.numel() > z.shape[0]  # a run of more than one element
 
     def forward(self, z: Tensor, out: Tensor) -> None:
         if self._onednn(z):
