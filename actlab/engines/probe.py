@@ -124,6 +124,8 @@ def _differs(names: Sequence[str], stacked: Sequence[torch.Tensor], single: Sequ
 
 
 def _linear(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list[str]:
+    from actlab.engines import step
+    from actlab.engines.rowwise import rows
     from actlab.engines.stacked import StackedLinear
 
     x, grad = torch.randn(N_RUNS, batch, fan_in, generator=gen), torch.randn(N_RUNS, batch, fan_out, generator=gen)
@@ -137,8 +139,11 @@ def _linear(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list
         xi, wi, bi = (t[i].detach().requires_grad_() for t in (x, w, b))
         oi = F.linear(xi, wi, bi)
         single.append([oi, *_grads(oi, (xi, wi, bi), grad[i])])
-    return _differs(["output", "input grad", "weight grad", "bias grad"], stacked,
-                    [torch.stack(parts) for parts in zip(*single)])
+    reference = [torch.stack(parts) for parts in zip(*single)]
+    # the training step's arithmetic, on inputs and gradients laid out in padded rows as it lays them out
+    padded = step.linear(rows(x.detach()), w.detach(), b.detach(), rows(grad))
+    names = ["output", "input grad", "weight grad", "bias grad"]
+    return _differs(names, stacked, reference) + _differs([f"step {n}" for n in names], padded, reference)
 
 
 def _mse(batch: int, gen: torch.Generator) -> list[str]:
@@ -156,6 +161,7 @@ def _mse(batch: int, gen: torch.Generator) -> list[str]:
 
 
 def _activation(spec: RunSpec, batch: int, width: int, gen: torch.Generator) -> list[str]:
+    from actlab.engines import kernels
     from actlab.engines.stacked import stacked_activation
 
     group = Group.of(spec)
@@ -175,7 +181,13 @@ def _activation(spec: RunSpec, batch: int, width: int, gen: torch.Generator) -> 
         single.append([oi, *(g.view(-1) if g.dim() == 1 else g for g in _grads(oi, leaves, grad[i]))])
     if slope is not None:
         stacked[-1] = stacked[-1].view(N_RUNS, 1)
-    return _differs(["output", "input grad", "slope grad"], stacked, [torch.stack(parts) for parts in zip(*single)])
+    # the training step's kernels (engines/kernels.py) on the same numbers
+    grad_slope = None if slope is None else torch.empty_like(slope)
+    kernel = kernels.for_group(group.module, stacked_activation(group), slope, grad_slope)
+    step = [*kernels.run(kernel, z, grad), *([grad_slope.view(N_RUNS, 1)] if slope is not None else [])]
+    reference = [torch.stack(parts) for parts in zip(*single)]
+    return _differs(["output", "input grad", "slope grad"], stacked, reference) + _differs(
+        ["step output", "step input grad", "step slope grad"], step, reference)
 
 
 def _torch_step(settings: TrainSettings, lr: float) -> Callable[[torch.Tensor, torch.Tensor, list], None]:

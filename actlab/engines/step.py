@@ -81,6 +81,14 @@ class Step:
         return losses
 
 
+@torch.no_grad()
+def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    """One linear layer's arithmetic in ``Step`` (which inlines it into its buffers), for the probe: [output,
+    input gradient, weight gradient, bias gradient] for input h (N, B, in) and output gradient grad."""
+    return [torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)), torch.bmm(grad, w),
+            torch.bmm(grad.transpose(1, 2), h), torch.sum(grad, 1)]
+
+
 def _kernel(stack: Stack, grads: list[torch.Tensor], g: int, layer: int) -> kernels.Kernel:
     """Group ``g``'s kernel in hidden layer ``layer``: prelu's with its slope, its own pair, or autograd."""
     group = stack.groups[g][2]
