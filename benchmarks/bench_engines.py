@@ -94,52 +94,106 @@ def main() -> None:
         seconds, _ = timed(specs, "batched", scale_epochs, workers=workers)
         print(f"   {n_all:6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (n_all * scale_epochs * 10):13.2f}"
               "   (every registry activation x 10 seeds: the default compare)")
-    stacking()
+    stacking(args.quick)
     pinning(epochs)
 
 
-def step_time(specs, steps: int = 200) -> float:
-    """Seconds per training step (forward, backward, Adam) of one stack of ``specs``, diagnostics aside."""
-    from actlab.engines.stacked import Stack, StackedMSE
+def _stack(specs, batch: int = 10):
+    """A stack of ``specs``, its Adam, and a random mini-batch (N, batch, in), (N, batch, 1)."""
+    from actlab.engines.stacked import Stack
 
     stack = Stack(specs, SIZES, torch.device("cpu"))
-    adam = flat_optim.make(stack, [spec.lr for spec in specs], TrainSettings(epochs=1, batch_size=10))
-    x, y = torch.randn(len(specs), 10, 10), torch.randn(len(specs), 10, 1)
+    adam = flat_optim.make(stack, [spec.lr for spec in specs], TrainSettings(epochs=1, batch_size=batch))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(len(specs), batch, SIZES[0], generator=gen), torch.randn(len(specs), batch, 1, generator=gen)
+    return stack, adam, x, y
+
+
+def step_fn(specs, autograd: bool = False):
+    """One training step (forward, backward, Adam) of one stack of ``specs``, diagnostics aside: the engine's
+    hand-written step (``engines/step.py``), or ``autograd``: the same arithmetic through autograd (before)."""
+    from actlab.engines.stacked import StackedMSE
+    from actlab.engines.step import Step
+
+    stack, adam, x, y = _stack(specs)
+    if autograd:
+        def step() -> None:
+            losses = StackedMSE.apply(stack.forward(x), y)
+            grads = torch.autograd.grad(losses.sum(), stack.leaves)
+            adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
+
+        return step
+    hand = Step(stack, x.shape[1], adam.grad)
 
     def step() -> None:
-        losses = StackedMSE.apply(stack.forward(x), y)
-        grads = torch.autograd.grad(losses.sum(), stack.leaves)
-        adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
+        hand(x, y)
+        adam.step(adam.grad)
 
-    for _ in range(20):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+    return step
 
 
-def stacking() -> None:
-    """Different activations: one mixed stack (each activation on its slice) or one stack per activation?"""
+def matmul_fn(n_runs: int, batch: int = 10):
+    """The step's batched matmuls alone, same shapes (forward, weight and input gradients): the floor."""
+    gen = torch.Generator().manual_seed(0)
+    layers = [(torch.randn(n_runs, batch, fan_in, generator=gen), torch.randn(n_runs, fan_out, fan_in, generator=gen),
+               torch.randn(n_runs, 1, fan_out, generator=gen), torch.randn(n_runs, batch, fan_out, generator=gen))
+              for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:])]
+
+    def matmuls() -> None:
+        for i, (h, w, b, g) in enumerate(layers):
+            torch.baddbmm(b, h, w.transpose(1, 2))
+            torch.bmm(g.transpose(1, 2), h)
+            if i:
+                torch.bmm(g, w)
+
+    return matmuls
+
+
+def cpu_time(fns: dict, steps: int = 100, rounds: int = 3) -> dict:
+    """CPU seconds per call of each function (best of ``rounds``, the functions alternating): CPU time, not
+    wall time, so that other jobs on a shared machine weigh less."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(10):
+                fn()
+            start = time.thread_time()
+            for _ in range(steps):
+                fn()
+            best[name] = min(best[name], (time.thread_time() - start) / steps)
+    return best
+
+
+def stacking(quick: bool = False) -> None:
+    """Part 3: one training step of a stack that mixes activations against one of a single activation, the
+    hand-written step against autograd, and how far the per-model-step time is from the matmul floor."""
     torch.set_num_threads(1)
     names = activations.names()
-    mixed = step_time([RunSpec(a, s, 1e-3) for a in names for s in range(10)])
-    separate = sum(step_time([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names)
-    print(f"\n3. {len(names)} activations x 10 seeds, one training step: one mixed stack {1e3 * mixed:.2f} ms, "
-          f"{len(names)} per-activation stacks {1e3 * separate:.2f} ms")
-    from actlab.engines import stacked as batched  # ROW_WISE is read when a stack is built
-
-    exp_based = [RunSpec(a, s, 1e-3) for a in sorted(batched.ROW_WISE) for s in range(10)]
-    times: dict[bool, list[float]] = {True: [], False: []}
-    row_wise = batched.ROW_WISE
-    for _ in range(3):  # alternating, to share the machine's noise
-        for rows in (True, False):
-            batched.ROW_WISE = row_wise if rows else frozenset()
-            times[rows].append(step_time(exp_based))
-    batched.ROW_WISE = row_wise
-    on, off = min(times[True]), min(times[False])
-    print(f"   the {len(row_wise)} exp-based activations x 10 seeds, one step: row by row (bitwise) {1e3 * on:.2f} ms, "
-          f"contiguous {1e3 * off:.2f} ms: x{on / off:.2f}")
+    stacks = {
+        "relu x 230": [RunSpec("relu", s, 1e-3) for s in range(230)],
+        "23 activations x 10": [RunSpec(a, s, 1e-3) for a in names for s in range(10)],
+        "relu x 120": [RunSpec("relu", s, 1e-3) for s in range(120)],
+        "12 activations x 10": [RunSpec(a, s, 1e-3) for a in names[:12] for s in range(10)],
+        "relu x 1024": [RunSpec("relu", s, 1e-3) for s in range(1024)],
+    }
+    fns = {(label, how): step_fn(specs, autograd=how == "autograd")
+           for label, specs in stacks.items() for how in ("by hand", "autograd")}
+    fns["matmuls", "x 1024"] = matmul_fn(1024)
+    t = cpu_time(fns, steps=10 if quick else 100)
+    print("\n3. One training step (forward, backward, Adam; CPU ms, best of 3, alternating), by hand / autograd:")
+    for label in stacks:
+        hand, auto = t[label, "by hand"], t[label, "autograd"]
+        print(f"   {label:20s} {1e3 * hand:6.2f} / {1e3 * auto:6.2f} ms  (x{auto / hand:.2f})")
+    mix230 = t["23 activations x 10", "by hand"] / t["relu x 230", "by hand"]
+    mix120 = t["12 activations x 10", "by hand"] / t["relu x 120", "by hand"]
+    before = (t["23 activations x 10", "autograd"] / t["relu x 230", "autograd"],
+              t["12 activations x 10", "autograd"] / t["relu x 120", "autograd"])
+    print(f"   mixed / single activation: {mix230:.2f} at N=230, {mix120:.2f} at N=120 "
+          f"(autograd: {before[0]:.2f}, {before[1]:.2f})")
+    per_run = 1e6 * t["relu x 1024", "by hand"] / 1024
+    floor = 1e6 * t["matmuls", "x 1024"] / 1024
+    print(f"   relu x 1024: {per_run:.2f} us per model-step; its batched matmuls alone {floor:.2f} us "
+          f"({100 * floor / per_run:.0f}%): ~35 kFLOP at {35e3 / floor / 1e3:.1f} GFLOP/s")
 
 
 def default_compare(epochs: int) -> None:
