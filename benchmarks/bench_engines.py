@@ -190,10 +190,34 @@ def stacking(quick: bool = False) -> None:
               t["12 activations x 10", "autograd"] / t["relu x 120", "autograd"])
     print(f"   mixed / single activation: {mix230:.2f} at N=230, {mix120:.2f} at N=120 "
           f"(autograd: {before[0]:.2f}, {before[1]:.2f})")
+    separate = cpu_time({a: step_fn([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names},
+                        steps=10 if quick else 100)
+    print(f"   {len(names)} activations x 10 as {len(names)} stacks of 10 runs: {1e3 * sum(separate.values()):.2f} ms "
+          f"(one mixed stack: {1e3 * t['23 activations x 10', 'by hand']:.2f} ms)")
+    row_wise(quick)
     per_run = 1e6 * t["relu x 1024", "by hand"] / 1024
     floor = 1e6 * t["matmuls", "x 1024"] / 1024
     print(f"   relu x 1024: {per_run:.2f} us per model-step; its batched matmuls alone {floor:.2f} us "
           f"({100 * floor / per_run:.0f}%): ~35 kFLOP at {35e3 / floor / 1e3:.1f} GFLOP/s")
+
+
+def row_wise(quick: bool) -> None:
+    """What laying each run out as a row of its own costs the step: the 7 exp-based activations x 10 seeds,
+    the step's activation buffers in padded rows (bitwise) or contiguous (not bitwise)."""
+    from actlab.engines import kernels
+    from actlab.engines.stacked import ROW_WISE
+
+    specs = [RunSpec(a, s, 1e-3) for a in sorted(ROW_WISE) for s in range(10)]
+    padded = kernels.padded
+    fns = {"rows": step_fn(specs)}
+    kernels.padded = lambda n, batch, width, device: torch.empty(n, batch, width, device=device)
+    try:
+        fns["contiguous"] = step_fn(specs)  # the buffers are made when the step is built
+    finally:
+        kernels.padded = padded
+    t = cpu_time(fns, steps=10 if quick else 100)
+    print(f"   the {len(ROW_WISE)} exp-based activations x 10 seeds, one step: row by row (bitwise) "
+          f"{1e3 * t['rows']:.2f} ms, contiguous {1e3 * t['contiguous']:.2f} ms: x{t['rows'] / t['contiguous']:.2f}")
 
 
 def default_compare(epochs: int) -> None:
