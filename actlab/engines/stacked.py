@@ -18,6 +18,10 @@ Bitwise equality with the loop engine (at one thread, float32) comes from doing 
 It also needs the libraries to pick the same kernels for the stacked and the single-run shapes, which
 ``actlab/__init__.py`` pins and ``probe`` checks at start-up.
 
+The training step itself is written by hand (``step.Step``): the same arithmetic as ``Stack.forward``,
+``StackedMSE`` and autograd (which remain the reference, for the probe and the benchmark), without the
+graph, each activation by its own kernels (``kernels``) into preallocated buffers.
+
 Activations: runs are grouped by (activation, options), each group resolved once (``common.Group``); each
 group's module is applied to its slice of the run dimension (``diagnostics.apply_groups``). Parameter-free
 modules apply to (N, B, W) unchanged. PReLU's slope becomes a stacked (n, 1, 1) parameter per layer. Any
