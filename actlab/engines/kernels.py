@@ -9,17 +9,20 @@ autograd's. Each kernel writes its result straight into a slice of a preallocate
 Those output buffers are laid out in padded rows (``rowwise``): run r's B*W elements start at r*(B*W + 1).
 The gap stops TensorIterator from merging the runs into one stretch of memory, so every element-wise
 kernel loops once per run, over a single run's B*W elements, with a single run's vectorised body and
-scalar tail, whatever the CPU's vector width: the exp-based activations, whose two paths round
-differently, get the numbers of a run computed alone, and the others lose nothing (their two paths agree).
-The batched matmuls read such buffers as they are (the batch stride is free), with the same bits.
+scalar tail, whatever the CPU's vector width: each run is laid out as when it is computed alone, so the
+exp-based activations, whose two paths round differently, get a single run's numbers too. The batched
+matmuls and the bias-gradient sums read such buffers as they are (the batch stride is free), with the same
+bits (the probe checks both).
 
 Two kinds of activation keep a contiguous layout, as a single run has it: gelu (oneDNN computes it on a
 contiguous input, ATen's own kernel on padded rows) and softmax (a kernel over the last dimension); their
 results are computed on the contiguous slice and copied into the buffer (a copy changes no bit).
 
-Activations without a known kernel pair (custom modules, the composites softsign and tanhshrink) are
-differentiated by autograd on their group alone (``Autograd``): the same kernels autograd runs in the loop
-engine. ``kernel_for`` is the table; tests/test_kernels.py checks every entry against the module, run by run.
+The composites softsign and tanhshrink and prelu's stacked slope have kernels written here from the
+graph autograd builds for them (``Softsign``, ``Tanhshrink``, ``PReLU``). Any other activation (a custom
+module) is differentiated by autograd on its group alone (``Autograd``): the same kernels autograd runs in
+the loop engine. ``kernel_for`` is the table; tests/test_kernels.py checks every entry against the module,
+run by run, and the start-up probe checks the experiment's activations on its shapes.
 """
 
 from __future__ import annotations
