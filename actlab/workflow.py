@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actlab import __version__, analysis, checkpoint, config, experiment, signals, stats, storage
+from actlab import __version__, checkpoint, config, experiment, signals, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
@@ -30,9 +30,12 @@ from actlab.experiment import Experiment
 if TYPE_CHECKING:
     import torch
 
+    from actlab import stats
     from actlab.tasks import Dataset
 
-Ranking = tuple[list[stats.ActivationStats], float]  # per-activation statistics, best first; the epochs threshold
+# actlab.stats and actlab.analysis (scipy: half a second or more) are imported where the statistics are
+# computed, after training: a compare's first training step does not wait for them.
+Ranking = tuple[list["stats.ActivationStats"], float]  # per-activation statistics, best first; the epochs threshold
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
 
         return studyrun.run_compare(cfg, report, progress, sinks, tensorboard)
     done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard)
+    from actlab import analysis, stats
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
@@ -140,6 +144,8 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
         from actlab import studyrun
 
         stored = studyrun.fixed_view(stored)
+    from actlab import analysis, stats
+
     return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
@@ -156,6 +162,8 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
 
         path = studyrun.write_report(stored)
     else:
+        from actlab import analysis, stats
+
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
         storage.write_stats(stored.path, stats.rows(*ranked, reference))
@@ -215,6 +223,8 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
     saved = set(writer.saved_runs)
     done = _train(cfg, command, [s for s in specs if s.run_id not in saved], data, device, writer, progress, sinks)
     if command == "compare":
+        from actlab import analysis, stats
+
         stored = storage.load_experiment(done.path)
         done.ranking = rank(stored)
         storage.write_stats(done.path, stats.rows(*done.ranking, analysis.task_reference(cfg)))
@@ -325,7 +335,7 @@ class _Tracker:
 
 def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
     """Figures and report.md in an experiment folder, from its data and its statistics."""
-    from actlab import cdplot, html, plots, report  # matplotlib is only needed here
+    from actlab import analysis, cdplot, html, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked)
     figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
