@@ -214,9 +214,9 @@ def patch(module):
     elif module.__name__ == "actlab.storage":
         writer = module.ExperimentWriter
         create = writer.create.__func__
-        writer.create = classmethod(timed("write", lambda cls, *a, **k: create(cls, *a, **k)))
-        writer.add, writer.finish = timed("write", writer.add), timed("write", writer.finish)
-        module.write_stats = timed("write", module.write_stats)
+        writer.create = classmethod(timed("folder_create", lambda cls, *a, **k: create(cls, *a, **k)))
+        writer.add, writer.finish = timed("folder_results", writer.add), timed("folder_finish", writer.finish)
+        module.write_stats = timed("folder_stats", module.write_stats)
 class Hooks(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name not in ("torch", "actlab.engines.stacked", "actlab.storage"):
@@ -249,9 +249,10 @@ def _startup_once(args: list[str], env: dict[str, str], folder: Path) -> dict[st
     first = min(r["start"] for r in of("first_step")) - start
     torch_import = sum(r["end"] - r["start"] for r in of("import torch") if r["main"])
     trained = max(r["end"] for r in of("trained"))
+    spent = {what: sum(r["end"] - r["start"] for r in of(what) if r["main"])
+             for what in ("folder_create", "folder_results", "folder_finish", "folder_stats")}
     return {"first_step": first, "torch_import": torch_import, "first_step_without_torch": first - torch_import,
-            "folder_writes": sum(r["end"] - r["start"] for r in of("write") if r["main"]),
-            "after_training": end - trained, "wall": end - start}
+            **spent, "after_training": end - trained, "wall": end - start}
 
 
 def startup_seconds(args: Sequence[str] = ("compare", "-q", "--no-report"), repeat: int = 3,
@@ -259,10 +260,11 @@ def startup_seconds(args: Sequence[str] = ("compare", "-q", "--no-report"), repe
     """The default ``actlab compare`` (``args``) in ``repeat`` fresh processes, each figure the median (s):
     ``first_step`` (process start to the engine's first training step, the earliest of its workers),
     ``torch_import`` (torch's import in that process, a floor no actlab code removes),
-    ``first_step_without_torch``, ``folder_writes`` (the main process writing the experiment folder:
-    creating it, env.json and the start-up probe included, metrics and summaries as chunks arrive, weights,
-    statistics), ``after_training`` (from the last worker's end of training to the process's exit) and
-    ``wall``. ``root``: the actlab source tree to time (default: this one)."""
+    ``first_step_without_torch``; the main process writing the experiment folder: ``folder_create``
+    (config.yaml, env.json with the engines' start-up probe, metrics.csv's header), ``folder_results``
+    (metrics rows and summaries as chunks arrive), ``folder_finish`` (weights.pt, metrics.csv in plan order,
+    status), ``folder_stats`` (stats.csv/json); ``after_training`` (from the last worker's end of training to
+    the process's exit) and ``wall``. ``root``: the actlab source tree to time (default: this one)."""
     import statistics
     import tempfile
 
