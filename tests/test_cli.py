@@ -327,14 +327,13 @@ try:
     cli.main()
 except SystemExit as exc:
     print("EXIT", exc.code, file=sys.stderr)
-print("AFTER", sorted(m for m in ("scipy", "matplotlib") if m in sys.modules), file=sys.stderr)
 """
 
 
 def test_compare_imports_scipy_and_matplotlib_only_after_training(tmp_path):
-    """Start-up to the first training step pays for torch only: the statistics (scipy) and the figures
-    (matplotlib) are imported once training is done (and then they are)."""
+    """Start-up to the first training step pays for torch only: what only the statistics and the figures
+    need (scipy, matplotlib) is imported once training is done."""
     proc = subprocess.run([sys.executable, "-c", BEFORE_TRAINING, "compare", "-a", "relu,tanh", "--seeds", "2",
                            "--epochs", "2", "-q", "--out", str(tmp_path)], capture_output=True, text=True)
     assert "BEFORE []" in proc.stderr and "EXIT 0" in proc.stderr, proc.stderr
-    assert "AFTER ['matplotlib', 'scipy']" in proc.stderr, proc.stderr
+    assert (only_folder(tmp_path) / "report.md").is_file()  # the report was written: the command ran to its end
