@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -260,6 +261,97 @@ def pinning(epochs: int, rounds: int = 2) -> None:
         same = sum(on["final"][k] == off["final"][k] for k in ids)
         dev = max(abs(on["final"][k] - off["final"][k]) / abs(on["final"][k]) for k in ids)
         print(f"     {name:11s} {same:2d}/{len(ids)} bitwise equal, up to {dev:.1e}")
+
+
+# The child of ``startup_seconds``: ``python -c`` this, then actlab's own command line. Import hooks (no change
+# to what is imported, or when) time torch's import and stamp, as JSON lines in the file $STAMPS, the engine's
+# first training step in each process (the first call of the stacked epoch loop's ``_epoch``), the end of its
+# training (``_results``), and every folder write of the main process (``storage.ExperimentWriter``).
+_STARTUP_CHILD = r"""
+import importlib.abc, importlib.machinery, json, os, runpy, sys, time
+MAIN = os.getpid()
+def stamp(what, **values):
+    with open(os.environ["STAMPS"], "a") as f:
+        f.write(json.dumps({"what": what, "pid": os.getpid(), "main": os.getpid() == MAIN, **values}) + "\n")
+def timed(what, fn, once=False):
+    done = set()
+    def wrapper(*args, **kwargs):
+        first = os.getpid() not in done
+        done.add(os.getpid())
+        start = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if first or not once:
+                stamp(what, start=start, end=time.time())
+    return wrapper
+def patch(module):
+    if module.__name__ == "actlab.engines.stacked":
+        module._epoch = timed("first_step", module._epoch, once=True)
+        module._results = timed("trained", module._results)
+    elif module.__name__ == "actlab.storage":
+        writer = module.ExperimentWriter
+        create = writer.create.__func__
+        writer.create = classmethod(timed("folder_create", lambda cls, *a, **k: create(cls, *a, **k)))
+        writer.add, writer.finish = timed("folder_results", writer.add), timed("folder_finish", writer.finish)
+        module.write_stats = timed("folder_stats", module.write_stats)
+class Hooks(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name not in ("torch", "actlab.engines.stacked", "actlab.storage"):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            start = time.time()
+            run(module)
+            stamp("import " + name, start=start, end=time.time())
+            patch(module)
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, Hooks())
+sys.argv = ["actlab", *sys.argv[1:]]
+runpy.run_module("actlab", run_name="__main__", alter_sys=True)
+"""
+
+
+def _startup_once(args: list[str], env: dict[str, str], folder: Path) -> dict[str, float]:
+    """One ``actlab`` command in a fresh process, timed by ``_STARTUP_CHILD``'s stamps (seconds)."""
+    stamps = folder / "stamps.jsonl"
+    stamps.unlink(missing_ok=True)
+    start = time.time()
+    subprocess.run([sys.executable, "-c", _STARTUP_CHILD, *args], env={**env, "STAMPS": str(stamps)}, check=True,
+                   stdout=subprocess.DEVNULL)
+    end = time.time()
+    rows = [json.loads(line) for line in stamps.read_text().splitlines()]
+    of = lambda what: [r for r in rows if r["what"] == what]  # noqa: E731
+    first = min(r["start"] for r in of("first_step")) - start
+    torch_import = sum(r["end"] - r["start"] for r in of("import torch") if r["main"])
+    trained = max(r["end"] for r in of("trained"))
+    spent = {what: sum(r["end"] - r["start"] for r in of(what) if r["main"])
+             for what in ("folder_create", "folder_results", "folder_finish", "folder_stats")}
+    return {"first_step": first, "torch_import": torch_import, "first_step_without_torch": first - torch_import,
+            **spent, "after_training": end - trained, "wall": end - start}
+
+
+def startup_seconds(args: Sequence[str] = ("compare", "-q", "--no-report"), repeat: int = 3,
+                    root: str | Path | None = None) -> dict[str, float]:
+    """The default ``actlab compare`` (``args``) in ``repeat`` fresh processes, each figure the median (s):
+    ``first_step`` (process start to the engine's first training step, the earliest of its workers),
+    ``torch_import`` (torch's import in that process, a floor no actlab code removes),
+    ``first_step_without_torch``; the main process writing the experiment folder: ``folder_create``
+    (config.yaml, env.json with the engines' start-up probe, metrics.csv's header), ``folder_results``
+    (metrics rows and summaries as chunks arrive), ``folder_finish`` (weights.pt, metrics.csv in plan order,
+    status), ``folder_stats`` (stats.csv/json); ``after_training`` (from the last worker's end of training to
+    the process's exit) and ``wall``. ``root``: the actlab source tree to time (default: this one)."""
+    import statistics
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(Path(root) if root else Path(__file__).resolve().parents[1])}
+    found: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            found.append(_startup_once([*args, "--out", str(Path(tmp) / f"runs{i}")], env, Path(tmp)))
+    return {key: statistics.median(f[key] for f in found) for key in found[0]}
 
 
 if __name__ == "__main__":
