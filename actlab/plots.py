@@ -11,10 +11,9 @@ import math
 import multiprocessing as mp
 import sys
 import textwrap
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +30,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from actlab import activations  # noqa: E402
-from actlab.analysis import Analysis, Band, fitted_curves, target_curve  # noqa: E402
+from actlab.analysis import Analysis, Band, fitted_curves, quartiles, target_curve  # noqa: E402
 from actlab.devices import available_cores  # noqa: E402
 
 COLUMNS = 6
@@ -104,16 +103,18 @@ class Runs:
 
     values: np.ndarray  # (seeds, epochs)
     diverged: np.ndarray  # (seeds,) bool
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def band(self) -> Band | None:
         """Median and 25-75% over the seeds that did not diverge (None if none did not, or nothing measured)."""
-        healthy = self.values[~self.diverged]
-        if not len(healthy) or np.all(np.isnan(healthy)):
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # epochs no healthy seed measured stay NaN
-            q = np.nanpercentile(healthy, [25, 50, 75], axis=0)
-        return Band(np.arange(1, healthy.shape[1] + 1), q[1], q[0], q[2])
+        if "band" not in self._cache:  # a figure asks twice: for its scale and to draw it
+            healthy = self.values[~self.diverged]
+            if not len(healthy) or np.all(np.isnan(healthy)):
+                self._cache["band"] = None
+            else:
+                q = quartiles(healthy)  # epochs no healthy seed measured stay NaN
+                self._cache["band"] = Band(np.arange(1, healthy.shape[1] + 1), q[1], q[0], q[2])
+        return self._cache["band"]
 
     def diverged_rows(self) -> np.ndarray:
         return self.values[self.diverged]
@@ -258,9 +259,9 @@ def loss_curves(an: Analysis) -> Figure:
             _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
         ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
         pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        scale.apply(ax)
         stat = an.stat(act)
         ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad)
+    scale.apply(axes[0])  # the panels share their y axis: once for all (per panel, every limit runs over all)
     return fig
 
 
@@ -333,8 +334,8 @@ def gradient_norms(an: Analysis) -> Figure | None:
         if final is not None:
             _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
         pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        scale.apply(ax)
         ax.set_title(act, fontsize=9, pad=pad)
+    scale.apply(axes[0])  # the panels share their y axis: once for all (per panel, every limit runs over all)
     return fig
 
 
