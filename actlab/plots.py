@@ -11,7 +11,7 @@ import math
 import multiprocessing as mp
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,9 @@ PANEL = (2.6, 2.0)  # inches per panel, its title and spacing included
 # Marks shared by the figures (tests find them by gid).
 DIVERGED = dict(marker="x", color="C3", linestyle="none", markersize=7, markeredgewidth=2, gid="diverged")
 ZERO = dict(marker="v", linestyle="none", markersize=4, gid="zero")
+# Panel titles sit right above their panel (x tick labels are below it): where matplotlib places them when
+# left to itself, but placing them itself measures every tick label of the panel at every draw.
+TITLE_Y = 1.0
 
 
 def _diverged_handle(label: str = "diverged run, x at its last epoch (off-scale values at the edge)") -> Line2D:
@@ -260,7 +263,7 @@ def loss_curves(an: Analysis) -> Figure:
         ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
         pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
         stat = an.stat(act)
-        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad)
+        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad, y=TITLE_Y)
     scale.apply(axes[0])  # the panels share their y axis: once for all (per panel, every limit runs over all)
     return fig
 
@@ -334,7 +337,7 @@ def gradient_norms(an: Analysis) -> Figure | None:
         if final is not None:
             _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
         pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        ax.set_title(act, fontsize=9, pad=pad)
+        ax.set_title(act, fontsize=9, pad=pad, y=TITLE_Y)
     scale.apply(axes[0])  # the panels share their y axis: once for all (per panel, every limit runs over all)
     return fig
 
@@ -385,7 +388,7 @@ def dead_units(an: Analysis) -> Figure | None:
                 ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
                 ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
         ax.set_ylim(-3, 103)
-        ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))))
+        ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))), y=TITLE_Y)
     return fig
 
 
@@ -415,7 +418,7 @@ def fits(an: Analysis) -> Figure | None:
             ax.plot(gx, gy, color="C1" if bold else "C0", linewidth=2 if bold else 0.7, alpha=1 if bold else 0.5)
         ax.set_ylim(float(y.min()) - 0.6, float(y.max()) + 0.6)
         gone = len(runs) - len(ok)
-        ax.set_title(act + (f" ({gone} diverged, not drawn)" if gone else ""), fontsize=9,
+        ax.set_title(act + (f" ({gone} diverged, not drawn)" if gone else ""), fontsize=9, y=TITLE_Y,
                      color="C3" if gone else "black")
     return fig
 
@@ -442,7 +445,7 @@ def activation_gallery(names: Sequence[str] | None = None) -> Figure:
         ax.axhline(0, color="0.8", linewidth=0.8)
         ax.axvline(0, color="0.8", linewidth=0.8)
         ax.set_ylim(-2.2, 4.2)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=9, y=TITLE_Y)
     return fig
 
 
@@ -464,31 +467,71 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
+Drawer = Callable[[Analysis], Figure | None]
+
+
 def _render(name: str, folder: Path) -> Path | None:
-    fig = FIGURES[name](_shared_analysis)
+    an, drawers = _shared
+    fig = drawers[name](an)
     return None if fig is None else save(fig, folder, name)[0]
 
 
-_shared_analysis: Analysis | None = None  # handed to forked renderers by inheritance, not by pickling
+_shared: tuple[Analysis, Mapping[str, Drawer]] | None = None  # handed to forked renderers by inheritance
 
 
 def _one_thread() -> None:
     torch.set_num_threads(1)  # fork after OpenMP: a forked child must not start a parallel region
 
 
-def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str, Path]:
-    """Every figure that applies to the experiment; name -> PNG path. Drawn in ``workers`` forked processes
-    (default: one per core): laying out dozens of panels is seconds of single-threaded matplotlib."""
-    global _shared_analysis
-    _shared_analysis = an
-    workers = workers or available_cores()
-    try:
+class Drawing:
+    """Figures being drawn in forked processes while the caller goes on; ``result()`` waits for them."""
+
+    def __init__(self, an: Analysis, folder: Path, drawers: Mapping[str, Drawer], workers: int) -> None:
+        global _shared
+        self.names, self.pool = list(drawers), None
+        _shared = (an, drawers)
         if workers > 1 and sys.platform.startswith("linux"):  # fork is only safe with torch on Linux
-            with ProcessPoolExecutor(min(workers, len(FIGURES)), mp_context=mp.get_context("fork"),
-                                     initializer=_one_thread) as pool:
-                paths = dict(zip(FIGURES, pool.map(_render, FIGURES, [folder] * len(FIGURES))))
+            self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
+                                            initializer=_one_thread)
+            # the children are forked here, as the work is handed out: they inherit ``_shared``
+            self.pending = [self.pool.submit(_render, name, folder) for name in self.names]
         else:
-            paths = {name: _render(name, folder) for name in FIGURES}
-    finally:
-        _shared_analysis = None
-    return {name: path for name, path in paths.items() if path is not None}
+            try:
+                self.done = [_render(name, folder) for name in self.names]
+            finally:
+                _shared = None
+
+    def __enter__(self) -> Drawing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the drawing processes (figures not started are not drawn)."""
+        global _shared
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool, _shared = None, None
+
+    def result(self) -> dict[str, Path]:
+        """name -> PNG path of every figure drawn (in the order of the drawers; None-returning ones left out)."""
+        if self.pool is not None:
+            try:
+                self.done = [future.result() for future in self.pending]
+            finally:
+                self.close()
+        return {name: path for name, path in zip(self.names, self.done) if path is not None}
+
+
+def draw_all(an: Analysis, folder: Path, extra: Mapping[str, Drawer] | None = None,
+             workers: int | None = None) -> Drawing:
+    """Start drawing every figure that applies (``FIGURES``, then ``extra``) into ``folder``, in ``workers``
+    forked processes (default: one per core; laying out dozens of panels is seconds of single-threaded
+    matplotlib), so that the caller can compute the rest of the report meanwhile."""
+    return Drawing(an, folder, FIGURES | dict(extra or {}), workers or available_cores())
+
+
+def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str, Path]:
+    """Every figure that applies to the experiment; name -> PNG path (``draw_all``, waited for)."""
+    return draw_all(an, folder, workers=workers).result()

@@ -328,8 +328,11 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
     from actlab import cdplot, html, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
-    storage.write_stats(stored.path, report.stats_rows(an))  # stats.csv: also every number the report adds
-    text = report.build(an, figures)
+    cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
+    with plots.draw_all(an, stored.path, cd) as drawing:  # figures drawn in forked processes meanwhile
+        verdicts = report.checks(an)
+        storage.write_stats(stored.path, report.stats_rows(an, verdicts))  # stats.csv: also the report's numbers
+        figures = drawing.result()
+    text = report.build(an, figures, verdicts=verdicts)
     html.write_html(stored.path, text, figures)  # report.html: the same page, figures inline, self-contained
     return storage.write_text(stored.path / "report.md", text)
