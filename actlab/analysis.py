@@ -39,6 +39,7 @@ class Analysis:
     reference: stats.Reference | None = None
     _per_run: dict[str, dict[str, dict[int, list[float]]]] = field(default_factory=dict, repr=False)
     _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
+    _run_rows: dict[str, dict[int, np.ndarray]] | None = field(default=None, repr=False)
 
     @property
     def overview(self) -> stats.Overview:
@@ -62,15 +63,27 @@ class Analysis:
     def per_run(self, measure: str) -> dict[str, dict[int, list[float]]]:
         """activation -> seed -> values of ``measure`` at epochs 1, 2, ... (missing columns: empty)."""
         if measure not in self._per_run:
-            out: dict[str, dict[int, list[float]]] = {}
             values = self.table.get(measure)
-            if values is not None:
-                epochs = self.table.get("epoch") or [1] * len(values)
-                for act, seed, epoch, value in zip(self.table["activation"], self.table["seed"], epochs, values):
-                    if epoch > 0:  # epoch 0 (at initialisation): ``initial``
-                        out.setdefault(act, {}).setdefault(seed, []).append(value)
-            self._per_run[measure] = out
+            if values is None:
+                self._per_run[measure] = {}
+            else:  # one gather per run from the rows found once for all measures (tens of thousands of rows)
+                column = np.asarray(values, dtype=float)
+                self._per_run[measure] = {act: {seed: column[rows].tolist() for seed, rows in seeds.items()}
+                                          for act, seeds in self._rows().items()}
         return self._per_run[measure]
+
+    def _rows(self) -> dict[str, dict[int, np.ndarray]]:
+        """activation -> seed -> the table's rows of that run at epochs 1, 2, ... (epoch 0 is ``initial``)."""
+        if self._run_rows is None:
+            t = self.table
+            epochs = t.get("epoch") or [1] * len(t.get("activation", []))
+            rows: dict[str, dict[int, list[int]]] = {}
+            for i, (act, seed, epoch) in enumerate(zip(t.get("activation", []), t.get("seed", []), epochs)):
+                if epoch > 0:
+                    rows.setdefault(act, {}).setdefault(seed, []).append(i)
+            self._run_rows = {act: {seed: np.array(r, dtype=np.intp) for seed, r in seeds.items()}
+                              for act, seeds in rows.items()}
+        return self._run_rows
 
     def initial(self, measure: str, activation: str) -> np.ndarray:
         """The epoch-0 value of ``measure`` (before any step) for each seed of ``activation`` (empty for
