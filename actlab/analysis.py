@@ -18,6 +18,8 @@ from scipy.optimize import isotonic_regression
 from actlab import activations, config, diagnostics, experiment, stats, storage
 from actlab.model import FeedForward, initial_parameters, load_parameters
 
+Weights = dict[str, dict[str, torch.Tensor]]  # weights.pt: run id -> state_dict
+
 
 @dataclass
 class Band:
@@ -40,6 +42,7 @@ class Analysis:
     _per_run: dict[str, dict[str, dict[int, list[float]]]] = field(default_factory=dict, repr=False)
     _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
     _run_rows: dict[str, dict[int, np.ndarray]] | None = field(default=None, repr=False)
+    _weights: Weights | None = field(default=None, repr=False)
 
     @property
     def overview(self) -> stats.Overview:
@@ -49,8 +52,14 @@ class Analysis:
     def units(self) -> dict[str, list[RunUnits]]:
         """activation -> per-seed measures at initialisation and at the end (needs weights.pt; else {})."""
         if self._units is None:
-            self._units = run_units(self.stored)
+            self._units = run_units(self.stored, self.weights())
         return self._units
+
+    def weights(self) -> Weights:
+        """weights.pt read back (once; {} without the file)."""
+        if self._weights is None:
+            self._weights = saved_weights(self.stored)
+        return self._weights
 
     @property
     def activations(self) -> list[str]:
@@ -167,16 +176,17 @@ def task_reference(cfg: config.Config) -> stats.Reference:
 
 
 def analyse(
-    stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None
+    stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None,
+    weights: Weights | None = None,
 ) -> Analysis:
     """Everything plots and the report need, from an experiment folder read back (``ranked``: the result of
-    ``stats.summarise`` when the caller has it already)."""
+    ``stats.summarise``, ``weights``: weights.pt read back, when the caller has them already)."""
     table = stored.metrics()
     reference = task_reference(stored.config)
     if ranked is None:
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
     act_stats, threshold = ranked
-    return Analysis(stored, table, act_stats, threshold, reference.least_squares, reference)
+    return Analysis(stored, table, act_stats, threshold, reference.least_squares, reference, _weights=weights)
 
 
 @dataclass(frozen=True)
@@ -202,29 +212,34 @@ class RunUnits:
         return [int(m.sum()) for m in pairs[what]]
 
 
-def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
+def run_units(stored: storage.StoredExperiment, weights: Weights | None = None) -> dict[str, list[RunUnits]]:
     """Per activation and seed: ``diagnostics.snapshot`` at the initial parameters (deterministic from the
-    seed: ``model.initial_parameters``) and at the weights saved in weights.pt."""
+    seed: ``model.initial_parameters``) and at the final ones (``weights``: weights.pt read back; default:
+    read here)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of tiny nets: thread start-up would cost more than the work
     try:
-        return _run_units(stored)
+        return _run_units(stored, saved_weights(stored) if weights is None else weights)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
-    path = stored.path / "weights.pt"
-    weights = storage.load_weights(path) if path.is_file() else {}
+def _run_units(stored: storage.StoredExperiment, weights: Weights) -> dict[str, list[RunUnits]]:
     data = experiment.dataset(stored.config)
     sizes = stored.config.model.sizes
     out: dict[str, list[RunUnits]] = {}
+    nets: dict[tuple[str, str], tuple[FeedForward, dict]] = {}  # one net per activation, reset for each run
     for row in stored.summary:
         spec = spec_of(row["activation"])
         if spec is None:
             continue
-        options = json.loads(row["options"]) if row.get("options") else {}
-        model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
+        key = (row["activation"], row.get("options") or "")
+        if key not in nets:
+            options = json.loads(row["options"]) if row.get("options") else {}
+            model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
+            nets[key] = model, {k: v.clone() for k, v in model.state_dict().items()}  # prelu's slope as built
+        model, fresh = nets[key]
+        model.load_state_dict(fresh)
         load_parameters(model, initial_parameters(sizes, int(row["seed"])))
         start = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
         end = None
@@ -234,6 +249,12 @@ def _run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
             end = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
         out.setdefault(row["activation"], []).append(RunUnits(int(row["seed"]), start, end))
     return out
+
+
+def saved_weights(stored: storage.StoredExperiment) -> Weights:
+    """weights.pt read back (run id -> state_dict; {} without the file)."""
+    path = stored.path / "weights.pt"
+    return storage.load_weights(path) if path.is_file() else {}
 
 
 def spec_of(name: str) -> activations.ActivationSpec | None:
@@ -258,12 +279,14 @@ def _bounded(name: str, options_json: str) -> bool | None:
 Curve = tuple[np.ndarray, np.ndarray]  # (x, y)
 
 
-def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[str, list[Curve]]:
-    """For 1-D tasks: activation -> [(x, prediction)] for every saved run (final weights)."""
+def fitted_curves(stored: storage.StoredExperiment, points: int = 400, weights: Weights | None = None
+                  ) -> dict[str, list[Curve]]:
+    """For 1-D tasks: activation -> [(x, prediction)] for every saved run (final weights; ``weights``:
+    weights.pt read back, default: read here)."""
     path = stored.path / "weights.pt"
     if not path.is_file() or stored.config.model.sizes[0] != 1:
         return {}
-    weights = storage.load_weights(path)  # tensors only: reading a folder never runs code from it
+    weights = saved_weights(stored) if weights is None else weights  # tensors only: never runs code from it
     data = experiment.dataset(stored.config)
     lo, hi = float(data.x_train.min()), float(data.x_train.max())
     grid = torch.linspace(lo, hi, points).unsqueeze(1)

@@ -394,7 +394,7 @@ def dead_units(an: Analysis) -> Figure | None:
 
 def fits(an: Analysis) -> Figure | None:
     """For 1-D tasks: the target against every seed's fit (best seed bold), one panel per activation."""
-    curves = fitted_curves(an.stored)
+    curves = fitted_curves(an.stored, weights=an.weights())
     if not curves:
         return None
     acts = [a for a in an.activations if a in curves]

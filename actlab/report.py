@@ -141,7 +141,7 @@ def flat_stuck(an: Analysis, act: str) -> int:
 
 def line_deviations(an: Analysis) -> list[float]:
     """Per identity seed: max |fit - its own least-squares line| / range of the target (1-D tasks)."""
-    curves = analysis.fitted_curves(an.stored).get("identity", [])
+    curves = analysis.fitted_curves(an.stored, weights=an.weights()).get("identity", [])
     _, y = analysis.target_curve(an.stored)
     span = float(np.ptp(y)) or 1.0
     out = []

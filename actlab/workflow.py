@@ -149,8 +149,8 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
-    if (stored.path / "weights.pt").is_file():
-        storage.load_weights(stored.path / "weights.pt")  # damaged weights: one error before anything is written
+    # damaged weights: one error before anything is written (and the weights read once, for the report too)
+    weights = analysis.saved_weights(stored)
     if stored.config.compare.grid:
         from actlab import studyrun
 
@@ -159,7 +159,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
         storage.write_stats(stored.path, stats.rows(*ranked, reference))
-        path = _report(stored, ranked)
+        path = _report(stored, ranked, weights)
     if notes is not None:
         notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
     return path
@@ -323,11 +323,12 @@ class _Tracker:
             self.fn(self.state)
 
 
-def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
-    """Figures and report.md in an experiment folder, from its data and its statistics."""
+def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None) -> Path:
+    """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
+    back, if the caller has it)."""
     from actlab import cdplot, html, plots, report  # matplotlib is only needed here
 
-    an = analysis.analyse(stored, ranked)
+    an = analysis.analyse(stored, ranked, weights)
     cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
     with plots.draw_all(an, stored.path, cd) as drawing:  # figures drawn in forked processes meanwhile
         verdicts = report.checks(an)
