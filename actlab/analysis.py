@@ -199,17 +199,19 @@ class RunUnits:
 
     def count(self, what: str) -> list[int]:
         """Per hidden layer: born_dead | died | revived | dead_end | negative_start | negative_end units."""
+        return list(self._counts[what])
+
+    @functools.cached_property
+    def _counts(self) -> dict[str, list[int]]:  # every count at once: the report asks for each many times
         s, e = self.start, self.end
-        if what == "born_dead":
-            return [int(m.sum()) for m in s.dead]
-        if what == "negative_start":
-            return [int(m.sum()) for m in s.negative]
-        if e is None:
-            return [0 for _ in s.dead]
-        pairs = {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
-                 "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
-                 "dead_end": e.dead, "negative_end": e.negative}
-        return [int(m.sum()) for m in pairs[what]]
+        masks = {"born_dead": s.dead, "negative_start": s.negative}
+        if e is not None:
+            masks |= {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
+                      "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
+                      "dead_end": e.dead, "negative_end": e.negative}
+        counts = {what: [int(m.sum()) for m in ms] for what, ms in masks.items()}
+        zeros = [0 for _ in s.dead]  # no end state: nothing died, revived or ended dead
+        return counts | {w: zeros for w in ("died", "revived", "dead_end", "negative_end") if w not in counts}
 
 
 def run_units(stored: storage.StoredExperiment, weights: Weights | None = None) -> dict[str, list[RunUnits]]:

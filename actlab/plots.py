@@ -11,8 +11,9 @@ import math
 import multiprocessing as mp
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,18 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
     if note:
         fig.text(0.75 / width, 0.06 / height, note, fontsize=8, va="bottom", ha="left", color="0.25")
     return fig, flat[:n]
+
+
+@contextmanager
+def _x_scaled_once(axes: Sequence[plt.Axes]) -> Iterator[None]:
+    """x autoscaling off while the panels are drawn, back on after: panels that share an axis rescale all
+    their siblings for every line or band added (quadratic in the panels); this way once, when drawn, to the
+    same limits."""
+    for ax in axes:
+        ax.set_autoscalex_on(False)
+    yield
+    for ax in axes:
+        ax.autoscale(enable=True, axis="x")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,16 +268,17 @@ def loss_curves(an: Analysis) -> Figure:
                                  f"data, {seeds} seeds per activation)", ylabel="MSE (log scale)", legend=legend,
                       tall_titles=any(k for k, _ in diverged.values()))
     best = bands[acts[0]]
-    for ax, act in zip(axes, acts):
-        if best is not None and act != acts[0]:
-            ax.plot(best.epochs, scale.clip(best.median), "--", color="0.6", linewidth=1)
-        if runs[act] is not None:
-            _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
-        ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
-        pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        stat = an.stat(act)
-        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad, y=TITLE_Y)
-    scale.apply(axes[0])  # the panels share their y axis: once for all (per panel, every limit runs over all)
+    scale.apply(axes[0])  # the panels share their y axis: once for all, and first: nothing drawn rescales it
+    with _x_scaled_once(axes):
+        for ax, act in zip(axes, acts):
+            if best is not None and act != acts[0]:
+                ax.plot(best.epochs, scale.clip(best.median), "--", color="0.6", linewidth=1)
+            if runs[act] is not None:
+                _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
+            ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
+            pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
+            stat = an.stat(act)
+            ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad, y=TITLE_Y)
     return fig
 
 
@@ -330,15 +344,16 @@ def gradient_norms(an: Analysis) -> Figure | None:
     fig, axes = _grid(len(acts), "Gradient norm of the first and last layer per epoch (a gap: vanishing "
                                  "gradients)", ylabel="gradient norm (log scale)", legend=legend,
                       tall_titles=any(k for k, _ in diverged.values()))
-    for ax, act in zip(axes, acts):
-        first, final = runs[act]
-        if first is not None:
-            _draw(ax, first, scale, color="C0")
-        if final is not None:
-            _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
-        pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        ax.set_title(act, fontsize=9, pad=pad, y=TITLE_Y)
-    scale.apply(axes[0])  # the panels share their y axis: once for all (per panel, every limit runs over all)
+    scale.apply(axes[0])  # the panels share their y axis: once for all, and first: nothing drawn rescales it
+    with _x_scaled_once(axes):
+        for ax, act in zip(axes, acts):
+            first, final = runs[act]
+            if first is not None:
+                _draw(ax, first, scale, color="C0")
+            if final is not None:
+                _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
+            pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
+            ax.set_title(act, fontsize=9, pad=pad, y=TITLE_Y)
     return fig
 
 
@@ -381,14 +396,15 @@ def dead_units(an: Analysis) -> Figure | None:
     fig, axes = _grid(len(dead), "Dead units per hidden layer (no gradient on any training input)",
                       ylabel="% of the layer's units dead", legend=legend, note=note,
                       tall_titles=any(diverged.get(act, (0, 0))[0] for act in dead))
-    for ax, act in zip(axes, dead):
-        for i, r in enumerate(runs[act]):
-            band = r.band() if r is not None else None
-            if band is not None:
-                ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
-                ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
-        ax.set_ylim(-3, 103)
-        ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))), y=TITLE_Y)
+    axes[0].set_ylim(-3, 103)  # shared by the panels: once for all, and first: nothing drawn rescales it
+    with _x_scaled_once(axes):
+        for ax, act in zip(axes, dead):
+            for i, r in enumerate(runs[act]):
+                band = r.band() if r is not None else None
+                if band is not None:
+                    ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
+                    ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
+            ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))), y=TITLE_Y)
     return fig
 
 
