@@ -7,6 +7,7 @@ apart and marked with a red x, values of exactly zero on a log axis are drawn at
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing as mp
 import sys
@@ -507,6 +508,9 @@ class Drawing:
         self.names, self.pool = list(drawers), None
         _shared = (an, drawers)
         if workers > 1 and sys.platform.startswith("linux"):  # fork is only safe with torch on Linux
+            # what exists now (torch, the analysis) is never garbage here or in the children: the collector
+            # leaves it alone (and the children's copies of it stay shared pages); undone in ``close``
+            gc.freeze()
             self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
                                             initializer=_one_thread)
             # the children are forked here, as the work is handed out: they inherit ``_shared``
@@ -529,6 +533,7 @@ class Drawing:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
             self.pool, _shared = None, None
+            gc.unfreeze()
 
     def result(self) -> dict[str, Path]:
         """name -> PNG path of every figure drawn (in the order of the drawers; None-returning ones left out)."""
