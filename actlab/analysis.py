@@ -216,8 +216,8 @@ class RunUnits:
 
 def run_units(stored: storage.StoredExperiment, weights: Weights | None = None) -> dict[str, list[RunUnits]]:
     """Per activation and seed: ``diagnostics.snapshot`` at the initial parameters (deterministic from the
-    seed: ``model.initial_parameters``) and at the final ones (``weights``: weights.pt read back; default:
-    read here)."""
+    seed and the config's initialisation: ``model.initial_parameters``) and at the final ones (``weights``:
+    weights.pt read back; default: read here)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of tiny nets: thread start-up would cost more than the work
     try:
@@ -227,8 +227,9 @@ def run_units(stored: storage.StoredExperiment, weights: Weights | None = None) 
 
 
 def _run_units(stored: storage.StoredExperiment, weights: Weights) -> dict[str, list[RunUnits]]:
-    data = experiment.dataset(stored.config)
-    sizes = stored.config.model.sizes
+    cfg = stored.config
+    data = experiment.dataset(cfg)
+    sizes = cfg.model.sizes
     out: dict[str, list[RunUnits]] = {}
     nets: dict[tuple[str, str], tuple[FeedForward, dict]] = {}  # one net per activation, reset for each run
     for row in stored.summary:
@@ -242,7 +243,10 @@ def _run_units(stored: storage.StoredExperiment, weights: Weights) -> dict[str, 
             nets[key] = model, {k: v.clone() for k, v in model.state_dict().items()}  # prelu's slope as built
         model, fresh = nets[key]
         model.load_state_dict(fresh)
-        load_parameters(model, initial_parameters(sizes, int(row["seed"])))
+        act, options = row["activation"], json.loads(row["options"]) if row.get("options") else {}
+        # the run's own initialisation: the config's scheme for this activation and its bias rule
+        load_parameters(model, initial_parameters(sizes, int(row["seed"]), cfg.init_for(act), cfg.model.init_bias,
+                                                  act, options))
         start = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
         end = None
         state = weights.get(row["run"]) if row["status"] == "ok" else None
