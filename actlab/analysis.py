@@ -137,10 +137,11 @@ def quartiles(data: np.ndarray) -> np.ndarray:
     full, some = ~nan.any(axis=0), nan.any(axis=0) & ~nan.all(axis=0)
     # nanpercentile loops over the columns in Python (seconds over dozens of panels): the epochs every seed
     # measured go through one vectorised percentile, the same numbers; only partly measured ones go column-wise
-    if full.any():
-        out[:, full] = np.percentile(data[:, full], [25, 50, 75], axis=0)
-    if some.any():
-        out[:, some] = np.nanpercentile(data[:, some], [25, 50, 75], axis=0)
+    with np.errstate(invalid="ignore"):  # inf values (a run on its way to diverging): inf - inf inside, no warning
+        if full.any():
+            out[:, full] = np.percentile(data[:, full], [25, 50, 75], axis=0)
+        if some.any():
+            out[:, some] = np.nanpercentile(data[:, some], [25, 50, 75], axis=0)
     return out
 
 

@@ -184,3 +184,23 @@ def test_panels_span_the_epochs_with_matplotlibs_margins(mixed, name):
             assert ax.get_xlim() == pytest.approx((1 - 0.05 * 5, 6 + 0.05 * 5)), name
             assert ax.get_autoscalex_on()
     plt.close(fig)
+
+
+def test_quartiles_are_nanpercentiles_without_a_warning():
+    # the oracle: np.nanpercentile over the seeds, epoch by epoch; NaN (unmeasured epochs, whole or partial) and
+    # inf (a run on its way to diverging) included, and no warning printed for them
+    import warnings
+
+    rng = np.random.default_rng(5)
+    data = rng.lognormal(size=(7, 40))
+    data[rng.random(data.shape) < 0.2] = np.nan
+    data[:, ::9] = np.nan
+    data[2, 5:9] = np.inf
+    data[3, 6] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.array([np.nanpercentile(data[:, e], [25, 50, 75]) for e in range(data.shape[1])]).T
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = analysis.quartiles(data)
+    assert np.array_equal(got, expected, equal_nan=True)
