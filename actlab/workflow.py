@@ -129,7 +129,8 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     if report:
         stored = storage.load_experiment(done.path)
         stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
-        done.report = _report(stored, done.ranking)
+        weights = {r.spec.run_id: r.state for r in results}  # what weights.pt holds, without reading it back
+        done.report = _report(stored, done.ranking, weights)
     return done
 
 
