@@ -568,15 +568,15 @@ class StoredExperiment:
     def _read_metrics(self) -> dict[str, list[Any]]:
         path = self.path / "metrics.csv"
         header, rows = _csv_rows(path, self.notes)
-        table: dict[str, list[Any]] = {name: [] for name in header}
-        grid_keys = set(self.config.compare.grid)
         for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
                 raise StorageError(f"{path} line {line}: {len(row)} cells where the header has {len(header)}; "
                                    "the folder is damaged")
-            for name, cell in zip(header, row):
-                table[name].append(_grid_value(cell) if name in grid_keys else _cell(name, cell, path, line))
-        return table
+        grid_keys = set(self.config.compare.grid)
+        columns = list(zip(*rows)) if rows else [()] * len(header)
+        # column by column (a whole column in one comprehension: hundreds of thousands of cells); a cell that
+        # does not parse sends its column through ``_cell`` one cell at a time, which names the line
+        return {name: _column(name, cells, path, name in grid_keys) for name, cells in zip(header, columns)}
 
     def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
         """run id -> per-epoch values of ``measure``, epochs 1, 2, ... (epoch 0, at initialisation, left out)."""
@@ -587,6 +587,21 @@ class StoredExperiment:
             if epoch > 0:
                 out.setdefault(run, []).append(value)
         return out
+
+
+def _column(name: str, cells: Sequence[str], path: Path, grid: bool) -> list[Any]:
+    """One metrics.csv column in its type (``_cell``'s, or ``_grid_value``'s for a grid key)."""
+    if grid:
+        return [_grid_value(cell) for cell in cells]
+    try:
+        if name in ("run", "activation"):
+            return list(cells)
+        if name in ("seed", "epoch"):
+            return [int(cell) for cell in cells]
+        nan = math.nan
+        return [float(cell) if cell else nan for cell in cells]
+    except ValueError:
+        return [_cell(name, cell, path, line) for line, cell in enumerate(cells, start=2)]
 
 
 def _cell(column: str, cell: str, path: Path, line: int) -> Any:

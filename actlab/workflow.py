@@ -36,7 +36,7 @@ from actlab.experiment import Experiment
 if TYPE_CHECKING:
     import torch
 
-    from actlab import stats
+    from actlab import analysis, stats
     from actlab.tasks import Dataset
 
 # actlab.stats and actlab.analysis (scipy: half a second or more) are imported where the statistics are
@@ -132,6 +132,7 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard,
                               preload=_STATISTICS + (_REPORT if report else ()))
     from actlab import analysis, stats
+
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
@@ -140,7 +141,8 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     if report:
         stored = storage.load_experiment(done.path)
         stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
-        done.report = _report(stored, done.ranking)
+        weights = {r.spec.run_id: r.state for r in results}  # what weights.pt holds, without reading it back
+        done.report = _report(stored, done.ranking, weights)
     return done
 
 
@@ -159,22 +161,22 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
 def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
     """(Re)write stats.csv/json, the figures and report.md of an experiment folder from its files; the
     report's path. What reading tolerated (a cut last row) is appended to ``notes``."""
+    from actlab import analysis, stats
+
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
-    if (stored.path / "weights.pt").is_file():
-        storage.load_weights(stored.path / "weights.pt")  # damaged weights: one error before anything is written
+    # damaged weights: one error before anything is written (and the weights read once, for the report too)
+    weights = analysis.saved_weights(stored)
     if stored.config.compare.grid:
         from actlab import studyrun
 
         path = studyrun.write_report(stored)
     else:
-        from actlab import analysis, stats
-
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
         storage.write_stats(stored.path, stats.rows(*ranked, reference))
-        path = _report(stored, ranked)
+        path = _report(stored, ranked, weights)
     if notes is not None:
         notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
     return path
@@ -399,13 +401,17 @@ class _Tracker:
             self.fn(self.state)
 
 
-def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
-    """Figures and report.md in an experiment folder, from its data and its statistics."""
+def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None) -> Path:
+    """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
+    back, if the caller has it)."""
     from actlab import analysis, cdplot, html, plots, report  # matplotlib is only needed here
 
-    an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
-    storage.write_stats(stored.path, report.stats_rows(an))  # stats.csv: also every number the report adds
-    text = report.build(an, figures)
+    an = analysis.analyse(stored, ranked, weights)
+    cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
+    with plots.draw_all(an, stored.path, cd) as drawing:  # figures drawn in forked processes meanwhile
+        verdicts = report.checks(an)
+        storage.write_stats(stored.path, report.stats_rows(an, verdicts))  # stats.csv: also the report's numbers
+        figures = drawing.result()
+    text = report.build(an, figures, verdicts=verdicts)
     html.write_html(stored.path, text, figures)  # report.html: the same page, figures inline, self-contained
     return storage.write_text(stored.path / "report.md", text)

@@ -3,6 +3,7 @@ then what actlab's CPU pinning costs and what it changes.
 
     python benchmarks/bench_engines.py            # about three minutes on a 2-core machine
     python benchmarks/bench_engines.py --quick    # a smoke run (seconds)
+    python benchmarks/bench_engines.py --report [FOLDER]   # only part 5: the report of the default compare
 
 Timings on a shared machine are noisy: read the ratios, measured back to back, not the absolute numbers.
 Both engines run at one thread in one process (workers=1) unless a row says otherwise. The pinning is
@@ -45,9 +46,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     parser.add_argument("--loop-seeds", type=int, default=2, help="seeds per activation for the (slow) loop engine")
     parser.add_argument("--child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)  # part 4's subprocess
+    parser.add_argument("--report", nargs="?", const="", metavar="FOLDER",
+                        help="only part 5, the report's seconds (on FOLDER, a default-compare folder, if given)")
     args = parser.parse_args()
     if args.child:
         return default_compare(args.child)
+    if args.report is not None:
+        return report_part(Path(args.report) if args.report else None)
     epochs = 15 if args.quick else 150
     seeds = 2 if args.quick else 16
     steps = epochs * 10  # 100 samples in batches of 10
@@ -97,6 +102,8 @@ def main() -> None:
               "   (every registry activation x 10 seeds: the default compare)")
     stacking(args.quick)
     pinning(epochs)
+    if not args.quick:
+        report_part()
 
 
 def _stack(specs, batch: int = 10):
@@ -352,6 +359,69 @@ def startup_seconds(args: Sequence[str] = ("compare", "-q", "--no-report"), repe
         for i in range(repeat):
             found.append(_startup_once([*args, "--out", str(Path(tmp) / f"runs{i}")], env, Path(tmp)))
     return {key: statistics.median(f[key] for f in found) for key in found[0]}
+
+
+# --- the report: statistics, figures, report.md/html of the default compare --------------------------------
+
+_REPORT_CHILD = """
+import json, os, sys, tempfile, time
+from pathlib import Path
+start = time.perf_counter()
+from actlab import analysis, stats, storage, workflow  # what compare has imported when training ends
+imported = time.perf_counter()
+folder = Path(sys.argv[1])
+stored = storage.load_experiment(folder)
+stored.metrics()  # compare hands metrics.csv over in memory: reading it back is not part of its statistics
+t0, c0 = time.perf_counter(), time.process_time()
+reference = analysis.task_reference(stored.config)
+ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
+with tempfile.TemporaryDirectory() as scratch:
+    storage.write_stats(Path(scratch), stats.rows(*ranked, reference))
+t1, c1 = time.perf_counter(), time.process_time()
+before = os.times()
+workflow.write_report(folder)
+t2, after = time.perf_counter(), os.times()
+print(json.dumps({"imports": imported - start, "statistics": t1 - t0, "statistics_cpu": c1 - c0,
+                  "report": t2 - t1, "report_cpu": after.user + after.system - before.user - before.system,
+                  "report_children_cpu": after.children_user + after.children_system
+                  - before.children_user - before.children_system}))
+"""
+
+
+def report_seconds(folder: Path | None = None, rounds: int = 3) -> dict[str, float]:
+    """Seconds of what follows training in the default ``actlab compare``, each round in a fresh process
+    (so the imports of matplotlib and the rest count): the statistics over seeds (``stats.summarise`` and
+    stats.csv/json, as ``run_compare`` computes them) and ``workflow.write_report`` on the folder (figures,
+    claims, report.md/html; it also reads metrics.csv and weights.pt back). ``folder``: a default-compare
+    folder; None: one is trained first (``actlab compare --no-report``, about 15 s). Medians over ``rounds``."""
+    import statistics
+    import tempfile
+
+    scratch = None
+    if folder is None:
+        scratch = tempfile.TemporaryDirectory()
+        subprocess.run([sys.executable, "-m", "actlab", "compare", "-q", "--no-report", "--out", scratch.name],
+                       check=True, capture_output=True)
+        folder = next(p for p in Path(scratch.name).iterdir() if p.is_dir())
+    try:
+        runs = []
+        for _ in range(rounds):
+            out = subprocess.run([sys.executable, "-c", _REPORT_CHILD, str(folder)], check=True,
+                                 capture_output=True, text=True).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def report_part(folder: Path | None = None, rounds: int = 3) -> None:
+    """Print ``report_seconds``."""
+    r = report_seconds(folder, rounds)
+    print(f"\n5. The report of the default compare (fresh process each, median of {rounds}): statistics "
+          f"{r['statistics']:.2f} s ({r['statistics_cpu']:.2f} s CPU); write_report {r['report']:.2f} s wall "
+          f"({r['report_cpu']:.2f} s CPU here + {r['report_children_cpu']:.2f} s in its drawing processes), "
+          f"after {r['imports']:.2f} s of actlab's imports")
 
 
 if __name__ == "__main__":
