@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +17,8 @@ from scipy.optimize import isotonic_regression
 
 from actlab import activations, config, diagnostics, experiment, stats, storage
 from actlab.model import FeedForward, initial_parameters, load_parameters
+
+Weights = dict[str, dict[str, torch.Tensor]]  # weights.pt: run id -> state_dict
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Analysis:
     reference: stats.Reference | None = None
     _per_run: dict[str, dict[str, dict[int, list[float]]]] = field(default_factory=dict, repr=False)
     _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
+    _run_rows: dict[str, dict[int, np.ndarray]] | None = field(default=None, repr=False)
+    _weights: Weights | None = field(default=None, repr=False)
 
     @property
     def overview(self) -> stats.Overview:
@@ -49,8 +52,14 @@ class Analysis:
     def units(self) -> dict[str, list[RunUnits]]:
         """activation -> per-seed measures at initialisation and at the end (needs weights.pt; else {})."""
         if self._units is None:
-            self._units = run_units(self.stored)
+            self._units = run_units(self.stored, self.weights())
         return self._units
+
+    def weights(self) -> Weights:
+        """weights.pt read back (once; {} without the file)."""
+        if self._weights is None:
+            self._weights = saved_weights(self.stored)
+        return self._weights
 
     @property
     def activations(self) -> list[str]:
@@ -63,15 +72,27 @@ class Analysis:
     def per_run(self, measure: str) -> dict[str, dict[int, list[float]]]:
         """activation -> seed -> values of ``measure`` at epochs 1, 2, ... (missing columns: empty)."""
         if measure not in self._per_run:
-            out: dict[str, dict[int, list[float]]] = {}
             values = self.table.get(measure)
-            if values is not None:
-                epochs = self.table.get("epoch") or [1] * len(values)
-                for act, seed, epoch, value in zip(self.table["activation"], self.table["seed"], epochs, values):
-                    if epoch > 0:  # epoch 0 (at initialisation): ``initial``
-                        out.setdefault(act, {}).setdefault(seed, []).append(value)
-            self._per_run[measure] = out
+            if values is None:
+                self._per_run[measure] = {}
+            else:  # one gather per run from the rows found once for all measures (tens of thousands of rows)
+                column = np.asarray(values, dtype=float)
+                self._per_run[measure] = {act: {seed: column[rows].tolist() for seed, rows in seeds.items()}
+                                          for act, seeds in self._rows().items()}
         return self._per_run[measure]
+
+    def _rows(self) -> dict[str, dict[int, np.ndarray]]:
+        """activation -> seed -> the table's rows of that run at epochs 1, 2, ... (epoch 0 is ``initial``)."""
+        if self._run_rows is None:
+            t = self.table
+            epochs = t.get("epoch") or [1] * len(t.get("activation", []))
+            rows: dict[str, dict[int, list[int]]] = {}
+            for i, (act, seed, epoch) in enumerate(zip(t.get("activation", []), t.get("seed", []), epochs)):
+                if epoch > 0:
+                    rows.setdefault(act, {}).setdefault(seed, []).append(i)
+            self._run_rows = {act: {seed: np.array(r, dtype=np.intp) for seed, r in seeds.items()}
+                              for act, seeds in rows.items()}
+        return self._run_rows
 
     def initial(self, measure: str, activation: str) -> np.ndarray:
         """The epoch-0 value of ``measure`` (before any step) for each seed of ``activation`` (empty for
@@ -93,14 +114,9 @@ class Analysis:
         data = np.array([v[:length] for v in runs.values()], dtype=float)  # (seeds, epochs)
         if np.all(np.isnan(data)):
             return None
-        if not np.isnan(data).any():
-            q = np.percentile(data, [25, 50, 75], axis=0)
-            return Band(np.arange(1, length + 1), q[1], q[0], q[2])
-        seen = ~np.all(np.isnan(data), axis=0)  # epochs no seed measured are left out, not NaN
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            q = np.nanpercentile(data[:, seen], [25, 50, 75], axis=0)
-        return Band(np.arange(1, length + 1)[seen], q[1], q[0], q[2])
+        q = quartiles(data)
+        seen = ~np.all(np.isnan(data), axis=0)  # epochs no seed measured (the diagnostics' schedule): left out
+        return Band(np.arange(1, length + 1)[seen], q[1][seen], q[0][seen], q[2][seen])
 
     def final(self, measure: str, activation: str) -> np.ndarray:
         """The last-epoch value of ``measure`` for each seed of ``activation``."""
@@ -119,6 +135,23 @@ class Analysis:
 
     def layers(self) -> int:
         return len(self.stored.config.model.sizes) - 1
+
+
+def quartiles(data: np.ndarray) -> np.ndarray:
+    """(3, epochs): the 25th, 50th and 75th percentiles over the seeds of (seeds, epochs) ``data``, NaN-aware
+    (``np.nanpercentile``'s values; an epoch no seed measured stays NaN)."""
+    data = np.asarray(data, dtype=float)
+    out = np.full((3, data.shape[1]), np.nan)
+    nan = np.isnan(data)
+    full, some = ~nan.any(axis=0), nan.any(axis=0) & ~nan.all(axis=0)
+    # nanpercentile loops over the columns in Python (seconds over dozens of panels): the epochs every seed
+    # measured go through one vectorised percentile, the same numbers; only partly measured ones go column-wise
+    with np.errstate(invalid="ignore"):  # inf values (a run on its way to diverging): inf - inf inside, no warning
+        if full.any():
+            out[:, full] = np.percentile(data[:, full], [25, 50, 75], axis=0)
+        if some.any():
+            out[:, some] = np.nanpercentile(data[:, some], [25, 50, 75], axis=0)
+    return out
 
 
 def _finite(value: float) -> float:
@@ -153,16 +186,17 @@ def task_reference(cfg: config.Config) -> stats.Reference:
 
 
 def analyse(
-    stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None
+    stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None,
+    weights: Weights | None = None,
 ) -> Analysis:
     """Everything plots and the report need, from an experiment folder read back (``ranked``: the result of
-    ``stats.summarise`` when the caller has it already)."""
+    ``stats.summarise``, ``weights``: weights.pt read back, when the caller has them already)."""
     table = stored.metrics()
     reference = task_reference(stored.config)
     if ranked is None:
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
     act_stats, threshold = ranked
-    return Analysis(stored, table, act_stats, threshold, reference.least_squares, reference)
+    return Analysis(stored, table, act_stats, threshold, reference.least_squares, reference, _weights=weights)
 
 
 @dataclass(frozen=True)
@@ -175,43 +209,54 @@ class RunUnits:
 
     def count(self, what: str) -> list[int]:
         """Per hidden layer: born_dead | died | revived | dead_end | negative_start | negative_end units."""
+        return list(self._counts[what])
+
+    @functools.cached_property
+    def _counts(self) -> dict[str, list[int]]:  # every count at once: the report asks for each many times
         s, e = self.start, self.end
-        if what == "born_dead":
-            return [int(m.sum()) for m in s.dead]
-        if what == "negative_start":
-            return [int(m.sum()) for m in s.negative]
-        if e is None:
-            return [0 for _ in s.dead]
-        pairs = {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
-                 "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
-                 "dead_end": e.dead, "negative_end": e.negative}
-        return [int(m.sum()) for m in pairs[what]]
+        masks = {"born_dead": s.dead, "negative_start": s.negative}
+        if e is not None:
+            masks |= {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
+                      "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
+                      "dead_end": e.dead, "negative_end": e.negative}
+        counts = {what: [int(m.sum()) for m in ms] for what, ms in masks.items()}
+        zeros = [0 for _ in s.dead]  # no end state: nothing died, revived or ended dead
+        return counts | {w: zeros for w in ("died", "revived", "dead_end", "negative_end") if w not in counts}
 
 
-def run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
+def run_units(stored: storage.StoredExperiment, weights: Weights | None = None) -> dict[str, list[RunUnits]]:
     """Per activation and seed: ``diagnostics.snapshot`` at the initial parameters (deterministic from the
-    seed: ``model.initial_parameters``) and at the weights saved in weights.pt."""
+    seed and the config's initialisation: ``model.initial_parameters``) and at the final ones (``weights``:
+    weights.pt read back; default: read here)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of tiny nets: thread start-up would cost more than the work
     try:
-        return _run_units(stored)
+        return _run_units(stored, saved_weights(stored) if weights is None else weights)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
-    path = stored.path / "weights.pt"
-    weights = storage.load_weights(path) if path.is_file() else {}
-    data = experiment.dataset(stored.config)
-    sizes = stored.config.model.sizes
+def _run_units(stored: storage.StoredExperiment, weights: Weights) -> dict[str, list[RunUnits]]:
+    cfg = stored.config
+    data = experiment.dataset(cfg)
+    sizes = cfg.model.sizes
     out: dict[str, list[RunUnits]] = {}
+    nets: dict[tuple[str, str], tuple[FeedForward, dict]] = {}  # one net per activation, reset for each run
     for row in stored.summary:
         spec = spec_of(row["activation"])
         if spec is None:
             continue
-        options = json.loads(row["options"]) if row.get("options") else {}
-        model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
-        load_parameters(model, initial_parameters(sizes, int(row["seed"])))
+        key = (row["activation"], row.get("options") or "")
+        if key not in nets:
+            options = json.loads(row["options"]) if row.get("options") else {}
+            model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
+            nets[key] = model, {k: v.clone() for k, v in model.state_dict().items()}  # prelu's slope as built
+        model, fresh = nets[key]
+        model.load_state_dict(fresh)
+        act, options = row["activation"], json.loads(row["options"]) if row.get("options") else {}
+        # the run's own initialisation: the config's scheme for this activation and its bias rule
+        load_parameters(model, initial_parameters(sizes, int(row["seed"]), cfg.init_for(act), cfg.model.init_bias,
+                                                  act, options))
         start = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
         end = None
         state = weights.get(row["run"]) if row["status"] == "ok" else None
@@ -220,6 +265,12 @@ def _run_units(stored: storage.StoredExperiment) -> dict[str, list[RunUnits]]:
             end = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
         out.setdefault(row["activation"], []).append(RunUnits(int(row["seed"]), start, end))
     return out
+
+
+def saved_weights(stored: storage.StoredExperiment) -> Weights:
+    """weights.pt read back (run id -> state_dict; {} without the file)."""
+    path = stored.path / "weights.pt"
+    return storage.load_weights(path) if path.is_file() else {}
 
 
 def spec_of(name: str) -> activations.ActivationSpec | None:
@@ -244,12 +295,14 @@ def _bounded(name: str, options_json: str) -> bool | None:
 Curve = tuple[np.ndarray, np.ndarray]  # (x, y)
 
 
-def fitted_curves(stored: storage.StoredExperiment, points: int = 400) -> dict[str, list[Curve]]:
-    """For 1-D tasks: activation -> [(x, prediction)] for every saved run (final weights)."""
+def fitted_curves(stored: storage.StoredExperiment, points: int = 400, weights: Weights | None = None
+                  ) -> dict[str, list[Curve]]:
+    """For 1-D tasks: activation -> [(x, prediction)] for every saved run (final weights; ``weights``:
+    weights.pt read back, default: read here)."""
     path = stored.path / "weights.pt"
     if not path.is_file() or stored.config.model.sizes[0] != 1:
         return {}
-    weights = storage.load_weights(path)  # tensors only: reading a folder never runs code from it
+    weights = saved_weights(stored) if weights is None else weights  # tensors only: never runs code from it
     data = experiment.dataset(stored.config)
     lo, hi = float(data.x_train.min()), float(data.x_train.max())
     grid = torch.linspace(lo, hi, points).unsqueeze(1)

@@ -326,7 +326,6 @@ def compare(
 ) -> None:
     """Train every activation over several seeds and rank them (mean, spread and ties over seeds)."""
     from actlab import workflow
-    from actlab.tables import ranking_table, verdict_text
 
     with _user_errors():
         flags = _common_flags(epochs, lr, batch_size, device, seed, name, out_dir, engine, executor, ray_address)
@@ -340,6 +339,8 @@ def compare(
             return
         with _training(quiet) as bar:
             done = workflow.run_compare(cfg, report=not no_report, progress=bar, tensorboard=tensorboard)
+    from actlab.tables import ranking_table, verdict_text  # scipy (via actlab.stats): after training, not before
+
     if done.study is not None:
         from actlab import studyrun
 
@@ -420,7 +421,6 @@ def resume(
 ) -> None:
     """Finish an interrupted train or compare in its own folder: only the missing runs are trained."""
     from actlab import config, workflow
-    from actlab.tables import ranking_table, verdict_text
 
     with _user_errors():
         stored = workflow.check_resumable(run_dir, force)
@@ -429,6 +429,8 @@ def resume(
                       f"{name.partition(':')[0]} runs its code", markup=False)
         with _training(quiet) as bar:
             done = workflow.resume(run_dir, progress=bar, report=not no_report, force=force)
+    from actlab.tables import ranking_table, verdict_text  # scipy: after training
+
     if done.ranking is not None:
         out.print(ranking_table(done.experiment.config, *done.ranking))
         out.print(verdict_text(*done.ranking))

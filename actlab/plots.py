@@ -7,14 +7,15 @@ apart and marked with a red x, values of exactly zero on a log axis are drawn at
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing as mp
 import sys
 import textwrap
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +32,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from actlab import activations  # noqa: E402
-from actlab.analysis import Analysis, Band, fitted_curves, target_curve  # noqa: E402
+from actlab.analysis import Analysis, Band, fitted_curves, quartiles, target_curve  # noqa: E402
 from actlab.devices import available_cores  # noqa: E402
 
 COLUMNS = 6
@@ -39,6 +40,9 @@ PANEL = (2.6, 2.0)  # inches per panel, its title and spacing included
 # Marks shared by the figures (tests find them by gid).
 DIVERGED = dict(marker="x", color="C3", linestyle="none", markersize=7, markeredgewidth=2, gid="diverged")
 ZERO = dict(marker="v", linestyle="none", markersize=4, gid="zero")
+# Panel titles sit right above their panel (x tick labels are below it): where matplotlib places them when
+# left to itself, but placing them itself measures every tick label of the panel at every draw.
+TITLE_Y = 1.0
 
 
 def _diverged_handle(label: str = "diverged run, x at its last epoch (off-scale values at the edge)") -> Line2D:
@@ -94,6 +98,18 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
     return fig, flat[:n]
 
 
+@contextmanager
+def _x_scaled_once(axes: Sequence[plt.Axes]) -> Iterator[None]:
+    """x autoscaling off while the panels are drawn, back on after: panels that share an axis rescale all
+    their siblings for every line or band added (quadratic in the panels); this way once, when drawn, to the
+    same limits."""
+    for ax in axes:
+        ax.set_autoscalex_on(False)
+    yield
+    for ax in axes:
+        ax.autoscale(enable=True, axis="x")
+
+
 # --------------------------------------------------------------------------------------------------
 # Runs over seeds, with the diverged ones apart, and a log axis that shows zeros and off-scale values.
 
@@ -104,20 +120,21 @@ class Runs:
 
     values: np.ndarray  # (seeds, epochs)
     diverged: np.ndarray  # (seeds,) bool
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def band(self) -> Band | None:
         """Median and 25-75% over the seeds that did not diverge, at the epochs any of them measured (the
         diagnostics skip epochs: train.diagnostics_dense), so that a line joins the measured epochs (None if
         every seed diverged, or nothing was measured)."""
-        healthy = self.values[~self.diverged]
-        seen = ~np.all(np.isnan(healthy), axis=0)
-        if not len(healthy) or not seen.any():
-            return None
-        healthy = healthy[:, seen]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            q = np.nanpercentile(healthy, [25, 50, 75], axis=0)
-        return Band(np.arange(1, len(seen) + 1)[seen], q[1], q[0], q[2])
+        if "band" not in self._cache:  # a figure asks twice: for its scale and to draw it
+            healthy = self.values[~self.diverged]
+            seen = ~np.all(np.isnan(healthy), axis=0)
+            if not len(healthy) or not seen.any():
+                self._cache["band"] = None
+            else:
+                q = quartiles(healthy[:, seen])
+                self._cache["band"] = Band(np.arange(1, len(seen) + 1)[seen], q[1], q[0], q[2])
+        return self._cache["band"]
 
     def measured(self) -> tuple[int, int]:
         """(epochs with a value in any seed, epochs): fewer where the diagnostics' schedule skipped some."""
@@ -260,16 +277,17 @@ def loss_curves(an: Analysis) -> Figure:
                                  f"data, {seeds} seeds per activation)", ylabel="MSE (log scale)", legend=legend,
                       tall_titles=any(k for k, _ in diverged.values()))
     best = bands[acts[0]]
-    for ax, act in zip(axes, acts):
-        if best is not None and act != acts[0]:
-            ax.plot(best.epochs, scale.clip(best.median), "--", color="0.6", linewidth=1)
-        if runs[act] is not None:
-            _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
-        ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
-        pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        scale.apply(ax)
-        stat = an.stat(act)
-        ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad)
+    scale.apply(axes[0])  # the panels share their y axis: once for all, and first: nothing drawn rescales it
+    with _x_scaled_once(axes):
+        for ax, act in zip(axes, acts):
+            if best is not None and act != acts[0]:
+                ax.plot(best.epochs, scale.clip(best.median), "--", color="0.6", linewidth=1)
+            if runs[act] is not None:
+                _draw(ax, runs[act], scale, color="C0", linewidth=1.5)
+            ax.axhline(an.least_squares, color="C3", linestyle=":", linewidth=1)
+            pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
+            stat = an.stat(act)
+            ax.set_title(f"#{stat.rank if stat else '?'} {act}", fontsize=9, pad=pad, y=TITLE_Y)
     return fig
 
 
@@ -336,15 +354,16 @@ def gradient_norms(an: Analysis) -> Figure | None:
                                  "gradients)", ylabel="gradient norm (log scale)", legend=legend,
                       note=_schedule_note(r for pair in runs.values() for r in pair),
                       tall_titles=any(k for k, _ in diverged.values()))
-    for ax, act in zip(axes, acts):
-        first, final = runs[act]
-        if first is not None:
-            _draw(ax, first, scale, color="C0")
-        if final is not None:
-            _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
-        pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
-        scale.apply(ax)
-        ax.set_title(act, fontsize=9, pad=pad)
+    scale.apply(axes[0])  # the panels share their y axis: once for all, and first: nothing drawn rescales it
+    with _x_scaled_once(axes):
+        for ax, act in zip(axes, acts):
+            first, final = runs[act]
+            if first is not None:
+                _draw(ax, first, scale, color="C0")
+            if final is not None:
+                _draw(ax, final, scale, fill=False, color="C1", linestyle="--")
+            pad = _mark_diverged(ax, diverged.get(act, (0, 0)))
+            ax.set_title(act, fontsize=9, pad=pad, y=TITLE_Y)
     return fig
 
 
@@ -398,20 +417,21 @@ def dead_units(an: Analysis) -> Figure | None:
     fig, axes = _grid(len(dead), "Dead units per hidden layer (no gradient on any training input)",
                       ylabel="% of the layer's units dead", legend=legend, note=note,
                       tall_titles=any(diverged.get(act, (0, 0))[0] for act in dead))
-    for ax, act in zip(axes, dead):
-        for i, r in enumerate(runs[act]):
-            band = r.band() if r is not None else None
-            if band is not None:
-                ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
-                ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
-        ax.set_ylim(-3, 103)
-        ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))))
+    axes[0].set_ylim(-3, 103)  # shared by the panels: once for all, and first: nothing drawn rescales it
+    with _x_scaled_once(axes):
+        for ax, act in zip(axes, dead):
+            for i, r in enumerate(runs[act]):
+                band = r.band() if r is not None else None
+                if band is not None:
+                    ax.plot(band.epochs, 100 * band.median, color=f"C{i}", linewidth=width[i])
+                    ax.fill_between(band.epochs, 100 * band.lo, 100 * band.hi, color=f"C{i}", alpha=0.2, linewidth=0)
+            ax.set_title(act, fontsize=9, pad=_mark_diverged(ax, diverged.get(act, (0, 0))), y=TITLE_Y)
     return fig
 
 
 def fits(an: Analysis) -> Figure | None:
     """For 1-D tasks: the target against every seed's fit (best seed bold), one panel per activation."""
-    curves = fitted_curves(an.stored)
+    curves = fitted_curves(an.stored, weights=an.weights())
     if not curves:
         return None
     acts = [a for a in an.activations if a in curves]
@@ -435,7 +455,7 @@ def fits(an: Analysis) -> Figure | None:
             ax.plot(gx, gy, color="C1" if bold else "C0", linewidth=2 if bold else 0.7, alpha=1 if bold else 0.5)
         ax.set_ylim(float(y.min()) - 0.6, float(y.max()) + 0.6)
         gone = len(runs) - len(ok)
-        ax.set_title(act + (f" ({gone} diverged, not drawn)" if gone else ""), fontsize=9,
+        ax.set_title(act + (f" ({gone} diverged, not drawn)" if gone else ""), fontsize=9, y=TITLE_Y,
                      color="C3" if gone else "black")
     return fig
 
@@ -462,7 +482,7 @@ def activation_gallery(names: Sequence[str] | None = None) -> Figure:
         ax.axhline(0, color="0.8", linewidth=0.8)
         ax.axvline(0, color="0.8", linewidth=0.8)
         ax.set_ylim(-2.2, 4.2)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=9, y=TITLE_Y)
     return fig
 
 
@@ -484,31 +504,75 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
+Drawer = Callable[[Analysis], Figure | None]
+
+
 def _render(name: str, folder: Path) -> Path | None:
-    fig = FIGURES[name](_shared_analysis)
+    an, drawers = _shared
+    fig = drawers[name](an)
     return None if fig is None else save(fig, folder, name)[0]
 
 
-_shared_analysis: Analysis | None = None  # handed to forked renderers by inheritance, not by pickling
+_shared: tuple[Analysis, Mapping[str, Drawer]] | None = None  # handed to forked renderers by inheritance
 
 
 def _one_thread() -> None:
     torch.set_num_threads(1)  # fork after OpenMP: a forked child must not start a parallel region
 
 
-def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str, Path]:
-    """Every figure that applies to the experiment; name -> PNG path. Drawn in ``workers`` forked processes
-    (default: one per core): laying out dozens of panels is seconds of single-threaded matplotlib."""
-    global _shared_analysis
-    _shared_analysis = an
-    workers = workers or available_cores()
-    try:
+class Drawing:
+    """Figures being drawn in forked processes while the caller goes on; ``result()`` waits for them."""
+
+    def __init__(self, an: Analysis, folder: Path, drawers: Mapping[str, Drawer], workers: int) -> None:
+        global _shared
+        self.names, self.pool = list(drawers), None
+        _shared = (an, drawers)
         if workers > 1 and sys.platform.startswith("linux"):  # fork is only safe with torch on Linux
-            with ProcessPoolExecutor(min(workers, len(FIGURES)), mp_context=mp.get_context("fork"),
-                                     initializer=_one_thread) as pool:
-                paths = dict(zip(FIGURES, pool.map(_render, FIGURES, [folder] * len(FIGURES))))
+            # what exists now (torch, the analysis) is never garbage here or in the children: the collector
+            # leaves it alone (and the children's copies of it stay shared pages); undone in ``close``
+            gc.freeze()
+            self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
+                                            initializer=_one_thread)
+            # the children are forked here, as the work is handed out: they inherit ``_shared``
+            self.pending = [self.pool.submit(_render, name, folder) for name in self.names]
         else:
-            paths = {name: _render(name, folder) for name in FIGURES}
-    finally:
-        _shared_analysis = None
-    return {name: path for name, path in paths.items() if path is not None}
+            try:
+                self.done = [_render(name, folder) for name in self.names]
+            finally:
+                _shared = None
+
+    def __enter__(self) -> Drawing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the drawing processes (figures not started are not drawn)."""
+        global _shared
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool, _shared = None, None
+            gc.unfreeze()
+
+    def result(self) -> dict[str, Path]:
+        """name -> PNG path of every figure drawn (in the order of the drawers; None-returning ones left out)."""
+        if self.pool is not None:
+            try:
+                self.done = [future.result() for future in self.pending]
+            finally:
+                self.close()
+        return {name: path for name, path in zip(self.names, self.done) if path is not None}
+
+
+def draw_all(an: Analysis, folder: Path, extra: Mapping[str, Drawer] | None = None,
+             workers: int | None = None) -> Drawing:
+    """Start drawing every figure that applies (``FIGURES``, then ``extra``) into ``folder``, in ``workers``
+    forked processes (default: one per core; laying out dozens of panels is seconds of single-threaded
+    matplotlib), so that the caller can compute the rest of the report meanwhile."""
+    return Drawing(an, folder, FIGURES | dict(extra or {}), workers or available_cores())
+
+
+def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str, Path]:
+    """Every figure that applies to the experiment; name -> PNG path (``draw_all``, waited for)."""
+    return draw_all(an, folder, workers=workers).result()

@@ -142,7 +142,7 @@ def flat_stuck(an: Analysis, act: str) -> int:
 
 def line_deviations(an: Analysis) -> list[float]:
     """Per identity seed: max |fit - its own least-squares line| / range of the target (1-D tasks)."""
-    curves = analysis.fitted_curves(an.stored).get("identity", [])
+    curves = analysis.fitted_curves(an.stored, weights=an.weights()).get("identity", [])
     _, y = analysis.target_curve(an.stored)
     span = float(np.ptp(y)) or 1.0
     out = []
@@ -218,12 +218,12 @@ def headline(an: Analysis, verdicts: list[claims.Verdict]) -> list[str]:
         "Claims of the articles: " + "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in tally.items()) + "."]
 
 
-def stats_rows(an: Analysis) -> list[dict]:
+def stats_rows(an: Analysis, verdicts: list[claims.Verdict] | None = None) -> list[dict]:
     """stats.csv rows with the report's own numbers added: per activation the diagnostics behind the claims
     (measured boundedness, RMS-gradient ratios, layer motion, unit counts, blow-ups), and on every row each
     claim's verdict, so that every number the report prints can be checked from the folder's files."""
     rows = stats.rows(an.stats, an.threshold, an.reference)
-    verdicts = {f"claim {v.claim}": v.verdict for v in checks(an)}
+    verdicts = {f"claim {v.claim}": v.verdict for v in (checks(an) if verdicts is None else verdicts)}
     for row in rows:
         act = row["activation"]
         u = unit_counts(an, act)
@@ -416,11 +416,13 @@ def study_markdown(ans: Answer) -> list[str]:
     return lines
 
 
-def build(an: Analysis, figures: dict[str, Path], study: Answer | None = None) -> str:
+def build(an: Analysis, figures: dict[str, Path], study: Answer | None = None,
+          verdicts: list[claims.Verdict] | None = None) -> str:
     """The whole report as Markdown; figures are linked by file name (they sit next to report.md). Over a grid
-    (``study``) it leads with the fair answer; the rest is the experiment at the fixed setting."""
+    (``study``) it leads with the fair answer; the rest is the experiment at the fixed setting. ``verdicts``:
+    ``checks(an)``, when the caller has them already."""
     cfg = an.stored.config
-    verdicts = checks(an)
+    verdicts = checks(an) if verdicts is None else verdicts
     ref = an.reference
     lines = [f"# actlab report: {cfg.output.name}", ""]
     if study is not None:

@@ -33,7 +33,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ import torch
 
 from actlab import __version__, activations, config
 from actlab.engines import RunResult
+
+KEEP_METRICS_CHARS = 1 << 28  # up to this much of metrics.csv is kept in memory to sort it at the end
 
 METRICS_BASE = ["run", "activation", "seed", "lr", "epoch", "train_loss", "last_batch_loss", "full_loss"]
 
@@ -322,6 +324,9 @@ class ExperimentWriter:
     _started: float = field(default_factory=time.time)
     _earlier: dict[str, tuple[dict[str, Any], dict[str, torch.Tensor]]] = field(default_factory=dict)
     # ^ a reopened folder: run id -> (summary row, final weights) of the runs an earlier session saved
+    _blocks: list[tuple[str, str]] | None = field(default_factory=list)
+    # ^ (run id, its metrics.csv rows) as this session appended them: the end sorts them without reading the
+    # file back (None: more than KEEP_METRICS_CHARS, the file is read back instead)
 
     @classmethod
     def create(cls, cfg: config.Config, command: str, run_order: Sequence[str], device: torch.device | str,
@@ -369,9 +374,17 @@ class ExperimentWriter:
     def add(self, results: Sequence[RunResult]) -> None:
         """Append finished runs: their metrics rows and an updated summary."""
         table = metrics_table(self.cfg, results, self.grid, self.columns)
-        # floats as Python writes them (exact round trip), NaN as an empty cell; whole rows in one write
-        cells = [[v if v == v else "" for v in values] for values in table.values()]
-        append_rows(self.path / "metrics.csv", _csv_lines(zip(*cells)))
+        lines = csv_lines(table.values())  # whole rows in one write
+        blocks, start = [], 0
+        for r in results:  # each run's rows, contiguous in the table
+            end = start + r.epochs_done + (1 if r.initial else 0)
+            blocks.append((r.spec.run_id, "".join(lines[start:end])))
+            start = end
+        append_rows(self.path / "metrics.csv", "".join(text for _, text in blocks))
+        if self._blocks is not None:
+            self._blocks.extend(blocks)
+            if sum(len(text) for _, text in self._blocks) > KEEP_METRICS_CHARS:
+                self._blocks = None  # a huge study: sorted at the end from the file instead
         self._results.extend(results)
         self._write_summary()
         self._status("running")
@@ -412,8 +425,15 @@ class ExperimentWriter:
         """metrics.csv in plan order, whatever order the runs finished in (workers, a resumed session): a
         complete folder's files do not depend on how it was scheduled."""
         path = self.path / "metrics.csv"
-        header, rows = _csv_rows(path)
         position = {run_id: i for i, run_id in enumerate(self.run_order)}
+        if self._blocks is not None and not self._earlier:  # the file is the header and this session's blocks
+            keys = [position.get(run_id, len(position)) for run_id, _ in self._blocks]
+            if keys != sorted(keys):
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                header = _csv_lines([self.columns or metric_columns(self.cfg)])
+                write_text(path, header + "".join(self._blocks[i][1] for i in order))
+            return
+        header, rows = _csv_rows(path)
         keys = [position.get(row[0], len(position)) for row in rows]
         if keys != sorted(keys):
             order = sorted(range(len(rows)), key=keys.__getitem__)  # stable: epochs stay in order
@@ -500,6 +520,39 @@ def _csv_lines(rows: Any) -> str:
     return buffer.getvalue()
 
 
+def csv_lines(columns: Iterable[Sequence[Any]]) -> list[str]:
+    """The CSV lines (each ending in CRLF) of a table given by columns, as ``csv.writer`` writes its rows,
+    except that NaN is an empty cell: floats exact (repr), text quoted where needed.
+
+    metrics.csv holds hundreds of thousands of cells; formatting a column at a time (repr mapped over a
+    float column, each distinct text quoted once) takes about 3/4 of ``csv.writer``'s time on the rows (the
+    floats' repr, needed for the exact round trip, is most of both)."""
+    texts = []
+    for values in columns:
+        if all(type(v) is float for v in values):
+            texts.append(["" if c == "nan" else c for c in map(repr, values)])
+        elif all(type(v) is int for v in values):
+            texts.append(list(map(str, values)))
+        else:
+            quoted: dict[str, str] = {}
+            texts.append([_csv_cell(v, quoted) for v in values])
+    if len(texts) == 1:  # csv writes a row of one empty cell as "" (an empty line would be no row)
+        texts = [[cell or '""' for cell in texts[0]]]
+    return [",".join(row) + "\r\n" for row in zip(*texts)]
+
+
+def _csv_cell(value: Any, quoted: dict[str, str]) -> str:
+    """One cell as csv.writer writes it (NaN: empty); ``quoted``: the texts seen before, as written."""
+    if type(value) is float:
+        return "" if value != value else repr(value)
+    if not isinstance(value, str):
+        return _csv_lines([[value, ""]])[:-3]
+    if value not in quoted:
+        # a row of two cells, the second empty, then cut: csv writes a row of one empty cell as ""
+        quoted[value] = _csv_lines([[value, ""]])[:-3]
+    return quoted[value]
+
+
 def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)  # repr: every float round-trips exactly
@@ -532,15 +585,15 @@ class StoredExperiment:
     def _read_metrics(self) -> dict[str, list[Any]]:
         path = self.path / "metrics.csv"
         header, rows = _csv_rows(path, self.notes)
-        table: dict[str, list[Any]] = {name: [] for name in header}
-        grid_keys = set(self.config.compare.grid)
         for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
                 raise StorageError(f"{path} line {line}: {len(row)} cells where the header has {len(header)}; "
                                    "the folder is damaged")
-            for name, cell in zip(header, row):
-                table[name].append(_grid_value(cell) if name in grid_keys else _cell(name, cell, path, line))
-        return table
+        grid_keys = set(self.config.compare.grid)
+        columns = list(zip(*rows)) if rows else [()] * len(header)
+        # column by column (a whole column in one comprehension: hundreds of thousands of cells); a cell that
+        # does not parse sends its column through ``_cell`` one cell at a time, which names the line
+        return {name: _column(name, cells, path, name in grid_keys) for name, cells in zip(header, columns)}
 
     def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
         """run id -> per-epoch values of ``measure``, epochs 1, 2, ... (epoch 0, at initialisation, left out)."""
@@ -551,6 +604,21 @@ class StoredExperiment:
             if epoch > 0:
                 out.setdefault(run, []).append(value)
         return out
+
+
+def _column(name: str, cells: Sequence[str], path: Path, grid: bool) -> list[Any]:
+    """One metrics.csv column in its type (``_cell``'s, or ``_grid_value``'s for a grid key)."""
+    if grid:
+        return [_grid_value(cell) for cell in cells]
+    try:
+        if name in ("run", "activation"):
+            return list(cells)
+        if name in ("seed", "epoch"):
+            return [int(cell) for cell in cells]
+        nan = math.nan
+        return [float(cell) if cell else nan for cell in cells]
+    except ValueError:
+        return [_cell(name, cell, path, line) for line, cell in enumerate(cells, start=2)]
 
 
 def _cell(column: str, cell: str, path: Path, line: int) -> Any:

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from scipy.stats import rankdata
 
 from actlab import rng
 
@@ -220,6 +219,8 @@ def _medians(rows: Sequence[Row], keys: Sequence[str], column: str) -> tuple[lis
 
 def mean_ranks(rows: Sequence[Row], keys: Sequence[str], column: str) -> dict[str, float]:
     """Activation -> its rank (1 = best, ties averaged) by median ``column``, averaged over every setting."""
+    from scipy.stats import rankdata  # here, not at the top: tasks imports this module before training starts
+
     acts, table = _medians(rows, keys, column)
     ranks = [rankdata(medians, method="average") for medians in table]  # inf ranks last, equal infs tie
     return {a: float(sum(r[i] for r in ranks) / len(ranks)) for i, a in enumerate(acts)}

@@ -14,15 +14,21 @@ notebook can print it or ignore it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import importlib
+import multiprocessing
+import os
+import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actlab import __version__, analysis, checkpoint, config, experiment, signals, stats, storage
+from actlab import __version__, checkpoint, config, experiment, signals, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
@@ -30,9 +36,12 @@ from actlab.experiment import Experiment
 if TYPE_CHECKING:
     import torch
 
+    from actlab import analysis, stats
     from actlab.tasks import Dataset
 
-Ranking = tuple[list[stats.ActivationStats], float]  # per-activation statistics, best first; the epochs threshold
+# actlab.stats and actlab.analysis (scipy: half a second or more) are imported where the statistics are
+# computed, after training: a compare's first training step does not wait for them.
+Ranking = tuple[list["stats.ActivationStats"], float]  # per-activation statistics, best first; the epochs threshold
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,10 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
         from actlab import studyrun
 
         return studyrun.run_compare(cfg, report, progress, sinks, tensorboard)
-    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard)
+    done = _train_into_folder(cfg, "compare", experiment.compare_specs(cfg), progress, sinks, tensorboard,
+                              preload=_STATISTICS + (_REPORT if report else ()))
+    from actlab import analysis, stats
+
     results = done.experiment.results
     curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
     reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
@@ -129,7 +141,8 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     if report:
         stored = storage.load_experiment(done.path)
         stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
-        done.report = _report(stored, done.ranking)
+        weights = {r.spec.run_id: r.state for r in results}  # what weights.pt holds, without reading it back
+        done.report = _report(stored, done.ranking, weights)
     return done
 
 
@@ -140,17 +153,21 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
         from actlab import studyrun
 
         stored = studyrun.fixed_view(stored)
+    from actlab import analysis, stats
+
     return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
 def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
     """(Re)write stats.csv/json, the figures and report.md of an experiment folder from its files; the
     report's path. What reading tolerated (a cut last row) is appended to ``notes``."""
+    from actlab import analysis, stats
+
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
-    if (stored.path / "weights.pt").is_file():
-        storage.load_weights(stored.path / "weights.pt")  # damaged weights: one error before anything is written
+    # damaged weights: one error before anything is written (and the weights read once, for the report too)
+    weights = analysis.saved_weights(stored)
     if stored.config.compare.grid:
         from actlab import studyrun
 
@@ -159,7 +176,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
         storage.write_stats(stored.path, stats.rows(*ranked, reference))
-        path = _report(stored, ranked)
+        path = _report(stored, ranked, weights)
     if notes is not None:
         notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
     return path
@@ -215,6 +232,8 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
     saved = set(writer.saved_runs)
     done = _train(cfg, command, [s for s in specs if s.run_id not in saved], data, device, writer, progress, sinks)
     if command == "compare":
+        from actlab import analysis, stats
+
         stored = storage.load_experiment(done.path)
         done.ranking = rank(stored)
         storage.write_stats(done.path, stats.rows(*done.ranking, analysis.task_reference(cfg)))
@@ -234,8 +253,9 @@ def _with_out(cfg: Config, out: str | Path | None) -> Config:
 
 
 def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress: ProgressFn | None,
-                       sinks: Sequence[ResultSink], tensorboard: bool = False) -> Finished:
-    """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished."""
+                       sinks: Sequence[ResultSink], tensorboard: bool = False, preload: Sequence[str] = ()) -> Finished:
+    """Train ``specs`` into a new experiment folder and ``sinks``; Ctrl-C or a crash keeps what finished.
+    ``preload``: modules needed after training, imported meanwhile if worker processes train (``_Preload``)."""
     device = experiment.preflight(cfg, tensorboard)  # before the folder: a missing GPU, ray or tensorboard
     data = experiment.dataset(cfg)
     writer = storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device)
@@ -243,22 +263,30 @@ def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress
         from actlab import tensorboard as tb
 
         sinks = [*sinks, tb.TensorBoardSink(writer.path / tb.DEFAULT_DIR, cfg)]
-    return _train(cfg, command, specs, data, device, writer, progress, sinks)
+    return _train(cfg, command, specs, data, device, writer, progress, sinks, _Preload(preload))
 
 
 def _train(cfg: Config, command: str, specs: list[RunSpec], data: Dataset, device: torch.device,
-           writer: storage.ExperimentWriter, progress: ProgressFn | None, sinks: Sequence[ResultSink]) -> Finished:
+           writer: storage.ExperimentWriter, progress: ProgressFn | None, sinks: Sequence[ResultSink],
+           preload: _Preload | None = None) -> Finished:
     """Train ``specs`` into ``writer``'s folder and ``sinks``, stacks checkpointed into the folder as they
     train; Ctrl-C or a crash keeps what finished (and the checkpoints: ``actlab resume`` goes on from them)."""
     folder = FolderSink(writer)
     targets: list[ResultSink] = [folder, *sinks]
     checkpoints = checkpoint.Checkpoints(writer.path, cfg.train.checkpoint_seconds)
     results: list[RunResult] = []
+    preload = preload or _Preload(())
     try:
         tracker = _Tracker(cfg, command, specs, str(device), progress, checkpoints.epochs_done())  # calls progress
-        # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once
-        with signals.terminate_as_interrupt(), \
-                closing(experiment.run(cfg, specs, data, device, tracker.on_epochs, checkpoints)) as chunks:
+
+        def on_epochs(n: int, measures: Mapping[str, float] | None) -> None:
+            preload.start()  # the first progress: worker processes, if any, are training by now
+            tracker.on_epochs(n, measures)
+
+        # SIGTERM and SIGHUP as Ctrl-C; closing the generator ends its worker processes at once; then the
+        # preload's imports are waited for (this thread imports next, and a later fork must not meet them)
+        with preload, signals.terminate_as_interrupt(), \
+                closing(experiment.run(cfg, specs, data, device, on_epochs, checkpoints)) as chunks:
             for chunk in chunks:
                 results.extend(chunk)
                 for sink in targets:
@@ -277,6 +305,56 @@ def _train(cfg: Config, command: str, specs: list[RunSpec], data: Dataset, devic
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.spec.run_id])
     return Finished(Experiment(cfg, data, results), folder.path)
+
+
+# What a compare imports after training: the statistics (scipy), and the report's figures (matplotlib).
+_STATISTICS = ("actlab.stats", "actlab.analysis")
+_REPORT = ("actlab.plots", "actlab.cdplot", "actlab.report", "actlab.html")
+
+
+class _Preload:
+    """Imports modules needed after training (about a second of scipy and matplotlib) in a low-priority
+    thread of this process while worker processes train, when this process has nothing else to do but wait.
+
+    Started at the first progress report, and only if worker processes exist by then (they were forked
+    before the thread starts: forking while a thread imports could leave the child a held import lock); in
+    a process that trains itself, the thread would take the interpreter from the training: not started."""
+
+    def __init__(self, modules: Sequence[str]) -> None:
+        self.modules = list(modules)
+        self.thread: threading.Thread | None = None
+        self.decided = not self.modules
+
+    def start(self) -> None:
+        if self.decided:
+            return
+        self.decided = True
+        if not multiprocessing.active_children():
+            return
+        self.thread = threading.Thread(target=self._imports, name="actlab-preload", daemon=True)
+        self.thread.start()
+
+    def _imports(self) -> None:
+        if sys.platform.startswith("linux"):
+            # The lowest priority, for this thread only (Linux's setpriority takes a thread id): it runs on a
+            # core the workers leave idle (one finishes its chunk first), and takes almost nothing from them
+            # while they use both. At normal priority it took as much from the training as it saved after it
+            # (2 CPU-bound forked workers on the 2-core machine, 12 trials each: median wall +2% at normal
+            # priority, -6% at the lowest).
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001  the main thread's own import says what is wrong
+                return
+
+    def __enter__(self) -> _Preload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _close(sinks: Sequence[ResultSink], status: str, error: str | None = None) -> None:
@@ -323,13 +401,17 @@ class _Tracker:
             self.fn(self.state)
 
 
-def _report(stored: storage.StoredExperiment, ranked: Ranking) -> Path:
-    """Figures and report.md in an experiment folder, from its data and its statistics."""
-    from actlab import cdplot, html, plots, report  # matplotlib is only needed here
+def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None) -> Path:
+    """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
+    back, if the caller has it)."""
+    from actlab import analysis, cdplot, html, plots, report  # matplotlib is only needed here
 
-    an = analysis.analyse(stored, ranked)
-    figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
-    storage.write_stats(stored.path, report.stats_rows(an))  # stats.csv: also every number the report adds
-    text = report.build(an, figures)
+    an = analysis.analyse(stored, ranked, weights)
+    cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
+    with plots.draw_all(an, stored.path, cd) as drawing:  # figures drawn in forked processes meanwhile
+        verdicts = report.checks(an)
+        storage.write_stats(stored.path, report.stats_rows(an, verdicts))  # stats.csv: also the report's numbers
+        figures = drawing.result()
+    text = report.build(an, figures, verdicts=verdicts)
     html.write_html(stored.path, text, figures)  # report.html: the same page, figures inline, self-contained
     return storage.write_text(stored.path / "report.md", text)

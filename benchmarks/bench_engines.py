@@ -3,6 +3,7 @@ then what actlab's CPU pinning costs and what it changes.
 
     python benchmarks/bench_engines.py            # about three minutes on a 2-core machine
     python benchmarks/bench_engines.py --quick    # a smoke run (seconds)
+    python benchmarks/bench_engines.py --report [FOLDER]   # only part 5: the report of the default compare
 
 Timings on a shared machine are noisy: read the ratios, measured back to back, not the absolute numbers.
 Both engines run at one thread in one process (workers=1) unless a row says otherwise. The pinning is
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -44,9 +46,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     parser.add_argument("--loop-seeds", type=int, default=2, help="seeds per activation for the (slow) loop engine")
     parser.add_argument("--child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)  # part 4's subprocess
+    parser.add_argument("--report", nargs="?", const="", metavar="FOLDER",
+                        help="only part 5, the report's seconds (on FOLDER, a default-compare folder, if given)")
     args = parser.parse_args()
     if args.child:
         return default_compare(args.child)
+    if args.report is not None:
+        return report_part(Path(args.report) if args.report else None)
     epochs = 15 if args.quick else 150
     seeds = 2 if args.quick else 16
     steps = epochs * 10  # 100 samples in batches of 10
@@ -94,53 +100,133 @@ def main() -> None:
         seconds, _ = timed(specs, "batched", scale_epochs, workers=workers)
         print(f"   {n_all:6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (n_all * scale_epochs * 10):13.2f}"
               "   (every registry activation x 10 seeds: the default compare)")
-    stacking()
+    stacking(args.quick)
     pinning(epochs)
     diagnostics_share(epochs, rounds=1 if args.quick else 3)
+    if not args.quick:
+        report_part()
 
 
-def step_time(specs, steps: int = 200) -> float:
-    """Seconds per training step (forward, backward, Adam) of one stack of ``specs``, diagnostics aside."""
-    from actlab.engines.stacked import Stack, StackedMSE
+def _stack(specs, batch: int = 10):
+    """A stack of ``specs``, its Adam, and a random mini-batch (N, batch, in), (N, batch, 1)."""
+    from actlab.engines.stacked import Stack
 
     stack = Stack(specs, SIZES, torch.device("cpu"))
-    adam = flat_optim.make(stack, [spec.lr for spec in specs], TrainSettings(epochs=1, batch_size=10))
-    x, y = torch.randn(len(specs), 10, 10), torch.randn(len(specs), 10, 1)
+    adam = flat_optim.make(stack, [spec.lr for spec in specs], TrainSettings(epochs=1, batch_size=batch))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(len(specs), batch, SIZES[0], generator=gen), torch.randn(len(specs), batch, 1, generator=gen)
+    return stack, adam, x, y
+
+
+def step_fn(specs, autograd: bool = False):
+    """One training step (forward, backward, Adam) of one stack of ``specs``, diagnostics aside: the engine's
+    hand-written step (``engines/step.py``), or ``autograd``: the same arithmetic through autograd (before)."""
+    from actlab.engines.stacked import StackedMSE
+    from actlab.engines.step import Step
+
+    stack, adam, x, y = _stack(specs)
+    if autograd:
+        def step() -> None:
+            losses = StackedMSE.apply(stack.forward(x), y)
+            grads = torch.autograd.grad(losses.sum(), stack.leaves)
+            adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
+
+        return step
+    hand = Step(stack, x.shape[1], adam.grad)
 
     def step() -> None:
-        losses = StackedMSE.apply(stack.forward(x), y)
-        grads = torch.autograd.grad(losses.sum(), stack.leaves)
-        adam.step(torch.cat([g.reshape(-1) for g in grads], out=adam.grad))
+        hand(x, y)
+        adam.step(adam.grad)
 
-    for _ in range(20):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+    return step
 
 
-def stacking() -> None:
-    """Different activations: one mixed stack (each activation on its slice) or one stack per activation?"""
+def matmul_fn(n_runs: int, batch: int = 10):
+    """The step's batched matmuls alone, same shapes (forward, weight and input gradients): the floor."""
+    gen = torch.Generator().manual_seed(0)
+    layers = [(torch.randn(n_runs, batch, fan_in, generator=gen), torch.randn(n_runs, fan_out, fan_in, generator=gen),
+               torch.randn(n_runs, 1, fan_out, generator=gen), torch.randn(n_runs, batch, fan_out, generator=gen))
+              for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:])]
+
+    def matmuls() -> None:
+        for i, (h, w, b, g) in enumerate(layers):
+            torch.baddbmm(b, h, w.transpose(1, 2))
+            torch.bmm(g.transpose(1, 2), h)
+            if i:
+                torch.bmm(g, w)
+
+    return matmuls
+
+
+def cpu_time(fns: dict, steps: int = 100, rounds: int = 3) -> dict:
+    """CPU seconds per call of each function (best of ``rounds``, the functions alternating): CPU time, not
+    wall time, so that other jobs on a shared machine weigh less."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(10):
+                fn()
+            start = time.thread_time()
+            for _ in range(steps):
+                fn()
+            best[name] = min(best[name], (time.thread_time() - start) / steps)
+    return best
+
+
+def stacking(quick: bool = False) -> None:
+    """Part 3: one training step of a stack that mixes activations against one of a single activation, the
+    hand-written step against autograd, and how far the per-model-step time is from the matmul floor."""
     torch.set_num_threads(1)
     names = activations.names()
-    mixed = step_time([RunSpec(a, s, 1e-3) for a in names for s in range(10)])
-    separate = sum(step_time([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names)
-    print(f"\n3. {len(names)} activations x 10 seeds, one training step: one mixed stack {1e3 * mixed:.2f} ms, "
-          f"{len(names)} per-activation stacks {1e3 * separate:.2f} ms")
-    from actlab.engines import stacked as batched  # ROW_WISE is read when a stack is built
+    stacks = {
+        "relu x 230": [RunSpec("relu", s, 1e-3) for s in range(230)],
+        "23 activations x 10": [RunSpec(a, s, 1e-3) for a in names for s in range(10)],
+        "relu x 120": [RunSpec("relu", s, 1e-3) for s in range(120)],
+        "12 activations x 10": [RunSpec(a, s, 1e-3) for a in names[:12] for s in range(10)],
+        "relu x 1024": [RunSpec("relu", s, 1e-3) for s in range(1024)],
+    }
+    fns = {(label, how): step_fn(specs, autograd=how == "autograd")
+           for label, specs in stacks.items() for how in ("by hand", "autograd")}
+    fns["matmuls", "x 1024"] = matmul_fn(1024)
+    t = cpu_time(fns, steps=10 if quick else 100)
+    print("\n3. One training step (forward, backward, Adam; CPU ms, best of 3, alternating), by hand / autograd:")
+    for label in stacks:
+        hand, auto = t[label, "by hand"], t[label, "autograd"]
+        print(f"   {label:20s} {1e3 * hand:6.2f} / {1e3 * auto:6.2f} ms  (x{auto / hand:.2f})")
+    mix230 = t["23 activations x 10", "by hand"] / t["relu x 230", "by hand"]
+    mix120 = t["12 activations x 10", "by hand"] / t["relu x 120", "by hand"]
+    before = (t["23 activations x 10", "autograd"] / t["relu x 230", "autograd"],
+              t["12 activations x 10", "autograd"] / t["relu x 120", "autograd"])
+    print(f"   mixed / single activation: {mix230:.2f} at N=230, {mix120:.2f} at N=120 "
+          f"(autograd: {before[0]:.2f}, {before[1]:.2f})")
+    separate = cpu_time({a: step_fn([RunSpec(a, s, 1e-3) for s in range(10)]) for a in names},
+                        steps=10 if quick else 100)
+    print(f"   {len(names)} activations x 10 as {len(names)} stacks of 10 runs: {1e3 * sum(separate.values()):.2f} ms "
+          f"(one mixed stack: {1e3 * t['23 activations x 10', 'by hand']:.2f} ms)")
+    row_wise(quick)
+    per_run = 1e6 * t["relu x 1024", "by hand"] / 1024
+    floor = 1e6 * t["matmuls", "x 1024"] / 1024
+    print(f"   relu x 1024: {per_run:.2f} us per model-step; its batched matmuls alone {floor:.2f} us "
+          f"({100 * floor / per_run:.0f}%): ~35 kFLOP at {35e3 / floor / 1e3:.1f} GFLOP/s")
 
-    exp_based = [RunSpec(a, s, 1e-3) for a in sorted(batched.ROW_WISE) for s in range(10)]
-    times: dict[bool, list[float]] = {True: [], False: []}
-    row_wise = batched.ROW_WISE
-    for _ in range(3):  # alternating, to share the machine's noise
-        for rows in (True, False):
-            batched.ROW_WISE = row_wise if rows else frozenset()
-            times[rows].append(step_time(exp_based))
-    batched.ROW_WISE = row_wise
-    on, off = min(times[True]), min(times[False])
-    print(f"   the {len(row_wise)} exp-based activations x 10 seeds, one step: row by row (bitwise) {1e3 * on:.2f} ms, "
-          f"contiguous {1e3 * off:.2f} ms: x{on / off:.2f}")
+
+def row_wise(quick: bool) -> None:
+    """What laying each run out as a row of its own costs the step: the 7 exp-based activations x 10 seeds,
+    the step's activation buffers in padded rows (bitwise) or contiguous (not bitwise)."""
+    from actlab.engines import kernels
+    from actlab.engines.stacked import ROW_WISE
+
+    specs = [RunSpec(a, s, 1e-3) for a in sorted(ROW_WISE) for s in range(10)]
+    padded = kernels.padded
+    fns = {"rows": step_fn(specs)}
+    kernels.padded = lambda n, batch, width, device: torch.empty(n, batch, width, device=device)
+    try:
+        fns["contiguous"] = step_fn(specs)  # the buffers are made when the step is built
+    finally:
+        kernels.padded = padded
+    t = cpu_time(fns, steps=10 if quick else 100)
+    print(f"   the {len(ROW_WISE)} exp-based activations x 10 seeds, one step: row by row (bitwise) "
+          f"{1e3 * t['rows']:.2f} ms, contiguous {1e3 * t['contiguous']:.2f} ms: x{t['rows'] / t['contiguous']:.2f}")
 
 
 def diagnostics_share(epochs: int = 150, rounds: int = 3) -> dict[str, float]:
@@ -221,6 +307,160 @@ def pinning(epochs: int, rounds: int = 2) -> None:
         same = sum(on["final"][k] == off["final"][k] for k in ids)
         dev = max(abs(on["final"][k] - off["final"][k]) / abs(on["final"][k]) for k in ids)
         print(f"     {name:11s} {same:2d}/{len(ids)} bitwise equal, up to {dev:.1e}")
+
+
+# The child of ``startup_seconds``: ``python -c`` this, then actlab's own command line. Import hooks (no change
+# to what is imported, or when) time torch's import and stamp, as JSON lines in the file $STAMPS, the engine's
+# first training step in each process (the first call of the stacked epoch loop's ``_epoch``), the end of its
+# training (``_results``), and every folder write of the main process (``storage.ExperimentWriter``).
+_STARTUP_CHILD = r"""
+import importlib.abc, importlib.machinery, json, os, runpy, sys, time
+MAIN = os.getpid()
+def stamp(what, **values):
+    with open(os.environ["STAMPS"], "a") as f:
+        f.write(json.dumps({"what": what, "pid": os.getpid(), "main": os.getpid() == MAIN, **values}) + "\n")
+def timed(what, fn, once=False):
+    done = set()
+    def wrapper(*args, **kwargs):
+        first = os.getpid() not in done
+        done.add(os.getpid())
+        start = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if first or not once:
+                stamp(what, start=start, end=time.time())
+    return wrapper
+def patch(module):
+    if module.__name__ == "actlab.engines.stacked":
+        module._epoch = timed("first_step", module._epoch, once=True)
+        module._results = timed("trained", module._results)
+    elif module.__name__ == "actlab.storage":
+        writer = module.ExperimentWriter
+        create = writer.create.__func__
+        writer.create = classmethod(timed("folder_create", lambda cls, *a, **k: create(cls, *a, **k)))
+        writer.add, writer.finish = timed("folder_results", writer.add), timed("folder_finish", writer.finish)
+        module.write_stats = timed("folder_stats", module.write_stats)
+class Hooks(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name not in ("torch", "actlab.engines.stacked", "actlab.storage"):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            start = time.time()
+            run(module)
+            stamp("import " + name, start=start, end=time.time())
+            patch(module)
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, Hooks())
+sys.argv = ["actlab", *sys.argv[1:]]
+runpy.run_module("actlab", run_name="__main__", alter_sys=True)
+"""
+
+
+def _startup_once(args: list[str], env: dict[str, str], folder: Path) -> dict[str, float]:
+    """One ``actlab`` command in a fresh process, timed by ``_STARTUP_CHILD``'s stamps (seconds)."""
+    stamps = folder / "stamps.jsonl"
+    stamps.unlink(missing_ok=True)
+    start = time.time()
+    subprocess.run([sys.executable, "-c", _STARTUP_CHILD, *args], env={**env, "STAMPS": str(stamps)}, check=True,
+                   stdout=subprocess.DEVNULL)
+    end = time.time()
+    rows = [json.loads(line) for line in stamps.read_text().splitlines()]
+    of = lambda what: [r for r in rows if r["what"] == what]  # noqa: E731
+    first = min(r["start"] for r in of("first_step")) - start
+    torch_import = sum(r["end"] - r["start"] for r in of("import torch") if r["main"])
+    trained = max(r["end"] for r in of("trained"))
+    spent = {what: sum(r["end"] - r["start"] for r in of(what) if r["main"])
+             for what in ("folder_create", "folder_results", "folder_finish", "folder_stats")}
+    return {"first_step": first, "torch_import": torch_import, "first_step_without_torch": first - torch_import,
+            **spent, "after_training": end - trained, "wall": end - start}
+
+
+def startup_seconds(args: Sequence[str] = ("compare", "-q", "--no-report"), repeat: int = 3,
+                    root: str | Path | None = None) -> dict[str, float]:
+    """The default ``actlab compare`` (``args``) in ``repeat`` fresh processes, each figure the median (s):
+    ``first_step`` (process start to the engine's first training step, the earliest of its workers),
+    ``torch_import`` (torch's import in that process, a floor no actlab code removes),
+    ``first_step_without_torch``; the main process writing the experiment folder: ``folder_create``
+    (config.yaml, env.json with the engines' start-up probe, metrics.csv's header), ``folder_results``
+    (metrics rows and summaries as chunks arrive), ``folder_finish`` (weights.pt, metrics.csv in plan order,
+    status), ``folder_stats`` (stats.csv/json); ``after_training`` (from the last worker's end of training to
+    the process's exit) and ``wall``. ``root``: the actlab source tree to time (default: this one)."""
+    import statistics
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(Path(root) if root else Path(__file__).resolve().parents[1])}
+    found: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            found.append(_startup_once([*args, "--out", str(Path(tmp) / f"runs{i}")], env, Path(tmp)))
+    return {key: statistics.median(f[key] for f in found) for key in found[0]}
+
+
+# --- the report: statistics, figures, report.md/html of the default compare --------------------------------
+
+_REPORT_CHILD = """
+import json, os, sys, tempfile, time
+from pathlib import Path
+start = time.perf_counter()
+from actlab import analysis, stats, storage, workflow  # what compare has imported when training ends
+imported = time.perf_counter()
+folder = Path(sys.argv[1])
+stored = storage.load_experiment(folder)
+stored.metrics()  # compare hands metrics.csv over in memory: reading it back is not part of its statistics
+t0, c0 = time.perf_counter(), time.process_time()
+reference = analysis.task_reference(stored.config)
+ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
+with tempfile.TemporaryDirectory() as scratch:
+    storage.write_stats(Path(scratch), stats.rows(*ranked, reference))
+t1, c1 = time.perf_counter(), time.process_time()
+before = os.times()
+workflow.write_report(folder)
+t2, after = time.perf_counter(), os.times()
+print(json.dumps({"imports": imported - start, "statistics": t1 - t0, "statistics_cpu": c1 - c0,
+                  "report": t2 - t1, "report_cpu": after.user + after.system - before.user - before.system,
+                  "report_children_cpu": after.children_user + after.children_system
+                  - before.children_user - before.children_system}))
+"""
+
+
+def report_seconds(folder: Path | None = None, rounds: int = 3) -> dict[str, float]:
+    """Seconds of what follows training in the default ``actlab compare``, each round in a fresh process
+    (so the imports of matplotlib and the rest count): the statistics over seeds (``stats.summarise`` and
+    stats.csv/json, as ``run_compare`` computes them) and ``workflow.write_report`` on the folder (figures,
+    claims, report.md/html; it also reads metrics.csv and weights.pt back). ``folder``: a default-compare
+    folder; None: one is trained first (``actlab compare --no-report``, about 15 s). Medians over ``rounds``."""
+    import statistics
+    import tempfile
+
+    scratch = None
+    if folder is None:
+        scratch = tempfile.TemporaryDirectory()
+        subprocess.run([sys.executable, "-m", "actlab", "compare", "-q", "--no-report", "--out", scratch.name],
+                       check=True, capture_output=True)
+        folder = next(p for p in Path(scratch.name).iterdir() if p.is_dir())
+    try:
+        runs = []
+        for _ in range(rounds):
+            out = subprocess.run([sys.executable, "-c", _REPORT_CHILD, str(folder)], check=True,
+                                 capture_output=True, text=True).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def report_part(folder: Path | None = None, rounds: int = 3) -> None:
+    """Print ``report_seconds``."""
+    r = report_seconds(folder, rounds)
+    print(f"\n5. The report of the default compare (fresh process each, median of {rounds}): statistics "
+          f"{r['statistics']:.2f} s ({r['statistics_cpu']:.2f} s CPU); write_report {r['report']:.2f} s wall "
+          f"({r['report_cpu']:.2f} s CPU here + {r['report_children_cpu']:.2f} s in its drawing processes), "
+          f"after {r['imports']:.2f} s of actlab's imports")
 
 
 if __name__ == "__main__":

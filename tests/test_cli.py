@@ -310,3 +310,30 @@ def test_shipped_configs_are_package_data():
     assert len(shipped) == len(config.shipped_configs()) >= 5
     for path in shipped:  # what a wheel carries: `--config NAME` works from an installed package
         assert any(fnmatch.fnmatch(f"configs/{path.name}", pattern) for pattern in patterns), path.name
+
+
+# --- start-up: what training does not need is imported after it ----------------------------------------
+
+BEFORE_TRAINING = """
+import sys
+import actlab.engines as engines
+from actlab import cli
+train = engines.train
+def spy(*args, **kwargs):
+    print("BEFORE", sorted(m for m in ("scipy", "matplotlib") if m in sys.modules), file=sys.stderr)
+    return train(*args, **kwargs)
+engines.train = spy
+try:
+    cli.main()
+except SystemExit as exc:
+    print("EXIT", exc.code, file=sys.stderr)
+"""
+
+
+def test_compare_imports_scipy_and_matplotlib_only_after_training(tmp_path):
+    """Start-up to the first training step pays for torch only: what only the statistics and the figures
+    need (scipy, matplotlib) is imported once training is done."""
+    proc = subprocess.run([sys.executable, "-c", BEFORE_TRAINING, "compare", "-a", "relu,tanh", "--seeds", "2",
+                           "--epochs", "2", "-q", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert "BEFORE []" in proc.stderr and "EXIT 0" in proc.stderr, proc.stderr
+    assert (only_folder(tmp_path) / "report.md").is_file()  # the report was written: the command ran to its end

@@ -203,3 +203,54 @@ def test_the_last_measured_value_of_a_run_that_stopped_between_two_measures():
     assert np.isnan(an.final("dead_L1", "relu")).all()  # the last epoch's cell: empty
     assert np.isnan(analysis.Analysis(None, {**table, "dead_L1": [nan] * 7}, [], 0.0, 0.0)
                     .last_measured("dead_L1", "relu")).all()
+
+
+def test_forked_drawing_writes_the_same_files_as_drawing_in_process(mixed, tmp_path):
+    # the oracle: the same figures drawn one after another in this process (workers=1)
+    from actlab import cdplot
+
+    extra = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
+    an = analysed(mixed)
+    paths = {}
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        with plots.draw_all(an, tmp_path / str(workers), extra, workers=workers) as drawing:
+            paths[workers] = drawing.result()
+    assert list(paths[2]) == list(paths[1]) == ["loss_curves", "final_loss", "gradient_norms", "dead_units",
+                                                "critical_difference"]  # fits: 1-D tasks only
+    for name, png in paths[1].items():
+        assert png.read_bytes() == paths[2][name].read_bytes(), name
+        assert png.with_suffix(".svg").is_file() and paths[2][name].with_suffix(".svg").is_file()
+
+
+@pytest.mark.parametrize("name", ["loss_curves", "gradient_norms", "dead_units"])
+def test_panels_span_the_epochs_with_matplotlibs_margins(mixed, name):
+    # x autoscaling is deferred while the panels are drawn: once drawn, every panel must span epochs 1..6 with
+    # matplotlib's default 5% margins, as if it had autoscaled all along
+    fig = plots.FIGURES[name](analysed(mixed))
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert ax.get_xlim() == pytest.approx((1 - 0.05 * 5, 6 + 0.05 * 5)), name
+            assert ax.get_autoscalex_on()
+    plt.close(fig)
+
+
+def test_quartiles_are_nanpercentiles_without_a_warning():
+    # the oracle: np.nanpercentile over the seeds, epoch by epoch; NaN (unmeasured epochs, whole or partial) and
+    # inf (a run on its way to diverging) included, and no warning printed for them
+    import warnings
+
+    rng = np.random.default_rng(5)
+    data = rng.lognormal(size=(7, 40))
+    data[rng.random(data.shape) < 0.2] = np.nan
+    data[:, ::9] = np.nan
+    data[2, 5:9] = np.inf
+    data[3, 6] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.array([np.nanpercentile(data[:, e], [25, 50, 75]) for e in range(data.shape[1])]).T
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = analysis.quartiles(data)
+    assert np.array_equal(got, expected, equal_nan=True)

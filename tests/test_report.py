@@ -218,3 +218,22 @@ def test_stats_json_holds_the_numbers_the_report_prints(compared):
     best = re.search(r"> Best: (\w+), median final loss ([\d.e+-]+)", report)
     assert rows[best.group(1)]["rank"] == 1
     assert float(best.group(2)) == pytest.approx(rows[best.group(1)]["final_median"], rel=1e-3)
+
+
+def test_the_reports_initial_state_is_the_runs_own_initialisation(tmp_path):
+    # the epoch-0 row of metrics.csv (the engine's untrained net) is the oracle for the report's recomputed
+    # start: with a non-default weight scheme and zero biases the default initialisation would not match it
+    from actlab import analysis, storage
+
+    result = invoke("compare", "-a", "relu,tanh", "--epochs", "2", "--seeds", "2", "--set", "train.workers=1",
+                    "--set", "model.init=xavier_normal", "--set", "model.init_bias=zero", "--no-report",
+                    "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    an = analysis.analyse(storage.load_experiment(only_folder(tmp_path)))
+    t = an.table
+    for act in ("relu", "tanh"):
+        initial = {s: v for a, s, e, v in zip(t["activation"], t["seed"], t["epoch"], t["full_loss"])
+                   if a == act and e == 0}
+        start = {u.seed: u.start.loss for u in an.units()[act]}
+        assert sorted(start) == sorted(initial) == [0, 1]
+        assert [start[s] for s in (0, 1)] == pytest.approx([initial[s] for s in (0, 1)], rel=1e-5)

@@ -90,6 +90,20 @@ def test_hodges_lehmann_by_hand():
     assert inference.hodges_lehmann(np.array([1.0, 2.0, 10.0])) == pytest.approx(3.75)
 
 
+def test_hodges_lehmann_is_the_median_of_every_walsh_average_on_every_row():
+    # the oracle: the Walsh averages enumerated pair by pair and np.median, row by row (odd and even counts,
+    # ties, NaN and inf), against one vectorised call along an axis, as the bootstrap makes it
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 4, 7, 10):
+        d = np.round(rng.normal(size=(5, n)), 1)  # rounded: tied values
+        d[1, 0] = np.nan
+        d[2, -1] = np.inf
+        walsh = [[(row[i] + row[j]) / 2 for i in range(n) for j in range(i, n)] for row in d]
+        expected = np.array([np.median(w) for w in walsh])
+        assert np.array_equal(inference.hodges_lehmann(d.T, axis=0), expected, equal_nan=True)
+        assert np.isnan(expected[1]) and not np.isnan(expected[0])
+
+
 def test_ratio_effect_known_cases():
     a = [0.1, 0.2, 0.4, 0.05, 0.3, 0.15]
     ratio, lo, hi = inference.ratio_effect(a, [2 * v for v in a])  # every seed exactly half

@@ -113,3 +113,30 @@ def test_lazy_package_attributes():
     assert proc.stdout.strip() == "[]"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         actlab.nope  # noqa: B018
+
+
+def test_preload_imports_while_worker_processes_train_and_only_then(tmp_path, monkeypatch):
+    """The statistics' and the report's modules are imported in a thread while worker processes train
+    (this process only waits then); without workers (this process trains) no thread is started."""
+    import multiprocessing
+    import sys
+
+    (tmp_path / "preloaded_mod.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    alone = workflow._Preload(["preloaded_mod"])
+    with alone:
+        alone.start()
+    assert alone.thread is None and "preloaded_mod" not in sys.modules
+    worker = multiprocessing.get_context("fork").Process(target=__import__("time").sleep, args=(5,))
+    worker.start()
+    try:
+        busy = workflow._Preload(["preloaded_mod", "no_such_module_here", "json"])
+        with busy:
+            busy.start()
+            busy.start()  # once
+        assert busy.thread is not None and not busy.thread.is_alive()  # joined on leaving the block
+        assert sys.modules["preloaded_mod"].LOADED
+    finally:
+        worker.kill()
+        worker.join()
+        sys.modules.pop("preloaded_mod", None)

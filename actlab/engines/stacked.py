@@ -18,6 +18,10 @@ Bitwise equality with the loop engine (at one thread, float32) comes from doing 
 It also needs the libraries to pick the same kernels for the stacked and the single-run shapes, which
 ``actlab/__init__.py`` pins and ``probe`` checks at start-up.
 
+The training step itself is written by hand (``step.Step``): the same arithmetic as ``Stack.forward``,
+``StackedMSE`` and autograd (which remain the reference, for the probe and the benchmark), without the
+graph, each activation by its own kernels (``kernels``) into preallocated buffers.
+
 Activations: runs are grouped by (activation, options), each group resolved once (``common.Group``); each
 group's module is applied to its slice of the run dimension (``diagnostics.apply_groups``). Parameter-free
 modules apply to (N, B, W) unchanged. PReLU's slope becomes a stacked (n, 1, 1) parameter per layer. Any
@@ -50,6 +54,7 @@ from actlab.engines.common import (
     groups_of,
     initial_parameters,
 )
+from actlab.engines.step import Step
 from actlab.tasks import Dataset
 
 Activation = Callable[[torch.Tensor], torch.Tensor]  # (n, B, W) -> (n, B, W)
@@ -113,7 +118,9 @@ def stacked_activation(of: Group | RunSpec, slope: torch.Tensor | None = None) -
     group = _group(of)
     module = group.build()
     # module.forward, not module(): the hook machinery of __call__ costs more than a small op
-    if group.act.name in ROW_WISE or group.act not in activations.BUILTIN:
+    # gelu's tanh approximation is ATen's own kernel (oneDNN computes only the exact one): row-wise too
+    tanh_gelu = isinstance(module, torch.nn.GELU) and module.approximate == "tanh"
+    if group.act.name in ROW_WISE or group.act not in activations.BUILTIN or tanh_gelu:
         return rowwise.row_wise(module.forward, rowwise.backward_kernel(module))
     return module.forward
 
@@ -179,6 +186,7 @@ class Stack:
             self.leaves.append(self.flat[offset : offset + size].view(shape).detach().requires_grad_())
             offset += size
         self.n_layers = len(sizes) - 1
+        self.sizes = tuple(sizes)
         self.act_layers = self._activation_layers(len(sizes) - 2)
 
     @property
@@ -207,6 +215,15 @@ class Stack:
             if layer < self.n_layers - 1:
                 h = diagnostics.apply_groups(h, self.act_layers[layer])
         return h
+
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a buffer laid out as ``flat`` (the optimizer's gradient) in the shapes of the leaves."""
+        out, offset = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            out.append(flat[offset : offset + size].view(shape))
+            offset += size
+        return out
 
     def slopes(self) -> dict[str, torch.Tensor]:
         """slope_L{l} -> (N,) learned prelu slopes (NaN for runs without prelu)."""
@@ -344,11 +361,15 @@ def _epoch(stack: Stack, optimizer: flat_optim.FlatOptimizer, xe: torch.Tensor, 
            bounds: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the mini-batches: (summed loss x batch size (N,) float64, last batch's loss (N,))."""
     total = torch.zeros(stack.n_runs, dtype=torch.float64, device=stack.flat.device)
+    # one hand-written step per mini-batch size, its buffers freed with it at the end of the epoch (they
+    # would otherwise add to the memory of the diagnostics pass: 6.4 KB per run; built in under a ms)
+    steps: dict[int, Step] = {}
     for lo, hi in bounds:
-        losses = StackedMSE.apply(stack.forward(xe[:, lo:hi]), ye[:, lo:hi])
-        grads = torch.autograd.grad(losses.sum(), stack.leaves)
-        optimizer.step(torch.cat([g.reshape(-1) for g in grads], out=optimizer.grad))
-        last = losses.detach()
+        step = steps.get(hi - lo)
+        if step is None:
+            step = steps[hi - lo] = Step(stack, hi - lo, optimizer.grad)
+        last = step(xe[:, lo:hi], ye[:, lo:hi])
+        optimizer.step(optimizer.grad)
         total += last.double() * (hi - lo)  # float64, as the loop engine's Python float sum
     return total, last
 

@@ -1,0 +1,98 @@
+"""The stacked engine's training step by hand: forward, MSE and backward of N runs, without autograd.
+
+The net is fixed (Linear, activation, ..., Linear, MSE), so its backward pass is a fixed sequence of
+kernels. ``Step`` calls exactly the ones autograd calls through ``StackedLinear``, the activations and
+``StackedMSE`` (bitwise the loop engine's, ``stacked``'s docstring says why), in the same order, on
+preallocated buffers: no graph, no per-step allocation of layer outputs, and the gradients written
+straight into the optimizer's flat gradient buffer instead of concatenated into it.
+
+Per layer l (weight (N, out, in), bias (N, out)), forward: z = baddbmm(b, h, w^T); per group of runs,
+h' = f(z) by the activation's own kernel (``kernels``). Output: MSE loss (N,) from diff = out - y.
+Backward from g = diff * (2 / B) (mse_loss_backward's arithmetic): grad_w = bmm(g^T, h), grad_b =
+g.sum(1), then grad_h = bmm(g, w) and, per group, the activation's backward kernel for the next g.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from actlab.engines import kernels
+
+if TYPE_CHECKING:
+    from actlab.engines.stacked import Stack
+
+
+class Step:
+    """Training steps of ``stack`` on mini-batches of ``batch`` rows; gradients go into ``grad`` (flat)."""
+
+    def __init__(self, stack: Stack, batch: int, grad: torch.Tensor) -> None:
+        n, sizes, device = stack.n_runs, stack.sizes, stack.flat.device
+        params, grads = stack.views(stack.flat), stack.views(grad)
+        n_layers = self.n_layers = stack.n_layers
+        self.weights = params[:n_layers]  # plain views of the flat buffer: the optimizer updates them in place
+        self.weights_t = [w.transpose(1, 2) for w in self.weights]
+        self.biases = [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
+        self.grad_w, self.grad_b = grads[:n_layers], grads[n_layers : 2 * n_layers]
+        self.norm = 2.0 / (batch * sizes[-1])  # mse_loss_backward: 2 / numel
+        # per hidden layer: z (contiguous, a matmul's output), f(z) and its gradient (padded rows)
+        widths = sizes[1:-1]
+        self.z = [torch.empty(n, batch, w, device=device) for w in widths]
+        self.h = [kernels.padded(n, batch, w, device) for w in widths]
+        self.grad_h = [torch.empty(n, batch, w, device=device) for w in widths]
+        self.grad_z = [kernels.padded(n, batch, w, device) for w in widths]
+        self.out = torch.empty(n, batch, sizes[-1], device=device)
+        self.diff = torch.empty_like(self.out)
+        self.grad_out = torch.empty_like(self.out)
+        # per hidden layer: (kernel, z, f(z), grad for f(z), grad for z) of each group's runs
+        self.acts = []
+        for layer in range(len(widths)):
+            bound = []
+            for g, (start, stop, _) in enumerate(stack.groups):
+                kernel = _kernel(stack, grads, g, layer)
+                views = (self.z[layer], self.h[layer], self.grad_h[layer], self.grad_z[layer])
+                bound.append((kernel, *(v[start:stop] for v in views)))
+            self.acts.append(bound)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One forward and backward pass on x (N, B, in), y (N, B, 1): the losses (N,); the gradient of
+        their sum is in the flat gradient buffer."""
+        h = x
+        for layer in range(self.n_layers - 1):
+            torch.baddbmm(self.biases[layer], h, self.weights_t[layer], out=self.z[layer])
+            for kernel, z, out, _, _ in self.acts[layer]:
+                kernel.forward(z, out)
+            h = self.h[layer]
+        torch.baddbmm(self.biases[-1], h, self.weights_t[-1], out=self.out)
+        diff = torch.sub(self.out, y, out=self.diff)
+        losses = diff.pow(2).mean(dim=(1, 2))
+        g = torch.mul(diff, self.norm, out=self.grad_out)  # StackedMSE's gradient (times a grad of ones)
+        for layer in range(self.n_layers - 1, -1, -1):
+            h = self.h[layer - 1] if layer else x
+            torch.bmm(g.transpose(1, 2), h, out=self.grad_w[layer])  # nn.Linear's orientation
+            torch.sum(g, 1, out=self.grad_b[layer])
+            if layer:
+                torch.bmm(g, self.weights[layer], out=self.grad_h[layer - 1])
+                for kernel, z, out, grad, grad_z in self.acts[layer - 1]:
+                    kernel.backward(grad, z, out, grad_z)
+                g = self.grad_z[layer - 1]
+        return losses
+
+
+@torch.no_grad()
+def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    """One linear layer's arithmetic in ``Step`` (which inlines it into its buffers), for the probe: [output,
+    input gradient, weight gradient, bias gradient] for input h (N, B, in) and output gradient grad."""
+    return [torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)), torch.bmm(grad, w),
+            torch.bmm(grad.transpose(1, 2), h), torch.sum(grad, 1)]
+
+
+def _kernel(stack: Stack, grads: list[torch.Tensor], g: int, layer: int) -> kernels.Kernel:
+    """Group ``g``'s kernel in hidden layer ``layer``: prelu's with its slope, its own pair, or autograd."""
+    group = stack.groups[g][2]
+    index = stack.slope_index.get((g, layer))
+    slope = None if index is None else stack.views(stack.flat)[index]
+    return kernels.for_group(group.module, stack.act_layers[layer][g].fn, slope,
+                             None if index is None else grads[index])
