@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from actlab import stats  # noqa: E402
+from actlab import plots, stats  # noqa: E402
 
 
 def cd_diagram(act_stats: Sequence[stats.ActivationStats], ov: stats.Overview) -> Figure | None:
@@ -63,13 +63,9 @@ def cd_diagram(act_stats: Sequence[stats.ActivationStats], ov: stats.Overview) -
     return fig
 
 
-def save(act_stats: Sequence[stats.ActivationStats], ov: stats.Overview, folder: Path) -> dict[str, Path]:
-    """critical_difference.png and .svg in ``folder``; name -> PNG path ({} when there is nothing to draw)."""
+def save(act_stats: Sequence[stats.ActivationStats], ov: stats.Overview, folder: Path, svg: bool = False
+         ) -> dict[str, Path]:
+    """critical_difference.png (with ``svg``, .svg too) in ``folder``; name -> PNG path ({} when there is
+    nothing to draw)."""
     fig = cd_diagram(act_stats, ov)
-    if fig is None:
-        return {}
-    png = folder / "critical_difference.png"
-    fig.savefig(png, dpi=110)
-    fig.savefig(png.with_suffix(".svg"))
-    plt.close(fig)
-    return {"critical_difference": png}
+    return {} if fig is None else {"critical_difference": plots.save(fig, folder, "critical_difference", svg)[0]}

@@ -393,13 +393,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout inst
 
 
 @app.command("report", epilog=_examples("actlab report runs/20261123-120000_article"))
-def report_cmd(run_dir: RunDir) -> None:
+def report_cmd(
+    run_dir: RunDir,
+    svg: Annotated[bool, typer.Option("--svg", help="also write each figure as SVG (vector, e.g. for a paper) "
+                                      "beside its PNG; it draws every figure a second time")] = False,
+) -> None:
     """Write the figures and report.md of an experiment folder (also for an interrupted one)."""
     from actlab import workflow
 
     notes: list[str] = []
     with _user_errors():
-        path = workflow.write_report(run_dir, notes)
+        path = workflow.write_report(run_dir, notes, svg=svg)
     _print_notes(notes)
     out.print(f"report: {path}")
 
@@ -602,7 +606,7 @@ def plot_activations(
         for path in (out_file, out_file.with_suffix(".svg")):
             if path.exists():
                 raise storage.StorageError(f"'{path}' exists; actlab does not overwrite files, choose another --out")
-        plots.save(plots.activation_gallery(), folder, out_file.stem)
+        plots.save(plots.activation_gallery(), folder, out_file.stem, svg=True)
     out.print(f"wrote {out_file} and {out_file.with_suffix('.svg')}")
 
 

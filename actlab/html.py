@@ -1,11 +1,13 @@
-"""report.html: report.md as one self-contained web page, its figures inline as SVG, viewable offline.
+"""report.html: report.md as one self-contained web page, its figures inline, viewable offline.
 
 The Markdown is converted by markdown-it-py (CommonMark with tables, as GitHub shows report.md); each figure's
-image link is replaced by the figure's own SVG, so the page loads nothing: no file beside it, no network.
+image link becomes the figure's own PNG inside the page (a ``data:`` URL), so the page loads nothing: no file
+beside it, no network. The PNG report.md shows, not a second drawing of it: each figure is drawn once.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +16,7 @@ from markdown_it import MarkdownIt
 
 from actlab import storage
 
-# The page may load nothing at all (no scripts, no fonts, no images from anywhere): the browser enforces it.
+# The page may load nothing at all (no scripts, no fonts, no images but those inside it): the browser enforces it.
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 _STYLE = """
@@ -26,31 +28,33 @@ code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
 table { border-collapse: collapse; margin: 1em 0; display: block; overflow-x: auto; }
 th, td { border: 1px solid #d1d9e0; padding: .3em .7em; text-align: left; white-space: nowrap; }
 tr:nth-child(even) { background: #f6f8fa; }
-.figure svg { max-width: 100%; height: auto; display: block; }
+img.figure { max-width: 100%; height: auto; display: block; }
 .missing { color: #9a6700; font-style: italic; }
 """
 
 
-def inline_svg(svg_text: str) -> str:
-    """An SVG file's text as an element to put in HTML: the XML declaration and doctype dropped."""
-    start = svg_text.find("<svg")
-    if start < 0:
-        raise ValueError("not an SVG document (no <svg> element)")
-    return svg_text[start:].strip()
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def render(markdown_text: str, svgs: Mapping[str, str], title: str = "actlab report") -> str:
-    """The whole page: ``markdown_text`` as HTML, an image linking to a key of ``svgs`` (a PNG's file name)
-    replaced by that SVG element; any other image shows as its alt text (the page loads nothing)."""
+def png_data_url(png: bytes) -> str:
+    """A PNG file's bytes as a ``data:`` URL, the only kind of image the page's policy lets it show."""
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG file (no PNG signature)")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def render(markdown_text: str, images: Mapping[str, str], title: str = "actlab report") -> str:
+    """The whole page: ``markdown_text`` as HTML, an image linking to a key of ``images`` (a PNG's file name)
+    shown from that ``data:`` URL; any other image shows as its alt text (the page loads nothing)."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")  # html off: text from a folder stays text
 
     def image(renderer, tokens, idx, options, env) -> str:  # a renderer method: bound to it by add_render_rule
         token = tokens[idx]
         alt = html.escape(renderer.renderInlineAsText(token.children or [], options, env))
-        svg = svgs.get(str(token.attrGet("src") or ""))
-        if svg is None:
+        url = images.get(str(token.attrGet("src") or ""))
+        if url is None:
             return f'<span class="missing">[figure not available: {alt}]</span>'
-        return f'<span class="figure" role="img" aria-label="{alt}">{svg}</span>'
+        return f'<img class="figure" alt="{alt}" src="{html.escape(url)}">'
 
     md.add_render_rule("image", image)
     body = md.render(markdown_text)
@@ -63,12 +67,12 @@ def render(markdown_text: str, svgs: Mapping[str, str], title: str = "actlab rep
 
 
 def write_html(folder: Path, markdown_text: str, figures: Mapping[str, Path]) -> Path:
-    """Write ``folder``/report.html from report.md's text and the figures (name -> PNG path, an SVG beside
-    each, as ``plots.save_all`` returns them); returns its path."""
-    svgs = {}
-    for png in figures.values():
-        svg = Path(png).with_suffix(".svg")
-        if svg.is_file():
-            svgs[Path(png).name] = inline_svg(svg.read_text())
+    """Write ``folder``/report.html from report.md's text and the figures (name -> PNG path, as
+    ``plots.save_all`` returns them; one missing or not a PNG shows as its alt text); returns its path."""
+    images = {}
+    for png in map(Path, figures.values()):
+        data = png.read_bytes() if png.is_file() else b""
+        if data.startswith(PNG_SIGNATURE):
+            images[png.name] = png_data_url(data)
     first = next((line for line in markdown_text.splitlines() if line.startswith("# ")), "# actlab report")
-    return storage.write_text(Path(folder) / "report.html", render(markdown_text, svgs, first[2:].strip()))
+    return storage.write_text(Path(folder) / "report.html", render(markdown_text, images, first[2:].strip()))

@@ -1,4 +1,4 @@
-"""Figures of an experiment (matplotlib, written as PNG and SVG): the pictures behind the numbers.
+"""Figures of an experiment (matplotlib, written as PNG; as SVG too on request): the pictures behind the numbers.
 
 Every figure is one function returning a ``Figure``; ``save_all`` writes them into the experiment folder.
 Every figure survives what training can produce: runs that diverged (NaN or infinite values) are drawn
@@ -495,22 +495,28 @@ FIGURES: dict[str, Callable[[Analysis], Figure | None]] = {
 }
 
 
-def save(fig: Figure, folder: Path, name: str) -> list[Path]:
-    """``name``.png and ``name``.svg in ``folder``."""
-    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=110)
-    fig.savefig(paths[1])
+def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
+    """``name``.png in ``folder`` (and with ``svg``, ``name``.svg: vector, for papers); the paths written.
+
+    Each format is a full draw of the figure (seconds for dozens of panels): the SVG only when asked for.
+    Without it, an SVG of ``name`` left by an earlier report is removed: it would show the old figure."""
+    png = folder / f"{name}.png"
+    fig.savefig(png, dpi=110)
+    if svg:
+        fig.savefig(png.with_suffix(".svg"))
+    else:
+        png.with_suffix(".svg").unlink(missing_ok=True)
     plt.close(fig)
-    return paths
+    return [png, png.with_suffix(".svg")] if svg else [png]
 
 
 Drawer = Callable[[Analysis], Figure | None]
 
 
-def _render(name: str, folder: Path) -> Path | None:
+def _render(name: str, folder: Path, svg: bool) -> Path | None:
     an, drawers = _shared
     fig = drawers[name](an)
-    return None if fig is None else save(fig, folder, name)[0]
+    return None if fig is None else save(fig, folder, name, svg)[0]
 
 
 _shared: tuple[Analysis, Mapping[str, Drawer]] | None = None  # handed to forked renderers by inheritance
@@ -523,7 +529,8 @@ def _one_thread() -> None:
 class Drawing:
     """Figures being drawn in forked processes while the caller goes on; ``result()`` waits for them."""
 
-    def __init__(self, an: Analysis, folder: Path, drawers: Mapping[str, Drawer], workers: int) -> None:
+    def __init__(self, an: Analysis, folder: Path, drawers: Mapping[str, Drawer], workers: int,
+                 svg: bool = False) -> None:
         global _shared
         self.names, self.pool = list(drawers), None
         _shared = (an, drawers)
@@ -534,10 +541,10 @@ class Drawing:
             self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
                                             initializer=_one_thread)
             # the children are forked here, as the work is handed out: they inherit ``_shared``
-            self.pending = [self.pool.submit(_render, name, folder) for name in self.names]
+            self.pending = [self.pool.submit(_render, name, folder, svg) for name in self.names]
         else:
             try:
-                self.done = [_render(name, folder) for name in self.names]
+                self.done = [_render(name, folder, svg) for name in self.names]
             finally:
                 _shared = None
 
@@ -566,13 +573,13 @@ class Drawing:
 
 
 def draw_all(an: Analysis, folder: Path, extra: Mapping[str, Drawer] | None = None,
-             workers: int | None = None) -> Drawing:
-    """Start drawing every figure that applies (``FIGURES``, then ``extra``) into ``folder``, in ``workers``
-    forked processes (default: one per core; laying out dozens of panels is seconds of single-threaded
-    matplotlib), so that the caller can compute the rest of the report meanwhile."""
-    return Drawing(an, folder, FIGURES | dict(extra or {}), workers or available_cores())
+             workers: int | None = None, svg: bool = False) -> Drawing:
+    """Start drawing every figure that applies (``FIGURES``, then ``extra``) into ``folder`` as PNG (with
+    ``svg``, as SVG too), in ``workers`` forked processes (default: one per core; laying out dozens of panels
+    is seconds of single-threaded matplotlib), so that the caller can compute the rest of the report meanwhile."""
+    return Drawing(an, folder, FIGURES | dict(extra or {}), workers or available_cores(), svg)
 
 
-def save_all(an: Analysis, folder: Path, workers: int | None = None) -> dict[str, Path]:
+def save_all(an: Analysis, folder: Path, workers: int | None = None, svg: bool = False) -> dict[str, Path]:
     """Every figure that applies to the experiment; name -> PNG path (``draw_all``, waited for)."""
-    return draw_all(an, folder, workers=workers).result()
+    return draw_all(an, folder, workers=workers, svg=svg).result()

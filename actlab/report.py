@@ -471,8 +471,7 @@ def build(an: Analysis, figures: dict[str, Path], study: Answer | None = None,
                   "only); the columns at initialisation and at the end come from the saved weights.", ""]
     lines += [diagnostics_markdown(an), "", "## Figures", ""]
     for name, path in figures.items():
-        lines += [f"### {FIGURE_TITLES.get(name, name)}", "", f"![{FIGURE_TITLES.get(name, name)}]({path.name})",
-                  "", f"Also as [{path.stem}.svg]({path.stem}.svg).", ""]
+        lines += [f"### {FIGURE_TITLES.get(name, name)}", "", f"![{FIGURE_TITLES.get(name, name)}]({path.name})", ""]
     lines += ["## Definitions", "",
               "- *Dead unit*: its activation's derivative is exactly zero on every training input (for the ReLU "
               "family: it outputs 0 everywhere), so its incoming weights get no gradient.",

@@ -122,8 +122,9 @@ def _log_y(ax) -> None:
 
 
 def save_all(ans: Answer, rows: Sequence[Mapping[str, Any]], signal: Sequence[Mapping[str, Any]],
-             folder: Path) -> dict[str, Path]:
-    """sensitivity.png (and, over depth, depth_gradient.png) with SVGs in ``folder``; name -> PNG path."""
+             folder: Path, svg: bool = False) -> dict[str, Path]:
+    """sensitivity.png (and, over depth, depth_gradient.png) in ``folder`` (with ``svg``, SVGs too); name -> PNG
+    path."""
     order = [s.activation for s in ans.fair_stats] + [a for s in ans.fair_stats for a in s.same_as]
     out = {}
     key = sensitivity_key(ans.keys)
@@ -132,6 +133,6 @@ def save_all(ans: Answer, rows: Sequence[Mapping[str, Any]], signal: Sequence[Ma
                "depth_gradient": depth_gradient(signal, order) if signal else None}
     for name, fig in figures.items():
         if fig is not None:
-            out[name] = plots.save(fig, folder, name)[0]
+            out[name] = plots.save(fig, folder, name, svg)[0]
     return out
 

@@ -392,7 +392,7 @@ def fixed_view(stored: storage.StoredExperiment) -> storage.StoredExperiment:
     return view(stored, plan, _with_runs(stored.summary, plan, shown_setting(stored.config, plan)[1]))
 
 
-def _finish(stored: storage.StoredExperiment, plan: Plan, rows: Sequence[Row], report: bool,
+def _finish(stored: storage.StoredExperiment, plan: Plan, rows: Sequence[Row], report: bool, svg: bool = False,
             ) -> tuple[Answer, tuple[list[stats.ActivationStats], float]]:
     """Stats per setting, the fair answer and (with ``report``) figures and report.md of a grid folder."""
     from actlab import cdplot, html, plots
@@ -412,8 +412,8 @@ def _finish(stored: storage.StoredExperiment, plan: Plan, rows: Sequence[Row], r
     from actlab import studyplots
 
     an = analysis.analyse(seen, ranked)
-    figures = plots.save_all(an, stored.path) | cdplot.save(an.stats, an.overview, stored.path)
-    figures |= studyplots.save_all(ans, rows, depth_signal(stored, plan), stored.path)
+    figures = plots.save_all(an, stored.path, svg=svg) | cdplot.save(an.stats, an.overview, stored.path, svg)
+    figures |= studyplots.save_all(ans, rows, depth_signal(stored, plan), stored.path, svg)
     storage.write_stats(stored.path, stats_rows(stored, plan, shown, report_md.stats_rows(an)))
     text = report_md.build(an, figures, study=ans)
     html.write_html(stored.path, text, figures)
@@ -440,10 +440,10 @@ def fair_rows(ans: Answer) -> list[dict[str, Any]]:
     return out
 
 
-def write_report(stored: storage.StoredExperiment) -> Path:
-    """(Re)write stats, study files, figures and report.md of a grid folder from its files."""
+def write_report(stored: storage.StoredExperiment, svg: bool = False) -> Path:
+    """(Re)write stats, study files, figures (with ``svg``, as SVG too) and report.md of a grid folder."""
     plan = plan_of(stored.config, imports=False)
-    _finish(stored, plan, stored.summary, True)
+    _finish(stored, plan, stored.summary, True, svg)
     return stored.path / "report.md"
 
 

@@ -158,9 +158,9 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
     return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
-def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
-    """(Re)write stats.csv/json, the figures and report.md of an experiment folder from its files; the
-    report's path. What reading tolerated (a cut last row) is appended to ``notes``."""
+def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool = False) -> Path:
+    """(Re)write stats.csv/json, the figures (with ``svg``, as SVG too) and report.md of an experiment folder
+    from its files; the report's path. What reading tolerated (a cut last row) is appended to ``notes``."""
     from actlab import analysis, stats
 
     stored = storage.load_experiment(Path(folder))
@@ -171,12 +171,12 @@ def write_report(folder: str | Path, notes: list[str] | None = None) -> Path:
     if stored.config.compare.grid:
         from actlab import studyrun
 
-        path = studyrun.write_report(stored)
+        path = studyrun.write_report(stored, svg)
     else:
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
         storage.write_stats(stored.path, stats.rows(*ranked, reference))
-        path = _report(stored, ranked, weights)
+        path = _report(stored, ranked, weights, svg)
     if notes is not None:
         notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
     return path
@@ -401,14 +401,15 @@ class _Tracker:
             self.fn(self.state)
 
 
-def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None) -> Path:
+def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None,
+            svg: bool = False) -> Path:
     """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
     back, if the caller has it)."""
     from actlab import analysis, cdplot, html, plots, report  # matplotlib is only needed here
 
     an = analysis.analyse(stored, ranked, weights)
     cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
-    with plots.draw_all(an, stored.path, cd) as drawing:  # figures drawn in forked processes meanwhile
+    with plots.draw_all(an, stored.path, cd, svg=svg) as drawing:  # figures drawn in forked processes meanwhile
         verdicts = report.checks(an)
         storage.write_stats(stored.path, report.stats_rows(an, verdicts))  # stats.csv: also the report's numbers
         figures = drawing.result()

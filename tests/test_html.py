@@ -1,5 +1,6 @@
 """report.html: one self-contained page, checked by its markup and by rendering it in a real headless browser."""
 
+import base64
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -15,8 +16,7 @@ from actlab import html as report_html
 
 runner = CliRunner()
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-SVG = '<?xml version="1.0"?>\n<!DOCTYPE svg>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">' \
-      '<rect width="10" height="10" fill="#1f77b4"/></svg>\n'
+DATA_PNG = "data:image/png;base64,"
 
 
 class Tags(HTMLParser):
@@ -40,27 +40,35 @@ def tags_of(page: str) -> Tags:
 
 
 def assert_loads_nothing(tags: Tags) -> None:
-    """No element fetches anything: no src, no stylesheet or script, no <img>/<iframe>/<object>."""
+    """No element fetches anything: no stylesheet, script, frame or object; a src only on an <img>, holding the
+    PNG itself; and the page's policy lets the browser show nothing else."""
+    (policy,) = [a["content"] for a in tags.named("meta") if a.get("http-equiv") == "Content-Security-Policy"]
+    assert policy == "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
     for tag, attrs in tags.tags:
-        assert "src" not in attrs and "srcset" not in attrs, (tag, attrs)
-        assert tag not in ("img", "script", "iframe", "object", "embed", "link"), (tag, attrs)
+        assert "srcset" not in attrs and tag not in ("script", "iframe", "object", "embed", "link"), (tag, attrs)
+        assert "src" not in attrs or (tag == "img" and attrs["src"].startswith(DATA_PNG)), (tag, attrs)
         href = attrs.get("href") or attrs.get("xlink:href") or ""
         if tag != "a":  # a link is followed only on click; anything else with a URL would be a request
             assert not href or href.startswith("#"), (tag, attrs)
 
 
 def test_markdown_tables_and_figures_become_one_page(tmp_path):
-    (tmp_path / "loss.svg").write_text(SVG)
+    image.imsave(tmp_path / "loss.png", np.full((6, 8, 3), [0x1F, 0x77, 0xB4], dtype=np.uint8))
+    (tmp_path / "fake.png").write_text("<svg onload='alert(1)'/>")  # not a PNG: not shown as one
     text = ("# actlab report: demo\n\n| rank | activation |\n|---|---|\n| 1 | `relu` |\n\n"
-            "![Loss per epoch](loss.png)\n\n![Gone](gone.png)\n\nA <script>alert(1)</script> in text stays text.\n")
-    path = report_html.write_html(tmp_path, text, {"loss": tmp_path / "loss.png", "gone": tmp_path / "gone.png"})
+            "![Loss per epoch](loss.png)\n\n![Gone](gone.png)\n\n![Fake](fake.png)\n\n"
+            "A <script>alert(1)</script> in text stays text.\n")
+    figures = {name: tmp_path / f"{name}.png" for name in ("loss", "gone", "fake")}
+    path = report_html.write_html(tmp_path, text, figures)
     page = path.read_text()
     assert path == tmp_path / "report.html"
     tags = tags_of(page)
     assert [t for t, _ in tags.tags if t in ("table", "th", "td")] == ["table", "th", "th", "td", "td"]
-    assert len(tags.named("svg")) == 1 and tags.named("rect")[0]["fill"] == "#1f77b4"
-    assert "<?xml" not in page and "<!DOCTYPE svg" not in page  # one document: the SVG's prolog dropped
-    assert "&lt;script&gt;" in page and "figure not available: Gone" in page
+    (img,) = tags.named("img")
+    assert img["alt"] == "Loss per epoch"
+    # the PNG's own bytes, not a copy drawn again
+    assert base64.b64decode(img["src"].removeprefix(DATA_PNG)) == (tmp_path / "loss.png").read_bytes()
+    assert "&lt;script&gt;" in page and "figure not available: Gone" in page and "figure not available: Fake" in page
     assert "<title>actlab report: demo</title>" in page
     assert_loads_nothing(tags)
 
@@ -84,15 +92,17 @@ def test_report_html_renders_in_a_real_browser(tmp_path):
     assert result.exit_code == 0, result.output
     (folder,) = out.iterdir()
     page = folder / "report.html"
-    figures = sorted(p.stem for p in folder.glob("*.svg"))
+    figures = sorted(p.stem for p in folder.glob("*.png"))
     assert len(figures) == 5  # loss curves, final loss, gradient norms, dead units, critical differences
+    assert not list(folder.glob("*.svg"))  # each figure drawn once
 
     exe = browser()
     dom = run_browser(exe, tmp_path, "--dump-dom", page.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     tags = tags_of(dom.stdout)
-    spans = [a for a in tags.named("span") if a.get("class") == "figure"]
-    assert len(spans) == len(tags.named("svg")) == len(figures)  # every figure inline, as parsed by the browser
+    shown = [a for a in tags.named("img") if a.get("class") == "figure"]
+    assert len(shown) == len(tags.named("img")) == len(figures)  # every figure inline, as parsed by the browser
+    assert all(a["alt"] for a in shown) and not [a for a in tags.named("span") if a.get("class") == "missing"]
     assert "Ranking" in dom.stdout and len(tags.named("table")) >= 2
     assert_loads_nothing(tags)
 
@@ -104,3 +114,12 @@ def test_report_html_renders_in_a_real_browser(tmp_path):
     # matplotlib's first colour (C0, #1f77b4) is drawn only inside the figures: they were rendered
     c0 = np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255).max(axis=2) < 0.05
     assert c0.sum() > 500
+
+    # in a window narrower than any figure, every figure shrinks to the page's width: the page's right padding
+    # (1.5em, 22 px) stays blank, where a figure at its own width (>= 825 px) would run on to the window's edge
+    run = run_browser(exe, tmp_path, f"--screenshot={shot}", "--window-size=480,12000", "--hide-scrollbars",
+                      page.as_uri())
+    pixels = image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (12000, 480), run.stderr[-2000:]
+    c0 = np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255).max(axis=2) < 0.05
+    assert c0.any() and (pixels[:, -16:] > 0.95).all()  # the figures shown, within the page's width

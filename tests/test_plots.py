@@ -216,11 +216,15 @@ def test_forked_drawing_writes_the_same_files_as_drawing_in_process(mixed, tmp_p
         (tmp_path / str(workers)).mkdir()
         with plots.draw_all(an, tmp_path / str(workers), extra, workers=workers) as drawing:
             paths[workers] = drawing.result()
+    (tmp_path / "svg").mkdir()  # the SVGs asked for: drawn in the forked processes too, the PNGs unchanged
+    with plots.draw_all(an, tmp_path / "svg", extra, workers=2, svg=True) as drawing:
+        with_svg = drawing.result()
+    assert all(png.with_suffix(".svg").read_text().lstrip().startswith("<?xml") for png in with_svg.values())
     assert list(paths[2]) == list(paths[1]) == ["loss_curves", "final_loss", "gradient_norms", "dead_units",
                                                 "critical_difference"]  # fits: 1-D tasks only
     for name, png in paths[1].items():
-        assert png.read_bytes() == paths[2][name].read_bytes(), name
-        assert png.with_suffix(".svg").is_file() and paths[2][name].with_suffix(".svg").is_file()
+        assert png.read_bytes() == paths[2][name].read_bytes() == with_svg[name].read_bytes(), name
+        assert not png.with_suffix(".svg").exists() and not paths[2][name].with_suffix(".svg").exists()
 
 
 @pytest.mark.parametrize("name", ["loss_curves", "gradient_norms", "dead_units"])

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,8 +26,7 @@ def only_folder(parent: Path) -> Path:
 
 def assert_valid_figure(png: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
-    root = ET.parse(png.with_suffix(".svg")).getroot()
-    assert root.tag.endswith("svg")
+    assert not png.with_suffix(".svg").exists()  # drawn once, as PNG: SVG only with `report --svg`
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_compare_writes_figures_and_a_report_that_links_them(compared):
     report = (compared / "report.md").read_text()
     for name in ("loss_curves", "final_loss", "gradient_norms", "dead_units"):
         assert_valid_figure(compared / f"{name}.png")
-        assert f"]({name}.png)" in report and f"({name}.svg)" in report
+        assert f"]({name}.png)" in report and ".svg" not in report
     assert not (compared / "fits.png").exists()  # 10-d inputs: no curve to draw
     assert_valid_figure(compared / "critical_difference.png")
     assert "](critical_difference.png)" in report
@@ -84,6 +84,29 @@ def test_report_command_rewrites_from_disk_alone(compared):
     result = invoke("report", compared)
     assert result.exit_code == 0, result.output
     assert (compared / "report.md").read_text() == before
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_report_svg_writes_each_figure_as_svg_too_and_a_plain_report_removes_them(compared, tmp_path, grid):
+    if grid:  # a grid folder's report: its own figures (sensitivity) too
+        result = invoke("compare", "-a", "relu,tanh", "--epochs", "2", "--seeds", "4", "--grid", "train.lr=1e-3,1e-2",
+                        "--set", "train.workers=1", "--no-report", "--out", tmp_path / "runs", "-q")
+        assert result.exit_code == 0, result.output
+        folder = only_folder(tmp_path / "runs")
+    else:
+        folder = tmp_path / "copy"
+        shutil.copytree(compared, folder)
+    assert invoke("report", folder).exit_code == 0
+    pngs = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+    assert "loss_curves.png" in pngs and ("sensitivity.png" in pngs) == grid and not list(folder.glob("*.svg"))
+    result = invoke("report", folder, "--svg")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in folder.glob("*.svg")) == sorted(Path(name).stem for name in pngs)
+    for svg in folder.glob("*.svg"):
+        assert ET.parse(svg).getroot().tag.endswith("svg"), svg  # well-formed SVG documents
+    assert {p.name: p.read_bytes() for p in folder.glob("*.png")} == pngs  # the same pictures as without --svg
+    assert invoke("report", folder).exit_code == 0
+    assert not list(folder.glob("*.svg"))  # an SVG left beside a redrawn PNG would show the old figure
 
 
 def test_show_and_runs_read_folders_back(compared):
@@ -133,7 +156,8 @@ def test_cosine_fits_are_drawn(tmp_path):
 def test_plot_activations_never_overwrites(tmp_path):
     target = tmp_path / "acts.png"
     assert invoke("plot", "activations", "--out", target).exit_code == 0
-    assert_valid_figure(target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ET.parse(target.with_suffix(".svg")).getroot().tag.endswith("svg")  # one figure, asked for: both
     again = invoke("plot", "activations", "--out", target)
     assert again.exit_code == 2 and "exists" in again.output
 
