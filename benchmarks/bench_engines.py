@@ -1,14 +1,16 @@
-"""Loop engine vs batched engine on the article's setup, in one process; then the batched engine's scaling;
-then what actlab's CPU pinning costs and what it changes.
+"""Issue 13's figures, measured on this machine: the default `actlab compare` end to end, the batched engine
+against the loop engine per run, per model-step at scale and its matmul floor, mixed against single-activation
+stacks, the diagnostics' share, the CPU pinning's cost; then every target against what was measured.
 
-    python benchmarks/bench_engines.py            # about three minutes on a 2-core machine
-    python benchmarks/bench_engines.py --quick    # a smoke run (seconds)
-    python benchmarks/bench_engines.py --report [FOLDER]   # only part 5: the report of the default compare
+    python benchmarks/bench_engines.py            # about five minutes on a 2-core machine
+    python benchmarks/bench_engines.py --quick    # a smoke run: tiny sizes, check that the script runs
+    python benchmarks/bench_engines.py --report [FOLDER]   # only the report of the default compare
 
 Timings on a shared machine are noisy: read the ratios, measured back to back, not the absolute numbers.
-Both engines run at one thread in one process (workers=1) unless a row says otherwise. The pinning is
-set before torch computes anything, so part 4 compares pinned and unpinned (ACTLAB_PIN_CPU=0) runs in
-subprocesses, alternating, and reports CPU time.
+Part 1 runs the `actlab` command line in fresh processes (as a user does: two workers on two cores); the other
+parts run in this process at one thread (workers=1) unless a row says otherwise, mostly in CPU time. The
+pinning is set before torch computes anything, so part 6 compares pinned and unpinned (ACTLAB_PIN_CPU=0) runs
+in subprocesses, alternating.
 """
 
 from __future__ import annotations
@@ -45,66 +47,117 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     parser.add_argument("--loop-seeds", type=int, default=2, help="seeds per activation for the (slow) loop engine")
-    parser.add_argument("--child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)  # part 4's subprocess
+    parser.add_argument("--child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)  # part 6's subprocess
     parser.add_argument("--report", nargs="?", const="", metavar="FOLDER",
-                        help="only part 5, the report's seconds (on FOLDER, a default-compare folder, if given)")
+                        help="only the report's seconds (on FOLDER, a default-compare folder, if given)")
     args = parser.parse_args()
     if args.child:
         return default_compare(args.child)
     if args.report is not None:
         return report_part(Path(args.report) if args.report else None)
     epochs = 15 if args.quick else 150
-    seeds = 2 if args.quick else 16
-    steps = epochs * 10  # 100 samples in batches of 10
     setup = probe.kernel_setup()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, {setup['cpu']}, ATen "
-          f"{setup['cpu_capability']}, MKL_CBWR={setup['mkl_cbwr']}; article setup, {epochs} epochs = {steps} "
-          "steps per run\n")
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {setup['cpu']}, ATen {setup['cpu_capability']}, "
+          f"MKL_CBWR={setup['mkl_cbwr']}; article setup, {epochs} epochs = {epochs * 10} steps per run")
+    found = end_to_end(args.quick)
+    found |= per_run(epochs, seeds=2 if args.quick else 16, loop_seeds=args.loop_seeds)
+    found |= scaling(args.quick)
+    found |= stacking(args.quick)
+    found["diagnostics"] = max(diagnostics_share(epochs, rounds=1 if args.quick else 3).values())
+    pinning(epochs, rounds=1 if args.quick else 2)
+    targets(found)
 
-    loop_specs = [RunSpec(a, s, 1e-3) for a in TEN for s in range(args.loop_seeds)]
+
+def end_to_end(quick: bool) -> dict[str, float]:
+    """Part 1: the default `actlab compare` as a user runs it, each in a fresh process (median of 2)."""
+    small = ["--set", "train.epochs=15", "--set", "compare.seeds=2"] if quick else []
+    rounds = 1 if quick else 2
+    full = startup_seconds(("compare", "-q", *small), repeat=rounds)
+    bare = startup_seconds(("compare", "-q", "--no-report", *small), repeat=rounds)
+    report = report_seconds(rounds=rounds, extra=small)
+    print(f"\n1. The default `actlab compare` end to end (fresh processes, median of {rounds})")
+    print(f"   wall time          : {full['wall']:5.2f} s with the report, {bare['wall']:5.2f} s with --no-report")
+    print(f"   start-up           : first training step at {full['first_step']:.2f} s = torch's import "
+          f"{full['torch_import']:.2f} s + {full['first_step_without_torch']:.2f} s of actlab's own")
+    print(f"   training           : {full['wall'] - full['first_step'] - full['after_training']:.2f} s wall "
+          f"(two workers)")
+    print(f"   after training     : {bare['after_training']:.2f} s without the report (results into the folder, "
+          f"statistics), {full['after_training']:.2f} s with it")
+    print(f"   report alone       : statistics {report['statistics']:.2f} s, write_report {report['report']:.2f} s "
+          f"wall ({report['report_cpu']:.2f} s CPU + {report['report_children_cpu']:.2f} s in its drawing processes)")
+    return {"compare": full["wall"], "compare_bare": bare["wall"], "first_step": full["first_step"],
+            "first_step_own": full["first_step_without_torch"], "report": report["report"],
+            "after_training": full["after_training"]}
+
+
+def per_run(epochs: int, seeds: int, loop_seeds: int) -> dict[str, float]:
+    """Part 2: the same comparison (10 activations) in both engines, one process, one thread."""
+    steps = epochs * 10  # 100 samples in batches of 10
+    loop_specs = [RunSpec(a, s, 1e-3) for a in TEN for s in range(loop_seeds)]
     batched_specs = [RunSpec(a, s, 1e-3) for a in TEN for s in range(seeds)]
     t_loop, loop_results = timed(loop_specs, "loop", epochs)
     t_batched, batched_results = timed(batched_specs, "batched", epochs)
     ms_loop = 1e3 * t_loop / len(loop_specs)
     ms_batched = 1e3 * t_batched / len(batched_specs)
-    print("1. The same comparison (10 activations), both engines, one process, one thread")
+    print("\n2. The same comparison (10 activations), both engines, one process, one thread")
     print(f"   loop    : {len(loop_specs):4d} runs in {t_loop:7.2f} s = {ms_loop:8.2f} ms per run "
           f"({1e3 * ms_loop / steps:.0f} us per step)")
-    print(f"   batched : {len(batched_specs):4d} runs in {t_batched:7.2f} s = {ms_batched:8.2f} ms per run")
-    print(f"   ratio   : batched is {ms_loop / ms_batched:.0f}x faster per run\n")
-
+    print(f"   batched : {len(batched_specs):4d} runs in {t_batched:7.2f} s = {ms_batched:8.2f} ms per run "
+          f"({1e3 * ms_batched / steps:.1f} us per model-step)")
+    print(f"   ratio   : batched is {ms_loop / ms_batched:.0f}x faster per run")
     by_id = {r.spec.run_id: r for r in batched_results}
-    print("   equivalence on the runs both trained (final full-data loss):")
+    print("   equivalence on the runs both trained:")
     for name in TEN:
-        devs = [abs(r.history["full_loss"][-1] - by_id[r.spec.run_id].history["full_loss"][-1])
-                / r.history["full_loss"][-1] for r in loop_results if r.spec.activation == name]
-        same = all(
-            torch.equal(r.state[k], by_id[r.spec.run_id].state[k])
-            for r in loop_results if r.spec.activation == name for k in r.state
-        )
+        pairs = [(r, by_id[r.spec.run_id]) for r in loop_results if r.spec.activation == name]
+        same = all(torch.equal(a.state[k], b.state[k]) for a, b in pairs for k in a.state)
+        dev = max(abs(a.history["full_loss"][-1] - b.history["full_loss"][-1]) / a.history["full_loss"][-1]
+                  for a, b in pairs)
         print(f"     {name:11s} " + ("bitwise equal (every weight)" if same else
-                                     f"not bitwise: final loss differs by up to {max(devs):.1e} (relative)"))
+                                     f"not bitwise: final loss differs by up to {dev:.1e} (relative)"))
+    return {"per_run": ms_loop / ms_batched, "n_per_run": len(batched_specs)}
 
-    print("\n2. Batched engine scaling (relu; microseconds per model-step = time / (runs x steps))")
-    scale_epochs = 3 if args.quick else 30
-    sizes = [1, 16, 128] if args.quick else [1, 16, 128, 1024, 8192]
+
+def scaling(quick: bool) -> dict[str, float]:
+    """Part 3: whole training (diagnostics included) per model-step as the stack grows, relu and the default mix."""
+    epochs = 3 if quick else 30
+    sizes = [1, 16, 128] if quick else [1, 16, 128, 1024, 4096]
+    print(f"\n3. Batched engine scaling ({epochs} epochs, diagnostics on their default schedule; microseconds per "
+          "model-step = wall time / (runs x steps))")
     print(f"   {'N':>6}  {'workers':>7}  {'seconds':>8}  {'us/model-step':>13}")
+    per_step = {}
     for n in sizes:
         for workers in ([1, 2] if n >= 128 else [1]):
-            specs = [RunSpec("relu", s, 1e-3) for s in range(n)]
-            seconds, _ = timed(specs, "batched", scale_epochs, workers=workers)
-            print(f"   {n:6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (n * scale_epochs * 10):13.2f}")
-    n_all = len(activations.names()) * 10
+            seconds, _ = timed([RunSpec("relu", s, 1e-3) for s in range(n)], "batched", epochs, workers=workers)
+            per_step[n, workers] = 1e6 * seconds / (n * epochs * 10)
+            print(f"   {n:6d}  {workers:7d}  {seconds:8.2f}  {per_step[n, workers]:13.2f}")
     specs = [RunSpec(a, s, 1e-3) for a in activations.names() for s in range(10)]
     for workers in (1, 2):
-        seconds, _ = timed(specs, "batched", scale_epochs, workers=workers)
-        print(f"   {n_all:6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (n_all * scale_epochs * 10):13.2f}"
+        seconds, _ = timed(specs, "batched", epochs, workers=workers)
+        print(f"   {len(specs):6d}  {workers:7d}  {seconds:8.2f}  {1e6 * seconds / (len(specs) * epochs * 10):13.2f}"
               "   (every registry activation x 10 seeds: the default compare)")
-    stacking(args.quick)
-    pinning(epochs)
-    diagnostics_share(epochs, rounds=1 if args.quick else 3)
-    if not args.quick:
-        report_part()
+    n = 1024 if (1024, 1) in per_step else max(n for n, _ in per_step)  # part 4 times its matmuls at N=1024
+    return {"model_step": per_step[n, 1], "model_step_n": n}
+
+
+def targets(found: dict[str, float]) -> None:
+    """The issue's targets against what this run measured."""
+    rows = [
+        ("default compare, report included", "<= 5 s", f"{found['compare']:.2f} s", found["compare"] <= 5),
+        ("start-up to the first training step", "<= 0.5 s",
+         f"{found['first_step']:.2f} s ({found['first_step_own']:.2f} s without torch's import)",
+         found["first_step"] <= 0.5),
+        ("report of the default compare", "<= 1 s", f"{found['report']:.2f} s", found["report"] <= 1),
+        ("mixed / single-activation stack", "<= 1.3x", f"{found['mix230']:.2f}x (N=230), {found['mix120']:.2f}x "
+         "(N=120)", max(found["mix230"], found["mix120"]) <= 1.3),
+        ("diagnostics / training", "<= 20%", f"{100 * found['diagnostics']:.0f}%", found["diagnostics"] <= 0.2),
+        (f"batched vs loop per run (N={found['n_per_run']:.0f})", ">= 100x", f"{found['per_run']:.0f}x",
+         found["per_run"] >= 100),
+        (f"per model-step, N={found['model_step_n']:.0f}, one core", "<= 3 us",
+         f"{found['model_step']:.2f} us (its matmuls alone {found['matmul_floor']:.2f} us)", found["model_step"] <= 3),
+    ]
+    print("\nTargets (issue 13)")
+    for what, target, measured, met in rows:
+        print(f"   {what:38s} {target:>9s}  {'met    ' if met else 'not met'}  {measured}")
 
 
 def _stack(specs, batch: int = 10):
@@ -173,8 +226,8 @@ def cpu_time(fns: dict, steps: int = 100, rounds: int = 3) -> dict:
     return best
 
 
-def stacking(quick: bool = False) -> None:
-    """Part 3: one training step of a stack that mixes activations against one of a single activation, the
+def stacking(quick: bool = False) -> dict[str, float]:
+    """Part 4: one training step of a stack that mixes activations against one of a single activation, the
     hand-written step against autograd, and how far the per-model-step time is from the matmul floor."""
     torch.set_num_threads(1)
     names = activations.names()
@@ -189,7 +242,7 @@ def stacking(quick: bool = False) -> None:
            for label, specs in stacks.items() for how in ("by hand", "autograd")}
     fns["matmuls", "x 1024"] = matmul_fn(1024)
     t = cpu_time(fns, steps=10 if quick else 100)
-    print("\n3. One training step (forward, backward, Adam; CPU ms, best of 3, alternating), by hand / autograd:")
+    print("\n4. One training step (forward, backward, Adam; CPU ms, best of 3, alternating), by hand / autograd:")
     for label in stacks:
         hand, auto = t[label, "by hand"], t[label, "autograd"]
         print(f"   {label:20s} {1e3 * hand:6.2f} / {1e3 * auto:6.2f} ms  (x{auto / hand:.2f})")
@@ -208,6 +261,7 @@ def stacking(quick: bool = False) -> None:
     floor = 1e6 * t["matmuls", "x 1024"] / 1024
     print(f"   relu x 1024: {per_run:.2f} us per model-step; its batched matmuls alone {floor:.2f} us "
           f"({100 * floor / per_run:.0f}%): ~35 kFLOP at {35e3 / floor / 1e3:.1f} GFLOP/s")
+    return {"mix230": mix230, "mix120": mix120, "matmul_floor": floor, "step_1024": per_run}
 
 
 def row_wise(quick: bool) -> None:
@@ -268,7 +322,7 @@ def diagnostics_share(epochs: int = 150, rounds: int = 3) -> dict[str, float]:
 
 
 def default_compare(epochs: int) -> None:
-    """(Subprocess of part 4.) Train the default comparison (every activation x 10 seeds, batched, one
+    """(Subprocess of part 6.) Train the default comparison (every activation x 10 seeds, batched, one
     process); print JSON: CPU seconds, every run's final loss, and the kernel setup."""
     specs = [RunSpec(a, s, 1e-3) for a in activations.names() for s in range(10)]
     data = make_dataset("noise", 100, 0)
@@ -288,14 +342,14 @@ def _child(epochs: int, pinned: bool) -> dict:
 
 
 def pinning(epochs: int, rounds: int = 2) -> None:
-    """Part 4: the default comparison with and without actlab's CPU pinning, in alternating subprocesses."""
+    """Part 6: the default comparison with and without actlab's CPU pinning, in alternating subprocesses."""
     runs: dict[bool, list[dict]] = {True: [], False: []}
     for _ in range(rounds):
         for pinned in (True, False):
             runs[pinned].append(_child(epochs, pinned))
     cpu = {pinned: sum(r["seconds"] for r in rs) / len(rs) for pinned, rs in runs.items()}
     on, off = runs[True][0], runs[False][0]
-    print(f"\n4. CPU pinning, default comparison ({len(on['final'])} runs, {epochs} epochs, batched, one process)")
+    print(f"\n6. CPU pinning, default comparison ({len(on['final'])} runs, {epochs} epochs, batched, one process)")
     for pinned in (True, False):
         s = runs[pinned][0]["setup"]
         print(f"   {'pinned  ' if pinned else 'unpinned'}: ATen {s['cpu_capability']}, MKL_CBWR={s['mkl_cbwr']}, "
@@ -427,7 +481,7 @@ print(json.dumps({"imports": imported - start, "statistics": t1 - t0, "statistic
 """
 
 
-def report_seconds(folder: Path | None = None, rounds: int = 3) -> dict[str, float]:
+def report_seconds(folder: Path | None = None, rounds: int = 3, extra: Sequence[str] = ()) -> dict[str, float]:
     """Seconds of what follows training in the default ``actlab compare``, each round in a fresh process
     (so the imports of matplotlib and the rest count): the statistics over seeds (``stats.summarise`` and
     stats.csv/json, as ``run_compare`` computes them) and ``workflow.write_report`` on the folder (figures,
@@ -439,7 +493,7 @@ def report_seconds(folder: Path | None = None, rounds: int = 3) -> dict[str, flo
     scratch = None
     if folder is None:
         scratch = tempfile.TemporaryDirectory()
-        subprocess.run([sys.executable, "-m", "actlab", "compare", "-q", "--no-report", "--out", scratch.name],
+        subprocess.run([sys.executable, "-m", "actlab", "compare", "-q", "--no-report", *extra, "--out", scratch.name],
                        check=True, capture_output=True)
         folder = next(p for p in Path(scratch.name).iterdir() if p.is_dir())
     try:
@@ -457,7 +511,7 @@ def report_seconds(folder: Path | None = None, rounds: int = 3) -> dict[str, flo
 def report_part(folder: Path | None = None, rounds: int = 3) -> None:
     """Print ``report_seconds``."""
     r = report_seconds(folder, rounds)
-    print(f"\n5. The report of the default compare (fresh process each, median of {rounds}): statistics "
+    print(f"\nThe report of the default compare (fresh process each, median of {rounds}): statistics "
           f"{r['statistics']:.2f} s ({r['statistics_cpu']:.2f} s CPU); write_report {r['report']:.2f} s wall "
           f"({r['report_cpu']:.2f} s CPU here + {r['report_children_cpu']:.2f} s in its drawing processes), "
           f"after {r['imports']:.2f} s of actlab's imports")
