@@ -43,6 +43,7 @@ class Analysis:
     _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
     _run_rows: dict[str, dict[int, np.ndarray]] | None = field(default=None, repr=False)
     _weights: Weights | None = field(default=None, repr=False)
+    memo: dict[tuple, object] = field(default_factory=dict, repr=False)  # the report's measures, each worked out once
 
     @property
     def overview(self) -> stats.Overview:
@@ -214,12 +215,15 @@ class RunUnits:
     @functools.cached_property
     def _counts(self) -> dict[str, list[int]]:  # every count at once: the report asks for each many times
         s, e = self.start, self.end
-        masks = {"born_dead": s.dead, "negative_start": s.negative}
+        # numpy views of the (W,) masks: a dozen tiny operations per run, cheaper than torch's dispatch
+        start_dead = [m.numpy() for m in s.dead]
+        masks = {"born_dead": start_dead, "negative_start": [m.numpy() for m in s.negative]}
         if e is not None:
-            masks |= {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
-                      "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
-                      "dead_end": e.dead, "negative_end": e.negative}
-        counts = {what: [int(m.sum()) for m in ms] for what, ms in masks.items()}
+            end_dead = [m.numpy() for m in e.dead]
+            masks |= {"died": [(~a) & b for a, b in zip(start_dead, end_dead)],
+                      "revived": [a & ~b for a, b in zip(start_dead, end_dead)],
+                      "dead_end": end_dead, "negative_end": [m.numpy() for m in e.negative]}
+        counts = {what: [int(np.count_nonzero(m)) for m in ms] for what, ms in masks.items()}
         zeros = [0 for _ in s.dead]  # no end state: nothing died, revived or ended dead
         return counts | {w: zeros for w in ("died", "revived", "dead_end", "negative_end") if w not in counts}
 

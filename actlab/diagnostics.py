@@ -416,8 +416,8 @@ def snapshots(
 
 def relative_change(start: Snapshot, end: Snapshot) -> list[float]:
     """Per linear layer, |W_end - W_0| / |W_0| (Frobenius norms of the weight matrices)."""
-    return [float((b - a).norm() / a.norm()) if float(a.norm()) > 0 else math.nan
-            for a, b in zip(start.weights, end.weights)]
+    norms = [(a.norm(), a, b) for a, b in zip(start.weights, end.weights)]  # |W_0| once per layer
+    return [float((b - a).norm() / size) if float(size) > 0 else math.nan for size, a, b in norms]
 
 
 def is_bounded(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
