@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import isotonic_regression
 
 from actlab import activations, config, diagnostics, experiment, stats, storage
-from actlab.model import FeedForward, initial_parameters, load_parameters
+from actlab.model import FeedForward, initial_parameters
 
 Weights = dict[str, dict[str, torch.Tensor]]  # weights.pt: run id -> state_dict
 
@@ -43,6 +43,7 @@ class Analysis:
     _units: dict[str, list[RunUnits]] | None = field(default=None, repr=False)
     _run_rows: dict[str, dict[int, np.ndarray]] | None = field(default=None, repr=False)
     _weights: Weights | None = field(default=None, repr=False)
+    memo: dict[tuple, object] = field(default_factory=dict, repr=False)  # the report's measures, each worked out once
 
     @property
     def overview(self) -> stats.Overview:
@@ -214,12 +215,15 @@ class RunUnits:
     @functools.cached_property
     def _counts(self) -> dict[str, list[int]]:  # every count at once: the report asks for each many times
         s, e = self.start, self.end
-        masks = {"born_dead": s.dead, "negative_start": s.negative}
+        # numpy views of the (W,) masks: a dozen tiny operations per run, cheaper than torch's dispatch
+        start_dead = [m.numpy() for m in s.dead]
+        masks = {"born_dead": start_dead, "negative_start": [m.numpy() for m in s.negative]}
         if e is not None:
-            masks |= {"died": [(~a) & b for a, b in zip(s.dead, e.dead)],
-                      "revived": [a & ~b for a, b in zip(s.dead, e.dead)],
-                      "dead_end": e.dead, "negative_end": e.negative}
-        counts = {what: [int(m.sum()) for m in ms] for what, ms in masks.items()}
+            end_dead = [m.numpy() for m in e.dead]
+            masks |= {"died": [(~a) & b for a, b in zip(start_dead, end_dead)],
+                      "revived": [a & ~b for a, b in zip(start_dead, end_dead)],
+                      "dead_end": end_dead, "negative_end": [m.numpy() for m in e.negative]}
+        counts = {what: [int(np.count_nonzero(m)) for m in ms] for what, ms in masks.items()}
         zeros = [0 for _ in s.dead]  # no end state: nothing died, revived or ended dead
         return counts | {w: zeros for w in ("died", "revived", "dead_end", "negative_end") if w not in counts}
 
@@ -239,32 +243,82 @@ def run_units(stored: storage.StoredExperiment, weights: Weights | None = None) 
 def _run_units(stored: storage.StoredExperiment, weights: Weights) -> dict[str, list[RunUnits]]:
     cfg = stored.config
     data = experiment.dataset(cfg)
-    sizes = cfg.model.sizes
-    out: dict[str, list[RunUnits]] = {}
-    nets: dict[tuple[str, str], tuple[FeedForward, dict]] = {}  # one net per activation, reset for each run
+    groups: dict[tuple[str, str], list[dict]] = {}  # (activation, options) -> its rows: nets alike but for weights
     for row in stored.summary:
-        spec = spec_of(row["activation"])
-        if spec is None:
-            continue
-        key = (row["activation"], row.get("options") or "")
-        if key not in nets:
-            options = json.loads(row["options"]) if row.get("options") else {}
-            model = FeedForward(sizes, lambda spec=spec, options=options: spec.build(options))
-            nets[key] = model, {k: v.clone() for k, v in model.state_dict().items()}  # prelu's slope as built
-        model, fresh = nets[key]
-        model.load_state_dict(fresh)
-        act, options = row["activation"], json.loads(row["options"]) if row.get("options") else {}
-        # the run's own initialisation: the config's scheme for this activation and its bias rule
-        load_parameters(model, initial_parameters(sizes, int(row["seed"]), cfg.init_for(act), cfg.model.init_bias,
-                                                  act, options))
-        start = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
-        end = None
-        state = weights.get(row["run"]) if row["status"] == "ok" else None
-        if state is not None:
-            model.load_state_dict(state)
-            end = diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise)
-        out.setdefault(row["activation"], []).append(RunUnits(int(row["seed"]), start, end))
+        if spec_of(row["activation"]) is not None:
+            groups.setdefault((row["activation"], row.get("options") or ""), []).append(row)
+    found: dict[int, RunUnits] = {}  # id(row) -> its units
+    for (act, options), rows in groups.items():
+        units = _group_units(cfg, data, act, json.loads(options) if options else {}, rows, weights)
+        found |= {id(row): u for row, u in zip(rows, units)}
+    out: dict[str, list[RunUnits]] = {}
+    for row in stored.summary:  # in the summary's order, as the runs were listed
+        if id(row) in found:
+            out.setdefault(row["activation"], []).append(found[id(row)])
     return out
+
+
+def _group_units(cfg: config.Config, data, act: str, options: dict, rows: list[dict], weights: Weights
+                 ) -> list[RunUnits]:
+    """The runs of one activation: the snapshots at their initial and final parameters, all at once (stacked,
+    ``diagnostics.snapshots``) where the activation acts on stacked runs, else run by run."""
+    spec = spec_of(act)
+    sizes = cfg.model.sizes
+    model = FeedForward(sizes, lambda: spec.build(options))
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}  # prelu's slope as built
+    starts = []
+    for row in rows:  # the run's own initialisation: the config's scheme for this activation and its bias rule
+        params = initial_parameters(sizes, int(row["seed"]), cfg.init_for(act), cfg.model.init_bias, act, options)
+        starts.append(fresh | {f"{name}.{k}": t for name, (w, b) in zip(_linear_names(model), params)
+                               for k, t in (("weight", w), ("bias", b))})
+    ends = {i: state for i, row in enumerate(rows)
+            if row["status"] == "ok" and (state := weights.get(row["run"])) is not None}
+    states = starts + list(ends.values())
+    if _stackable(model, spec) and all(_fits(fresh, state) for state in states):
+        snaps = diagnostics.snapshots(*_stacked(model, states), data.x_train, data.y_train, spec.elementwise)
+    else:  # run by run (and a state that does not fit the net fails in load_state_dict, as it always did)
+        snaps = []
+        for state in states:
+            model.load_state_dict(state)
+            snaps.append(diagnostics.snapshot(model, data.x_train, data.y_train, spec.elementwise))
+    end_of = dict(zip(ends, snaps[len(rows):]))
+    return [RunUnits(int(row["seed"]), start, end_of.get(i)) for i, (row, start) in enumerate(zip(rows, snaps))]
+
+
+def _linear_names(model: FeedForward) -> list[str]:
+    return [name for name, m in model.named_children() if isinstance(m, torch.nn.Linear)]
+
+
+def _is_prelu(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.PReLU) and module.weight.numel() == 1
+
+
+def _stackable(model: FeedForward, spec: activations.ActivationSpec) -> bool:
+    """Whether the activation acts on (N, B, W) as on N nets: a built-in one (element-wise, or softmax over
+    the last dimension) without parameters, or prelu (its one slope per layer stacked per run)."""
+    return spec in activations.BUILTIN and all(
+        _is_prelu(m) or not any(True for _ in m.parameters()) for m in model.activations())
+
+
+def _fits(fresh: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> bool:
+    """Does ``state`` hold exactly the net's tensors (names, shapes, dtypes)?"""
+    return state.keys() == fresh.keys() and all(
+        state[k].shape == v.shape and state[k].dtype == v.dtype for k, v in fresh.items())
+
+
+def _stacked(model: FeedForward, states: list[dict[str, torch.Tensor]]):
+    """(weights (N, out, in), biases (N, out), activations on (N, B, W)) of N state_dicts of ``model``."""
+    names = _linear_names(model)
+    weights = [torch.stack([s[f"{name}.weight"] for s in states]) for name in names]
+    biases = [torch.stack([s[f"{name}.bias"] for s in states]) for name in names]
+    acts = []
+    for name, module in model.named_children():
+        if _is_prelu(module):  # x if x > 0 else slope * x, as PReLU's kernel, with each run's own slope
+            slope = torch.stack([s[f"{name}.weight"].reshape(()) for s in states]).view(-1, 1, 1)
+            acts.append(lambda z, slope=slope: torch.where(z > 0, z, slope * z))
+        elif not isinstance(module, torch.nn.Linear):
+            acts.append(module.forward)
+    return weights, biases, acts
 
 
 def saved_weights(stored: storage.StoredExperiment) -> Weights:

@@ -382,10 +382,42 @@ def snapshot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, elementwi
     return Snapshot(float(loss.detach()), rms, dead, negative, [layer.weight.detach().clone() for layer in linears])
 
 
+def snapshots(
+    weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+    acts: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor, y: torch.Tensor,
+    elementwise: bool = True,
+) -> list[Snapshot]:
+    """``snapshot`` of N stacked runs at once: ``weights[l]`` (N, out, in), ``biases[l]`` (N, out); ``acts[l]``
+    maps hidden layer l's (N, B, W) to (N, B, W), each run on its own slice (a module acting on the last
+    dimension: every element-wise one, softmax over dim -1). The same measures as run by run, in one pass."""
+    n_layers = len(weights)
+    params = [t.detach().requires_grad_() for pair in zip(weights, biases) for t in pair]
+    with torch.enable_grad():
+        h, pre = x.expand(len(weights[0]), *x.shape), []
+        for i, (w, b) in enumerate(zip(params[::2], params[1::2])):
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if i < n_layers - 1:
+                pre.append(h.detach().requires_grad_())
+                h = acts[i](h)
+        loss = (h - y).pow(2).mean(dim=(1, 2))  # (N,): each run's loss depends on its own parameters only
+        # one backward pass: every run's parameter gradients and, through detached copies, every f'(z)
+        total = loss.sum() + sum(act(z).sum() for act, z in zip(acts, pre)) if elementwise else loss.sum()
+        grads = torch.autograd.grad(total, params + (pre if elementwise else []))
+    rms = [torch.cat([gw.flatten(1), gb], dim=1).pow(2).mean(dim=1).sqrt()  # per run, as snapshot's
+           for gw, gb in zip(grads[: 2 * n_layers : 2], grads[1 : 2 * n_layers : 2])]
+    dead = [(s == 0).all(dim=1) for s in grads[2 * n_layers :]] if elementwise else \
+        [torch.zeros(len(z), z.shape[2], dtype=torch.bool) for z in pre]
+    negative = [(z <= 0).all(dim=1) for z in pre]
+    per_run = lambda tensors: list(zip(*(t.unbind(0) for t in tensors))) or [()] * len(loss)  # noqa: E731
+    return [Snapshot(value, list(r), list(d), list(neg), list(w))
+            for value, r, d, neg, w in zip(loss.tolist(), torch.stack(rms, dim=1).tolist(), per_run(dead),
+                                           per_run(negative), per_run([w.detach().clone() for w in weights]))]
+
+
 def relative_change(start: Snapshot, end: Snapshot) -> list[float]:
     """Per linear layer, |W_end - W_0| / |W_0| (Frobenius norms of the weight matrices)."""
-    return [float((b - a).norm() / a.norm()) if float(a.norm()) > 0 else math.nan
-            for a, b in zip(start.weights, end.weights)]
+    norms = [(a.norm(), a, b) for a, b in zip(start.weights, end.weights)]  # |W_0| once per layer
+    return [float((b - a).norm() / size) if float(size) > 0 else math.nan for size, a, b in norms]
 
 
 def is_bounded(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:

@@ -19,6 +19,7 @@ log scale, and no interval can leave the range of the data:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -91,14 +92,23 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, floa
     (n <= 5 for 95%)."""
     x = np.sort(np.asarray(values, dtype=float))
     n = len(x)
-    best = None
-    for j in range(1, n // 2 + 1):  # j-th smallest and j-th largest, 1-based
+    j, coverage = _order_statistic(n, level)
+    return (float(x[j - 1]), float(x[n - j]), coverage) if j else (math.nan, math.nan, math.nan)
+
+
+@functools.lru_cache(maxsize=256)
+def _order_statistic(n: int, level: float) -> tuple[int, float]:
+    """``median_ci``'s j (1-based; 0: none) and its coverage for n values: a function of n alone, so worked out
+    once per n (every activation of a comparison has the same seeds)."""
+    best = (0, math.nan)
+    for j in range(1, n // 2 + 1):  # j-th smallest and j-th largest
         coverage = 1 - 2 * float(sps.binom.cdf(j - 1, n, 0.5))
         if coverage >= level:
-            best = (float(x[j - 1]), float(x[n - j]), coverage)
-    return best if best else (math.nan, math.nan, math.nan)
+            best = (j, coverage)
+    return best
 
 
+@functools.lru_cache(maxsize=1024)  # the report asks for the same few counts many times (scipy: ~1 ms each)
 def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of the proportion k / n (NaNs when n = 0)."""
     if n == 0:
@@ -109,19 +119,26 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def hodges_lehmann(d: np.ndarray, axis: int = -1) -> np.ndarray:
     """Hodges-Lehmann location: the median of the Walsh averages (d_i + d_j) / 2, i <= j, along ``axis``."""
-    d = np.moveaxis(np.asarray(d, dtype=float), axis, -1)
-    n = d.shape[-1]
-    i, j = np.triu_indices(n)
-    walsh = (d[..., i] + d[..., j]) / 2
-    m = walsh.shape[-1]
+    # samples first and contiguous: each d_i + d_j (j >= i) is one contiguous addition, and the selection runs
+    # down the columns (fancy indexing and selecting along rows cost twice as much: the bootstrap calls this
+    # on 10^4 resamples)
+    d = np.ascontiguousarray(np.moveaxis(np.asarray(d, dtype=float), axis, 0))
+    n = d.shape[0]
+    m = n * (n + 1) // 2
     if m == 0:
-        return np.median(walsh, axis=-1)  # NaN, as numpy says it
-    # np.median's own value (the middle one, or the mean of the middle two), by one partition: np.median also
-    # partitions out the largest value to look for NaN, 4x the time, and the bootstrap calls this on 10^4 rows
+        return np.median(np.empty((*d.shape[1:], 0)), axis=-1)  # NaN, as numpy says it
+    sums = np.empty((m, *d.shape[1:]))
+    start = 0
+    for i in range(n):
+        np.add(d[i], d[i:], out=sums[start : start + n - i])
+        start += n - i
+    # np.median's own value (the middle one, or the mean of the middle two) of the Walsh averages sums / 2, by
+    # one partition of the sums (halving is exact and keeps the order: the middle of the halves is the half of
+    # the middle); np.median also partitions out the largest value to look for NaN
     half = m // 2
-    part = np.partition(walsh, half if m % 2 else [half - 1, half], axis=-1)
-    middle = part[..., half] if m % 2 else (part[..., half - 1] + part[..., half]) / 2
-    return np.where(np.isnan(walsh).any(axis=-1), np.nan, middle)
+    sums.partition(half if m % 2 else [half - 1, half], axis=0)
+    middle = sums[half] / 2 if m % 2 else (sums[half - 1] / 2 + sums[half] / 2) / 2
+    return np.where(np.isnan(sums).any(axis=0), np.nan, middle)
 
 
 def ratio_effect(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
@@ -177,6 +194,7 @@ def mean_ranks(matrix: np.ndarray) -> np.ndarray:
     return sps.rankdata(np.asarray(matrix, dtype=float), axis=1).mean(axis=0)
 
 
+@functools.lru_cache(maxsize=256)  # the studentized range's quantile: ~1.5 ms, asked for by every overview
 def nemenyi_cd(k: int, n: int, alpha: float = ALPHA) -> float:
     """Critical difference of mean ranks for k activations over n seeds: q_alpha * sqrt(k(k+1) / (6n)),
     q_alpha the studentized range quantile / sqrt(2)."""

@@ -7,9 +7,11 @@ verdicts from ``actlab.claims``, which says "not shown" whenever its test cannot
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -43,11 +45,27 @@ def _pct(value: float) -> str:
 
 # --- measures gathered from the analysis ------------------------------------------------------------------
 
+_Measure = TypeVar("_Measure", bound=Callable)
+
+
+def _once(fn: _Measure) -> _Measure:
+    """``fn(an, *args)`` worked out once per analysis and arguments: the claims, stats.csv and the tables each
+    ask for the same per-activation measures (``an.memo``)."""
+    @functools.wraps(fn)
+    def measured(an: Analysis, *args):
+        key = (fn.__name__, *args)
+        if key not in an.memo:
+            an.memo[key] = fn(an, *args)
+        return an.memo[key]
+    return measured  # type: ignore[return-value]
+
+
 def _param_counts(an: Analysis) -> list[int]:
     sizes = an.stored.config.model.sizes
     return [a * b + b for a, b in zip(sizes[:-1], sizes[1:])]
 
 
+@_once
 def grad_ratio_training(an: Analysis, act: str) -> float:
     """Median over seeds of the median over the measured epochs (train.diagnostics_dense: empty cells are
     epochs it skipped) of RMS gradient layer 1 / RMS gradient last layer (per-parameter RMS = gradient
@@ -64,6 +82,7 @@ def grad_ratio_training(an: Analysis, act: str) -> float:
     return float(np.median(per_seed)) if per_seed else math.nan
 
 
+@_once
 def grad_ratio_init(an: Analysis, act: str) -> float:
     """Median over seeds of RMS gradient layer 1 / last layer at initialisation (epoch 0)."""
     runs = an.units().get(act, [])
@@ -71,6 +90,7 @@ def grad_ratio_init(an: Analysis, act: str) -> float:
     return float(np.median(r)) if r else math.nan
 
 
+@_once
 def moves(an: Analysis, act: str) -> tuple[float, float]:
     """Median over seeds of |W_end - W_0| / |W_0| for the first and the last layer (NaN: no weights)."""
     from actlab import diagnostics
@@ -82,6 +102,7 @@ def moves(an: Analysis, act: str) -> tuple[float, float]:
     return float(np.median(arr[:, 0])), float(np.median(arr[:, -1]))
 
 
+@_once
 def final_share(an: Analysis, act: str, kind: str) -> tuple[float, float]:
     """(mean over seeds, worst seed) of the final share of ``kind`` (dead | saturated) hidden units from
     metrics.csv (each seed's last measured epoch), weighted by layer width; NaN when not measured."""
@@ -93,6 +114,7 @@ def final_share(an: Analysis, act: str, kind: str) -> tuple[float, float]:
     return float(np.nanmean(weighted)), float(np.nanmax(weighted))
 
 
+@_once
 def unit_counts(an: Analysis, act: str) -> claims.Units | None:
     """Hidden-unit story of ``act`` summed over seeds (None without saved weights)."""
     runs = [u for u in an.units().get(act, []) if u.end is not None]

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -94,6 +95,48 @@ def test_snapshot_gradient_rms_equals_autograd():
         g = torch.cat([m.weight.grad.flatten(), m.bias.grad])
         assert rms == torch.sqrt((g**2).mean()).item() or abs(rms / g.pow(2).mean().sqrt().item() - 1) < 1e-5
     assert abs(snap.loss - nn.MSELoss()(model(data.x_train), data.y_train).item()) < 1e-6
+
+
+def _assert_same_snapshot(got, want, what):
+    assert got.loss == pytest.approx(want.loss, rel=1e-5, abs=1e-9), what
+    assert got.grad_rms == pytest.approx(want.grad_rms, rel=1e-4, abs=1e-9), what
+    for kind in ("dead", "negative", "weights"):  # masks exactly; weights are copies, so exactly too
+        pairs = zip(getattr(got, kind), getattr(want, kind), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs), (what, kind)
+
+
+def test_batched_snapshots_equal_snapshot_run_by_run():
+    # oracle: diagnostics.snapshot of each net on its own; the nets are pushed so that the masks are not trivial
+    from custom_acts import Cube
+
+    from actlab.analysis import _stacked
+
+    data = make_dataset("noise", 60, 4)
+    sizes = (10, 6, 5, 1)
+    makers = {name: activations.resolve(name).build for name in ("relu", "sigmoid", "prelu", "softmax", "tanh")}
+    makers["custom_acts:Cube"] = Cube
+    dead_seen = negative_seen = 0
+    for name, make in makers.items():
+        elementwise = name != "softmax"
+        nets = []
+        for seed in range(4):
+            model = load_parameters(FeedForward(sizes, make), initial_parameters(sizes, seed))
+            with torch.no_grad():
+                model[0].bias[: seed + 1] = -30.0 if name != "sigmoid" else 30.0  # dead / all-negative / saturated
+                model[2].weight.mul_(1 + seed)
+                for i, act in enumerate(model.activations()):
+                    for p in act.parameters():  # prelu: each run and layer its own learned slope
+                        p.fill_(0.1 * (seed + 1) - 0.15 * i)
+            nets.append(model)
+        weights, biases, acts = _stacked(nets[0], [m.state_dict() for m in nets])
+        got = diagnostics.snapshots(weights, biases, acts, data.x_train, data.y_train, elementwise)
+        assert len(got) == len(nets)
+        for seed, (snap, model) in enumerate(zip(got, nets)):
+            want = diagnostics.snapshot(model, data.x_train, data.y_train, elementwise)
+            _assert_same_snapshot(snap, want, (name, seed))
+            dead_seen += sum(int(m.sum()) for m in want.dead)
+            negative_seen += sum(int(m.sum()) for m in want.negative)
+    assert dead_seen > 0 and negative_seen > 0
 
 
 def test_relative_weight_change_by_hand():

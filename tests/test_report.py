@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from actlab import cli, experiment
@@ -261,3 +262,27 @@ def test_the_reports_initial_state_is_the_runs_own_initialisation(tmp_path):
         start = {u.seed: u.start.loss for u in an.units()[act]}
         assert sorted(start) == sorted(initial) == [0, 1]
         assert [start[s] for s in (0, 1)] == pytest.approx([initial[s] for s in (0, 1)], rel=1e-5)
+
+
+def test_run_units_stacked_equal_run_by_run(tmp_path, monkeypatch):
+    # oracle: the per-run path (diagnostics.snapshot on each net) on the same folder: prelu's learned slopes,
+    # softmax (no unit masks) and relu, at initialisation and at the end
+    from actlab import analysis, storage
+
+    result = invoke("compare", "-a", "relu,prelu,softmax", "--epochs", "3", "--seeds", "3", "--set", "train.workers=1",
+                    "--set", "train.lr=0.05", "--no-report", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    stored = storage.load_experiment(only_folder(tmp_path))
+    stacked = analysis.run_units(stored)
+    monkeypatch.setattr(analysis, "_stackable", lambda *_: False)
+    one_by_one = analysis.run_units(stored)
+    assert list(stacked) == list(one_by_one) == ["relu", "prelu", "softmax"]
+    for act in stacked:
+        assert [u.seed for u in stacked[act]] == [u.seed for u in one_by_one[act]] == [0, 1, 2]
+        for a, b in zip(stacked[act], one_by_one[act]):
+            for got, want in ((a.start, b.start), (a.end, b.end)) if a.end else ((a.start, b.start),):
+                assert got.loss == pytest.approx(want.loss, rel=1e-5)
+                assert got.grad_rms == pytest.approx(want.grad_rms, rel=1e-4)
+                for kind in ("dead", "negative", "weights"):
+                    assert all(torch.equal(x, y) for x, y in zip(getattr(got, kind), getattr(want, kind), strict=True))
+    assert all(u.end is not None for runs in stacked.values() for u in runs)  # every run's end measured

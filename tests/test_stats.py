@@ -85,6 +85,35 @@ def test_median_ci_from_order_statistics():
     assert all(math.isnan(v) for v in inference.median_ci([1.0, 2.0, 3.0, 4.0, 5.0]))  # best coverage 93.75%
 
 
+def test_hodges_lehmann_along_any_axis_at_the_ends_of_the_float_range():
+    # the oracle: Walsh averages pair by pair and np.median; sums that overflow, subnormal halves, inf + -inf
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 6, 10):
+        d = rng.normal(size=(4, 3, n)) * 10.0 ** rng.integers(-320, 308, size=(4, 3, n))
+        d[0, 0, 0], d[0, 0, -1] = np.inf, -np.inf  # NaN Walsh average: NaN
+        d[1, 1, :] = 1.7e308  # every pair sum overflows: inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            expected = np.array([[np.median([(r[i] + r[j]) / 2 for i in range(n) for j in range(i, n)])
+                                  for r in m] for m in d])
+            for axis, data in ((-1, d), (0, np.moveaxis(d, -1, 0)), (1, np.moveaxis(d, -1, 1))):
+                got = inference.hodges_lehmann(data, axis=axis)
+                assert np.array_equal(got, expected, equal_nan=True), (n, axis)
+        assert np.isnan(expected[0, 0]) and np.isinf(expected[1, 1])
+
+
+def test_median_ci_order_statistic_by_coverage():
+    # the oracle: the largest j whose 1 - 2 P(Bin(n, 1/2) < j) >= 95%, from the binomial sum by hand
+    for n in range(1, 30):
+        x = list(range(n, 0, -1))
+        cover = {j: 1 - 2 * sum(math.comb(n, i) for i in range(j)) / 2**n for j in range(1, n // 2 + 1)}
+        ok = [j for j, c in cover.items() if c >= 0.95]
+        lo, hi, coverage = inference.median_ci(x)
+        if ok:
+            assert (lo, hi) == (ok[-1], n + 1 - ok[-1]) and coverage == pytest.approx(cover[ok[-1]], rel=1e-12)
+        else:
+            assert math.isnan(lo) and math.isnan(hi) and math.isnan(coverage)
+
+
 def test_hodges_lehmann_by_hand():
     # Walsh averages of [1, 2, 10]: 1, 1.5, 5.5, 2, 6, 10 -> median 3.75
     assert inference.hodges_lehmann(np.array([1.0, 2.0, 10.0])) == pytest.approx(3.75)
