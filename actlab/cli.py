@@ -396,7 +396,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout inst
 def report_cmd(
     run_dir: RunDir,
     svg: Annotated[bool, typer.Option("--svg", help="also write each figure as SVG (vector, e.g. for a paper) "
-                                      "beside its PNG; it draws every figure a second time")] = False,
+                                      "beside its PNG; it draws every figure a second time (a folder with SVGs "
+                                      "keeps them: later reports redraw them)")] = False,
 ) -> None:
     """Write the figures and report.md of an experiment folder (also for an interrupted one)."""
     from actlab import workflow

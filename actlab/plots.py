@@ -498,14 +498,11 @@ FIGURES: dict[str, Callable[[Analysis], Figure | None]] = {
 def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
     """``name``.png in ``folder`` (and with ``svg``, ``name``.svg: vector, for papers); the paths written.
 
-    Each format is a full draw of the figure (seconds for dozens of panels): the SVG only when asked for.
-    Without it, an SVG of ``name`` left by an earlier report is removed: it would show the old figure."""
+    Each format is a full draw of the figure (seconds for dozens of panels): the SVG only when asked for."""
     png = folder / f"{name}.png"
     fig.savefig(png, dpi=110)
     if svg:
         fig.savefig(png.with_suffix(".svg"))
-    else:
-        png.with_suffix(".svg").unlink(missing_ok=True)
     plt.close(fig)
     return [png, png.with_suffix(".svg")] if svg else [png]
 

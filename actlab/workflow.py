@@ -156,8 +156,9 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
 
 
 def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool = False) -> Path:
-    """(Re)write stats.csv/json, the figures (with ``svg``, as SVG too) and report.md of an experiment folder
-    from its files; the report's path. What reading tolerated (a cut last row) is appended to ``notes``."""
+    """(Re)write stats.csv/json, the figures (as SVG too with ``svg``, or where the folder has SVGs already) and
+    report.md of an experiment folder from its files; the report's path. What reading tolerated (a cut last
+    row) is appended to ``notes``."""
     from actlab import analysis, stats
 
     stored = storage.load_experiment(Path(folder))
@@ -165,6 +166,8 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
     # damaged weights: one error before anything is written (and the weights read once, for the report too)
     weights = analysis.saved_weights(stored)
+    # a folder with SVGs (an earlier --svg) gets them redrawn too: none is deleted, none left showing an old figure
+    svg = svg or any(stored.path.glob("*.svg"))
     if stored.config.compare.grid:
         from actlab import studyrun
 

@@ -88,7 +88,7 @@ def test_report_command_rewrites_from_disk_alone(compared):
 
 
 @pytest.mark.parametrize("grid", [False, True])
-def test_report_svg_writes_each_figure_as_svg_too_and_a_plain_report_removes_them(compared, tmp_path, grid):
+def test_report_svg_writes_each_figure_as_svg_too_and_a_plain_report_keeps_them_current(compared, tmp_path, grid):
     if grid:  # a grid folder's report: its own figures (sensitivity) too
         result = invoke("compare", "-a", "relu,tanh", "--epochs", "2", "--seeds", "4", "--grid", "train.lr=1e-3,1e-2",
                         "--set", "train.workers=1", "--no-report", "--out", tmp_path / "runs", "-q")
@@ -106,8 +106,11 @@ def test_report_svg_writes_each_figure_as_svg_too_and_a_plain_report_removes_the
     for svg in folder.glob("*.svg"):
         assert ET.parse(svg).getroot().tag.endswith("svg"), svg  # well-formed SVG documents
     assert {p.name: p.read_bytes() for p in folder.glob("*.png")} == pngs  # the same pictures as without --svg
-    assert invoke("report", folder).exit_code == 0
-    assert not list(folder.glob("*.svg"))  # an SVG left beside a redrawn PNG would show the old figure
+    stale = folder / "loss_curves.svg"
+    stale.write_text("<svg>an old figure</svg>")
+    assert invoke("report", folder).exit_code == 0  # no --svg: the folder's SVGs are redrawn, none deleted
+    assert sorted(p.stem for p in folder.glob("*.svg")) == sorted(Path(name).stem for name in pngs)
+    assert "an old figure" not in stale.read_text() and ET.parse(stale).getroot().tag.endswith("svg")
 
 
 def test_show_and_runs_read_folders_back(compared):
