@@ -167,7 +167,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
     # damaged weights: one error before anything is written (and the weights read once, for the report too)
     weights = analysis.saved_weights(stored)
     # a folder with SVGs (an earlier --svg) gets them redrawn too: none is deleted, none left showing an old figure
-    svg = svg or any(stored.path.glob("*.svg"))
+    svg = svg or any(p.with_suffix(".png").is_file() for p in stored.path.glob("*.svg"))  # a figure's SVG
     if stored.config.compare.grid:
         from actlab import studyrun
 
