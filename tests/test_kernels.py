@@ -67,13 +67,15 @@ def test_each_kernel_gives_each_run_its_own_numbers(spec, shape):
 
 
 def test_known_kernels_cover_the_builtins_and_the_rest_falls_back_to_autograd():
-    """Every built-in but prelu (stacked slope) has a kernel pair; a custom module gets autograd."""
+    """Every built-in but prelu (stacked slope) and softmax (no public backward op) has a kernel pair; a
+    custom module and softmax get autograd on their group."""
     for spec in SPECS:
         group = Group.of(spec)
         if group.is_prelu:
             continue
         kernel = K.for_group(group.module, stacked_activation(group))
-        assert isinstance(kernel, K.Autograd) == (spec.activation.startswith("custom_acts")), spec.activation
+        by_autograd = spec.activation.startswith("custom_acts") or spec.activation == "softmax"
+        assert isinstance(kernel, K.Autograd) == by_autograd, spec.activation
 
 
 def test_a_subclass_does_not_get_its_parents_kernels():

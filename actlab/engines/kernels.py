@@ -14,9 +14,9 @@ exp-based activations, whose two paths round differently, get a single run's num
 matmuls and the bias-gradient sums read such buffers as they are (the batch stride is free), with the same
 bits (the probe checks both).
 
-Two kinds of activation keep a contiguous layout, as a single run has it: gelu (oneDNN computes it on a
-contiguous input, ATen's own kernel on padded rows) and softmax (a kernel over the last dimension); their
-results are computed on the contiguous slice and copied into the buffer (a copy changes no bit).
+gelu keeps a contiguous layout, as a single run has it (oneDNN computes it on a contiguous input, ATen's
+own kernel on padded rows): computed on the contiguous slice and copied into the buffer (a copy changes
+no bit). Softmax has no public backward op: autograd on its group (below).
 
 The composites softsign and tanhshrink and prelu's stacked slope have kernels written here from the
 graph autograd builds for them (``Softsign``, ``Tanhshrink``, ``PReLU``). Any other activation (a custom
@@ -81,11 +81,11 @@ class Identity(Kernel):
 
 
 class Contiguous(Kernel):
-    """Kernels that must see the contiguous slice (oneDNN's gelu, softmax): computed there, then copied."""
+    """Kernels that must see the contiguous slice (oneDNN's gelu): computed there, then copied."""
 
     def __init__(self, forward: Callable[[Tensor], Tensor], backward: Callable[[Tensor, Tensor, Tensor], Tensor]):
         self._forward, self._backward = forward, backward
-        self._out: Tensor | None = None  # the contiguous result (softmax's backward reads it)
+        self._out: Tensor | None = None  # the contiguous result (a backward kernel may read it)
 
     def forward(self, z: Tensor, out: Tensor) -> None:
         self._out = self._forward(z)
@@ -120,20 +120,22 @@ class Autograd(Kernel):
 
 
 class PReLU(Kernel):
-    """PReLU with a stacked slope (n, 1, 1): x if x > 0 else slope * x by PReLU's own kernels (the slope
-    broadcast over each run, as nn.PReLU's one slope is over its input); the slope's gradient summed over
-    each run's B*W elements, as autograd reduces the broadcast."""
+    """PReLU with a stacked slope (n, 1, 1), written with public ops as PReLU's own kernels compute it
+    (forward x if x > 0 else w * x; backward grad if x > 0 else w * grad for x, 0 if x > 0 else x * grad for
+    w), the slope broadcast over each run as nn.PReLU's one slope is over its input, and its gradient summed
+    over each run's B*W elements, as autograd reduces the broadcast. tests/test_kernels.py and the probe
+    check it against nn.PReLU bit for bit."""
 
     def __init__(self, slope: Tensor, grad_slope: Tensor) -> None:
         self.slope, self.grad_slope = slope, grad_slope  # views of the flat parameters and gradient
 
     def forward(self, z: Tensor, out: Tensor) -> None:
-        out.copy_(aten._prelu_kernel(z, self.slope))  # no out= form
+        torch.where(z > 0, z, self.slope * z, out=out)
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
-        grad_input, grad_weight = aten._prelu_kernel_backward(grad, z, self.slope)
-        torch.sum(grad_weight, dim=(1, 2), keepdim=True, out=self.grad_slope)
-        grad_z.copy_(grad_input)
+        positive = z > 0
+        torch.where(positive, grad, self.slope * grad, out=grad_z)
+        torch.sum(torch.where(positive, 0.0, z * grad), dim=(1, 2), keepdim=True, out=self.grad_slope)
 
 
 class Softsign(Kernel):
@@ -259,9 +261,8 @@ def kernel_for(module: nn.Module) -> Kernel | None:
                      lambda g, z, o, gz: aten.hardshrink_backward.grad_input(g, z, lambd, grad_input=gz))
     if kind is nn.GELU:
         return Gelu(module.approximate)
-    if kind is nn.Softmax and module.dim in (-1, 2):
-        return Contiguous(lambda z: aten._softmax(z, -1, False),
-                          lambda g, z, o: aten._softmax_backward_data(g, o, -1, z.dtype))
+    # softmax: no public out= or backward op (only aten's private _softmax_backward_data): autograd on its
+    # group (``Autograd``), the same kernels the loop engine's autograd runs
     return None
 
 
