@@ -173,7 +173,8 @@ def run_compare(cfg: Config, report: bool = True, progress: ProgressFn | None = 
     done = workflow.Finished(experiment.Experiment(cfg, data, results), path)
     stored = storage.load_experiment(path)
     stored.table = table  # the numbers of metrics.csv, without reading them back
-    done.study, done.ranking = _finish(stored, plan, rows, report)
+    weights = {r.spec.run_id: r.state for r in results}  # what weights.pt holds, without reading it back
+    done.study, done.ranking = _finish(stored, plan, rows, report, weights=weights)
     if report:
         done.report = path / "report.md"
     return done
@@ -393,31 +394,26 @@ def fixed_view(stored: storage.StoredExperiment) -> storage.StoredExperiment:
 
 
 def _finish(stored: storage.StoredExperiment, plan: Plan, rows: Sequence[Row], report: bool, svg: bool = False,
-            ) -> tuple[Answer, tuple[list[stats.ActivationStats], float]]:
-    """Stats per setting, the fair answer and (with ``report``) figures and report.md of a grid folder."""
-    from actlab import cdplot, html, plots
-    from actlab import report as report_md
-
+            weights: analysis.Weights | None = None) -> tuple[Answer, tuple[list[stats.ActivationStats], float]]:
+    """Stats per setting, the fair answer and (with ``report``) figures and report.md of a grid folder
+    (``weights``: weights.pt read back, if the caller has it)."""
     fixed, shown = shown_setting(stored.config, plan)
     shown = _with_runs(stored.summary, plan, shown)
     fixed = fixed if fixed == shown else None
     seen = view(stored, plan, shown)
-    ranked = stats.summarise(seen.summary, seen.curves(), reference=analysis.task_reference(seen.config))
+    reference = analysis.task_reference(seen.config)
+    ranked = stats.summarise(seen.summary, seen.curves(), reference=reference)
     ans = answer(rows, plan.keys, stored.config.compare.tuning_seeds, fixed, shown, ranked[0])
     storage.write_study(stored.path, fair_rows(ans))
     if not report:
-        reference = analysis.task_reference(seen.config)
         storage.write_stats(stored.path, stats_rows(stored, plan, shown, stats.rows(*ranked, reference)))
         return ans, ranked
-    from actlab import studyplots
+    from actlab import studyplots, workflow
 
-    an = analysis.analyse(seen, ranked)
-    figures = plots.save_all(an, stored.path, svg=svg) | cdplot.save(an.stats, an.overview, stored.path, svg)
-    figures |= studyplots.save_all(ans, rows, depth_signal(stored, plan), stored.path, svg)
-    storage.write_stats(stored.path, stats_rows(stored, plan, shown, report_md.stats_rows(an)))
-    text = report_md.build(an, figures, study=ans)
-    html.write_html(stored.path, text, figures)
-    storage.write_text(stored.path / "report.md", text)
+    workflow.write_pages(
+        analysis.analyse(seen, ranked, weights), stored.path, svg=svg, study=ans,
+        more_figures=lambda: studyplots.save_all(ans, rows, depth_signal(stored, plan), stored.path, svg),
+        rows=lambda found: stats_rows(stored, plan, shown, found))
     return ans, ranked
 
 
@@ -440,10 +436,11 @@ def fair_rows(ans: Answer) -> list[dict[str, Any]]:
     return out
 
 
-def write_report(stored: storage.StoredExperiment, svg: bool = False) -> Path:
-    """(Re)write stats, study files, figures (with ``svg``, as SVG too) and report.md of a grid folder."""
+def write_report(stored: storage.StoredExperiment, svg: bool = False, weights: analysis.Weights | None = None) -> Path:
+    """(Re)write stats, study files, figures (with ``svg``, as SVG too) and report.md of a grid folder
+    (``weights``: weights.pt read back, if the caller has it)."""
     plan = plan_of(stored.config, imports=False)
-    _finish(stored, plan, stored.summary, True, svg)
+    _finish(stored, plan, stored.summary, True, svg, weights)
     return stored.path / "report.md"
 
 

@@ -171,7 +171,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
     if stored.config.compare.grid:
         from actlab import studyrun
 
-        path = studyrun.write_report(stored, svg)
+        path = studyrun.write_report(stored, svg, weights)
     else:
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
@@ -401,14 +401,28 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
             svg: bool = False) -> Path:
     """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
     back, if the caller has it)."""
-    from actlab import analysis, cdplot, html, plots, report  # matplotlib is only needed here
+    from actlab import analysis
 
-    an = analysis.analyse(stored, ranked, weights)
+    return write_pages(analysis.analyse(stored, ranked, weights), stored.path, svg=svg)
+
+
+def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,
+                more_figures: Callable[[], dict[str, Path]] | None = None,
+                rows: Callable[[list[dict]], list[dict]] | None = None) -> Path:
+    """The figures, stats.csv with the report's numbers, report.md and report.html of an analysis in
+    ``folder``; report.md's path. The figures are drawn in forked processes while the claims are checked
+    (once, for stats.csv and report.md) and ``more_figures()`` draws its own here (a grid's: name -> PNG);
+    ``rows`` turns the report's stats rows into the folder's (a grid adds its columns); ``study``: a grid's
+    fair answer, which report.md leads with."""
+    from actlab import cdplot, html, plots, report  # matplotlib is only needed here
+
     cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
-    with plots.draw_all(an, stored.path, cd, svg=svg) as drawing:  # figures drawn in forked processes meanwhile
+    with plots.draw_all(an, folder, cd, svg=svg) as drawing:  # figures drawn in forked processes meanwhile
         verdicts = report.checks(an)
-        storage.write_stats(stored.path, report.stats_rows(an, verdicts))  # stats.csv: also the report's numbers
-        figures = drawing.result()
-    text = report.build(an, figures, verdicts=verdicts)
-    html.write_html(stored.path, text, figures)  # report.html: the same page, figures inline, self-contained
-    return storage.write_text(stored.path / "report.md", text)
+        found = report.stats_rows(an, verdicts)  # stats.csv: also the report's numbers
+        storage.write_stats(folder, rows(found) if rows is not None else found)
+        extra = more_figures() if more_figures is not None else {}
+        figures = drawing.result() | extra
+    text = report.build(an, figures, study=study, verdicts=verdicts)
+    html.write_html(folder, text, figures)  # report.html: the same page, figures inline, self-contained
+    return storage.write_text(folder / "report.md", text)
