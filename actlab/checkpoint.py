@@ -87,11 +87,9 @@ class Checkpoint:
 def read(path: Path) -> dict[str, Any]:
     """A checkpoint file read back: tensors and plain data only (weights_only), checked for its keys."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  a damaged file can fail in many ways inside torch
-        problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({problem}); delete it to retrain its runs "
-                              "from the start") from None
+        state = storage.load_tensors(path, "checkpoint")
+    except storage.StorageError as exc:
+        raise CheckpointError(f"{exc}; delete it to retrain its runs from the start") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("run_ids"), list):
         raise CheckpointError(f"{path}: not a checkpoint of this actlab version; delete it to retrain its runs "
                               "from the start")

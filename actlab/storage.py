@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -281,17 +282,38 @@ def save_weights(path: Path, states: dict[str, dict[str, torch.Tensor]]) -> None
     write_bytes(path, buffer.getvalue())
 
 
-def load_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
-    """weights.pt read back: tensors only (weights_only: unpickling cannot run code), checked for shape."""
+def load_tensors(path: Path, what: str) -> Any:
+    """A file written by ``torch.save`` read back with tensors and plain data only (``weights_only``: its
+    unpickling cannot run code); else StorageError: "``path``: not a readable ``what`` (why)"."""
     try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  a damaged file can fail in many ways inside torch
-        problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"{path}: not a readable weights file ({problem}); the folder is damaged") from None
+        raise StorageError(f"{path}: not a readable {what} ({_unreadable(exc)})") from None
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why torch.load refused a file, in our words: torch's own message advises loading with
+    ``weights_only=False``, which would run whatever code the file holds, so it is never quoted."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # torch names the object it refused (its wording may change)
+    if found:
+        return f"it holds a Python object, {found.group(1)}, which actlab never unpickles: that could run code"
+    return f"damaged, or not written by torch.save: {type(exc).__name__}"
+
+
+def load_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """weights.pt read back: tensors only (``load_tensors``), checked for shape."""
+    try:
+        weights = load_tensors(path, "weights file")
+    except StorageError as exc:
+        raise StorageError(f"{exc}; the folder is damaged: move weights.pt away to report without the final "
+                           "weights") from None
     if not isinstance(weights, dict) or not all(
         isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()) for v in weights.values()
     ):
-        raise StorageError(f"{path}: expected {{run id: state_dict}}; the folder is damaged")
+        raise StorageError(f"{path}: expected {{run id: state_dict}}; the folder is damaged: move weights.pt away to "
+                           "report without the final weights")
     return weights
 
 

@@ -369,8 +369,21 @@ def test_weights_never_unpickle_code(good_folder, tmp_path):
     folder = tmp_path / good_folder.name
     shutil.copytree(good_folder, folder)
     torch.save({"relu/seed0": {"0.weight": Evil()}}, folder / "weights.pt")
-    assert_one_line_error(invoke("report", folder), r"weights\.pt: not a readable weights file")
+    line = assert_one_line_error(invoke("report", folder), r"weights\.pt: not a readable weights file \(it holds "
+                                 r"a Python object, [\w.]*mkdir, which actlab never unpickles")
     assert not marker.exists()
+    assert "weights_only" not in line  # torch's advice (load with weights_only=False) would run the code
+
+
+@pytest.mark.parametrize("damage", ["weights-garbage", "weights-empty"])
+def test_a_damaged_weights_file_says_how_to_report_anyway(good_folder, tmp_path, damage):
+    folder = tmp_path / good_folder.name
+    shutil.copytree(good_folder, folder)
+    DAMAGE[damage][0](folder)
+    line = assert_one_line_error(invoke("report", folder), r"weights\.pt: not a readable weights file \(damaged")
+    assert "weights_only" not in line and "move weights.pt away" in line
+    (folder / "weights.pt").rename(tmp_path / "weights.pt")  # what the line says to do works
+    assert invoke("report", folder).exit_code == 0
 
 
 def test_replaying_a_folder_says_what_it_imports(tmp_path, monkeypatch):
