@@ -188,12 +188,13 @@ def task_reference(cfg: config.Config) -> stats.Reference:
 
 def analyse(
     stored: storage.StoredExperiment, ranked: tuple[list[stats.ActivationStats], float] | None = None,
-    weights: Weights | None = None,
+    weights: Weights | None = None, reference: stats.Reference | None = None,
 ) -> Analysis:
     """Everything plots and the report need, from an experiment folder read back (``ranked``: the result of
-    ``stats.summarise``, ``weights``: weights.pt read back, when the caller has them already)."""
+    ``stats.summarise``, ``weights``: weights.pt read back, ``reference``: ``task_reference`` of its config, when
+    the caller has them already)."""
     table = stored.metrics()
-    reference = task_reference(stored.config)
+    reference = task_reference(stored.config) if reference is None else reference
     if ranked is None:
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
     act_stats, threshold = ranked

@@ -9,6 +9,7 @@ torch, scipy and matplotlib are imported inside the commands, never at the top: 
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -635,7 +636,12 @@ def export_tensorboard(
 
 def main() -> None:
     """The ``actlab`` console script."""
-    app(prog_name="actlab")
+    try:
+        app(prog_name="actlab")
+    finally:
+        # The process ends here: what exists now is never collected (gc.freeze), so the interpreter's exit
+        # does not walk torch's, scipy's and matplotlib's objects for garbage (a third of a second of CPU).
+        gc.freeze()
 
 
 if __name__ == "__main__":

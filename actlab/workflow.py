@@ -15,6 +15,7 @@ notebook can print it or ignore it.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import importlib
 import multiprocessing
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from actlab import __version__, checkpoint, config, experiment, signals, storage
 from actlab.config import Config
-from actlab.engines import RunResult, RunSpec
+from actlab.engines import RunResult, RunSpec, one_thread
 from actlab.experiment import Experiment
 
 if TYPE_CHECKING:
@@ -131,15 +132,16 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     from actlab import analysis, stats
 
     results = done.experiment.results
-    curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
-    reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
-    done.ranking = stats.summarise([storage.run_summary(r) for r in results], curves, reference=reference)
-    storage.write_stats(done.path, stats.rows(*done.ranking, reference))
-    if report:
-        stored = storage.load_experiment(done.path)
-        stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
-        weights = {r.spec.run_id: r.state for r in results}  # what weights.pt holds, without reading it back
-        done.report = _report(stored, done.ranking, weights)
+    with one_thread():  # tiny tensors from here on (see ``_report``)
+        curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
+        reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
+        done.ranking = stats.summarise([storage.run_summary(r) for r in results], curves, reference=reference)
+        storage.write_stats(done.path, stats.rows(*done.ranking, reference))
+        if report:
+            stored = storage.load_experiment(done.path)
+            stored.table = storage.metrics_table(cfg, results)  # the numbers of metrics.csv, without reading it back
+            weights = {r.spec.run_id: r.state for r in results}  # what weights.pt holds, without reading it back
+            done.report = _report(stored, done.ranking, weights, reference=reference)
     return done
 
 
@@ -152,18 +154,28 @@ def rank(stored: storage.StoredExperiment) -> Ranking:
         stored = studyrun.fixed_view(stored)
     from actlab import analysis, stats
 
-    return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
+    with one_thread():
+        return stats.summarise(stored.summary, stored.curves(), reference=analysis.task_reference(stored.config))
 
 
 def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool = False) -> Path:
     """(Re)write stats.csv/json, the figures (as SVG too with ``svg``, or where the folder has SVGs already) and
     report.md of an experiment folder from its files; the report's path. What reading tolerated (a cut last
     row) is appended to ``notes``."""
-    from actlab import analysis, stats
-
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
+    with one_thread():  # tiny tensors (see ``_report``)
+        path = _rewrite_report(stored, svg)
+    if notes is not None:
+        notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
+    return path
+
+
+def _rewrite_report(stored: storage.StoredExperiment, svg: bool) -> Path:
+    """``write_report``'s work on a folder read back: stats.csv/json, the figures, report.md; its path."""
+    from actlab import analysis, stats
+
     # damaged weights: one error before anything is written (and the weights read once, for the report too)
     weights = analysis.saved_weights(stored)
     # a folder with SVGs (an earlier --svg) gets them redrawn too: none is deleted, none left showing an old figure
@@ -176,9 +188,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
         reference = analysis.task_reference(stored.config)
         ranked = stats.summarise(stored.summary, stored.curves(), reference=reference)
         storage.write_stats(stored.path, stats.rows(*ranked, reference))
-        path = _report(stored, ranked, weights, svg)
-    if notes is not None:
-        notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
+        path = _report(stored, ranked, weights, svg, reference)
     return path
 
 
@@ -235,10 +245,12 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
         from actlab import analysis, stats
 
         stored = storage.load_experiment(done.path)
-        done.ranking = rank(stored)
-        storage.write_stats(done.path, stats.rows(*done.ranking, analysis.task_reference(cfg)))
-        if report:
-            done.report = _report(stored, done.ranking)
+        with one_thread():  # tiny tensors (see ``_report``)
+            reference = analysis.task_reference(cfg)
+            done.ranking = stats.summarise(stored.summary, stored.curves(), reference=reference)
+            storage.write_stats(done.path, stats.rows(*done.ranking, reference))
+            if report:
+                done.report = _report(stored, done.ranking, reference=reference)
     return done
 
 
@@ -339,11 +351,15 @@ class _Preload:
         # end of the command (results, statistics, report) no longer waits for it. Default compare with the
         # report, 3 alternating runs each on the quiet 2-core machine: 6.19-6.29 s at normal priority,
         # 6.45-6.50 s at the lowest (os.setpriority 19 on this thread), 6.56-6.62 s without the thread.
-        for name in self.modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001  the main thread's own import says what is wrong
-                return
+        gc.freeze()
+        try:
+            for name in self.modules:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001  the main thread's own import says what is wrong
+                    return
+        finally:
+            gc.unfreeze()
 
     def __enter__(self) -> _Preload:
         return self
@@ -398,12 +414,17 @@ class _Tracker:
 
 
 def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None,
-            svg: bool = False) -> Path:
+            svg: bool = False, reference: stats.Reference | None = None) -> Path:
     """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
-    back, if the caller has it)."""
+    back and the task's reference losses, if the caller has them).
+
+    The statistics and the report run at one torch thread (``one_thread``, as the engines and the forked figure
+    processes): their tensors are tiny, and at two threads OpenMP's waiting threads cost more CPU than the work
+    (``diagnostics.is_bounded`` of the default 23 activations: 47 ms of CPU at 2 threads, 4 ms at one), CPU the
+    figure processes drawing meanwhile on the same cores lack."""
     from actlab import analysis
 
-    return write_pages(analysis.analyse(stored, ranked, weights), stored.path, svg=svg)
+    return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg)
 
 
 def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,
@@ -414,6 +435,13 @@ def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study
     (once, for stats.csv and report.md) and ``more_figures()`` draws its own here (a grid's: name -> PNG);
     ``rows`` turns the report's stats rows into the folder's (a grid adds its columns); ``study``: a grid's
     fair answer, which report.md leads with."""
+    with one_thread():  # tiny tensors (see ``_report``)
+        return _write_pages(an, folder, svg, study, more_figures, rows)
+
+
+def _write_pages(an: analysis.Analysis, folder: Path, svg: bool, study: Any,
+                 more_figures: Callable[[], dict[str, Path]] | None,
+                 rows: Callable[[list[dict]], list[dict]] | None) -> Path:
     from actlab import cdplot, html, plots, report  # matplotlib is only needed here
 
     cd = {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
