@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from actlab import __version__, activations, config
@@ -551,9 +552,10 @@ def csv_lines(columns: Iterable[Sequence[Any]]) -> list[str]:
     floats' repr, needed for the exact round trip, is most of both)."""
     texts = []
     for values in columns:
-        if all(type(v) is float for v in values):
-            texts.append(["" if c == "nan" else c for c in map(repr, values)])
-        elif all(type(v) is int for v in values):
+        kinds = set(map(type, values))
+        if kinds == {float}:
+            texts.append(_float_cells(values))
+        elif kinds == {int}:
             texts.append(list(map(str, values)))
         else:
             quoted: dict[str, str] = {}
@@ -561,6 +563,22 @@ def csv_lines(columns: Iterable[Sequence[Any]]) -> list[str]:
     if len(texts) == 1:  # csv writes a row of one empty cell as "" (an empty line would be no row)
         texts = [[cell or '""' for cell in texts[0]]]
     return [",".join(row) + "\r\n" for row in zip(*texts)]
+
+
+def _float_cells(values: Sequence[float]) -> list[str]:
+    """A column of floats as CSV cells: repr, NaN empty. The NaNs are found by numpy and never formatted (the
+    diagnostics' columns are mostly NaN: epochs off their schedule)."""
+    nan = np.isnan(np.fromiter(values, dtype=float, count=len(values)))
+    missing = np.flatnonzero(nan).tolist()
+    if 2 * len(missing) <= len(values):  # mostly numbers: format all, then blank the NaNs
+        cells = list(map(repr, values))
+        for i in missing:
+            cells[i] = ""
+        return cells
+    cells = [""] * len(values)  # mostly NaN: format only the numbers
+    for i in np.flatnonzero(~nan).tolist():
+        cells[i] = repr(values[i])
+    return cells
 
 
 def _csv_cell(value: Any, quoted: dict[str, str]) -> str:
