@@ -567,17 +567,24 @@ def csv_lines(columns: Iterable[Sequence[Any]]) -> list[str]:
 
 def _float_cells(values: Sequence[float]) -> list[str]:
     """A column of floats as CSV cells: repr, NaN empty. The NaNs are found by numpy and never formatted (the
-    diagnostics' columns are mostly NaN: epochs off their schedule)."""
-    nan = np.isnan(np.fromiter(values, dtype=float, count=len(values)))
+    diagnostics' columns are mostly NaN: epochs off their schedule); a column of few values (lr, seconds: one
+    per epoch) formats each value once."""
+    numbers = np.fromiter(values, dtype=float, count=len(values))
+    nan = np.isnan(numbers)
     missing = np.flatnonzero(nan).tolist()
-    if 2 * len(missing) <= len(values):  # mostly numbers: format all, then blank the NaNs
-        cells = list(map(repr, values))
-        for i in missing:
-            cells[i] = ""
+    if 2 * len(missing) > len(values):  # mostly NaN: format only the numbers
+        cells = [""] * len(values)
+        for i in np.flatnonzero(~nan).tolist():
+            cells[i] = repr(values[i])
         return cells
-    cells = [""] * len(values)  # mostly NaN: format only the numbers
-    for i in np.flatnonzero(~nan).tolist():
-        cells[i] = repr(values[i])
+    sample = values[:: max(1, len(values) // 512)]
+    # -0.0 == 0.0: one dict key for two texts, so a column holding -0.0 is formatted value by value
+    if 2 * len(set(sample)) <= len(sample) and not np.signbit(numbers[numbers == 0]).any():
+        cells = list(map({v: repr(v) for v in set(values)}.__getitem__, values))  # a NaN is found by identity
+    else:
+        cells = list(map(repr, values))
+    for i in missing:
+        cells[i] = ""
     return cells
 
 

@@ -24,6 +24,11 @@ def _oracle(columns) -> str:
     [[1, -2, 0, 10**20], [True, False, None, 3], HOSTILE[:4]],
     [HOSTILE, [1.5, math.nan, 2, "x,y", None, -0.0, 0.0, "", True]],  # mixed columns: each cell by its type
     [[], []],
+    # the float column's ways (storage._float_cells): few values formatted once each (a NaN among them, and
+    # -0.0 beside 0.0: equal, one dict key, two texts), mostly NaN, many distinct values
+    [[0.5, 0.25, math.nan] * 40, [0.0, -0.0] * 60, [3.0, 0.0] * 60],
+    [[math.nan] * 50 + [0.1, -0.0, 2.5, 0.0], [0.1 * i for i in range(54)]],
+    [[i / 7 for i in range(1200)] + [-0.0, 0.0, math.nan, math.inf]],
 ])
 def test_csv_lines_are_csv_writers_text_with_nan_empty(columns):
     assert "".join(storage.csv_lines(columns)) == _oracle(columns)
