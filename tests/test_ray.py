@@ -113,10 +113,17 @@ def test_a_wrong_cluster_address_is_one_line_before_any_folder(tmp_path, monkeyp
 def test_ray_core_lines_on_stderr_are_set_aside_while_connecting(capfd):
     from actlab.engines.executors import ray as ray_executor
 
-    with ray_executor._stderr_set_aside():
-        os.write(2, b"gcs_client.cc:210: Failed to get cluster ID\n")  # as Ray's C++ core writes it
+    said: list[str] = []
+    line = (b"[2026-11-29 06:01:55,630 W 1053 1053] gcs_client.cc:210: Failed to get cluster ID from GCS server: "
+            b"Unauthenticated: RPC error: InvalidAuthToken: Authentication token is missing or incorrect\n")
+    with ray_executor._stderr_set_aside(said):
+        os.write(2, line)  # as Ray's C++ core writes it (measured against a cluster started with a token)
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+    assert ray_executor._why(said) == ("; Ray: Unauthenticated: RPC error: InvalidAuthToken: Authentication "
+                                       "token is missing or incorrect")
+    assert "RAY_AUTH_MODE=token" in ray_executor._fix(said)
+    assert ray_executor._why([]) == "" and "ray start --head" in ray_executor._fix([])
 
 
 def _rows(path, skip=("seconds",)) -> list[list[str]]:

@@ -144,22 +144,39 @@ def connect(address: str | None, workers: int = 0) -> bool:
             ray.init(address="local", num_cpus=workers or available_cores(), include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR)  # Ray's notes would break up the progress bar
         return True
+    said: list[str] = []
     try:
-        with _signals_kept(ignore_ctrl_c=False), _stderr_set_aside():
+        with _signals_kept(ignore_ctrl_c=False), _stderr_set_aside(said):
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, TimeoutError, ValueError) as exc:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address!r} ({exc}); {_FIX}") from None
+        raise ExecutorError(f"cannot connect to the Ray cluster at {address!r} ({exc}{_why(said)}); "
+                            f"{_fix(said)}") from None
     return False
 
 
 _FIX = "start one with 'ray start --head' or fix --ray-address / train.ray_address / RAY_ADDRESS"
 
 
+def _why(said: list[str]) -> str:
+    """Ray core's last word while connecting (its C++ log line, prefix cut), as "; Ray: ..."; "" if none."""
+    last = said[-1] if said else ""
+    reason = last.split("GCS server: ", 1)[-1] if "GCS server: " in last else last.split("] ", 1)[-1]
+    return f"; Ray: {reason.strip()[:200]}" if reason.strip() else ""
+
+
+def _fix(said: list[str]) -> str:
+    """What to do: a cluster started with token authentication (Ray 2.59 on) needs the driver's token too."""
+    if said and "Auth" in said[-1]:
+        return "the cluster wants its token: set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+    return _FIX
+
+
 @contextlib.contextmanager
-def _stderr_set_aside() -> Iterator[None]:
-    """File descriptor 2 goes to a scratch file inside the block: Ray's C++ core writes its connection
-    warnings there directly (logging_level does not reach it), which would add lines to actlab's one-line
-    error. Connecting to a cluster starts no local process that could keep the scratch file as its stderr."""
+def _stderr_set_aside(said: list[str]) -> Iterator[None]:
+    """File descriptor 2 goes to a scratch file inside the block, its lines into ``said``: Ray's C++ core
+    writes its connection warnings there directly (logging_level does not reach it), one a second while it
+    retries, which would bury actlab's one-line error (it quotes the last one instead). Connecting to a
+    cluster starts no local process that could keep the scratch file as its stderr."""
     sys.stderr.flush()
     kept = os.dup(2)
     try:
@@ -169,6 +186,8 @@ def _stderr_set_aside() -> Iterator[None]:
                 yield
             finally:
                 os.dup2(kept, 2)
+                scratch.seek(0)
+                said.extend(line for line in scratch.read().decode(errors="replace").splitlines() if line.strip())
     finally:
         os.close(kept)
 
