@@ -117,11 +117,13 @@ def test_lazy_package_attributes():
 
 def test_preload_imports_while_worker_processes_train_and_only_then(tmp_path, monkeypatch):
     """The statistics' and the report's modules are imported in a thread while worker processes train
-    (this process only waits then); without workers (this process trains) no thread is started."""
+    (this process only waits then), with the collector's objects frozen meanwhile and unfrozen after (a
+    notebook's garbage is collected as before); without workers (this process trains) no thread is started."""
+    import gc
     import multiprocessing
     import sys
 
-    (tmp_path / "preloaded_mod.py").write_text("LOADED = True\n")
+    (tmp_path / "preloaded_mod.py").write_text("import gc\nLOADED = True\nFROZEN = gc.get_freeze_count()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     alone = workflow._Preload(["preloaded_mod"])
     with alone:
@@ -136,6 +138,7 @@ def test_preload_imports_while_worker_processes_train_and_only_then(tmp_path, mo
             busy.start()  # once
         assert busy.thread is not None and not busy.thread.is_alive()  # joined on leaving the block
         assert sys.modules["preloaded_mod"].LOADED
+        assert sys.modules["preloaded_mod"].FROZEN > 0 and gc.get_freeze_count() == 0
     finally:
         worker.kill()
         worker.join()
