@@ -581,6 +581,17 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # fork after OpenMP: a forked child must not start a parallel region
 
 
+# The figures of dozens of panels, each several times the drawing of any other (biggest first).
+BIGGEST = ("loss_curves", "gradient_norms", "fits", "dead_units")
+
+
+def handout_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the order to hand them to the drawing processes: ``BIGGEST`` first (in its order), then the
+    others as given; a pool draws in the order it is handed the work, so the longest go first, in parallel."""
+    big = [name for name in BIGGEST if name in names]
+    return big + [name for name in names if name not in big]
+
+
 class Drawing:
     """Figures being drawn in forked processes while the caller goes on; ``result()`` waits for them."""
 
@@ -595,8 +606,10 @@ class Drawing:
             gc.freeze()
             self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
                                             initializer=_one_thread)
-            # the children are forked here, as the work is handed out: they inherit ``_shared``
-            self.pending = [self.pool.submit(_render, name, folder, svg) for name in self.names]
+            # the children are forked here, as the work is handed out: they inherit ``_shared``; handed out
+            # biggest first, so that the two largest figures are drawn at once on different processes
+            futures = {name: self.pool.submit(_render, name, folder, svg) for name in handout_order(self.names)}
+            self.pending = [futures[name] for name in self.names]
         else:
             try:
                 self.done = [_render(name, folder, svg) for name in self.names]
