@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed, safe on CI and in worker processes
 
+import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -37,6 +38,7 @@ from actlab.analysis import Analysis, Band, fitted_curves, quartiles, target_cur
 from actlab.devices import available_cores  # noqa: E402
 
 COLUMNS = 6
+DPI = 110  # of the PNG files
 PANEL = (2.6, 2.0)  # inches per panel, its title and spacing included
 # Marks shared by the figures (tests find them by gid).
 DIVERGED = dict(marker="x", color="C3", linestyle="none", markersize=7, markeredgewidth=2, gid="diverged")
@@ -558,7 +560,14 @@ def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
 
     Each format is a full draw of the figure (seconds for dozens of panels): the SVG only when asked for."""
     png = folder / f"{name}.png"
-    fig.savefig(png, dpi=110)
+    if fig.get_layout_engine() is None:
+        fig.savefig(png, dpi=DPI)
+    else:  # savefig draws such a figure twice, a dry run to lay it out and the picture: drawn once instead
+        dpi = fig.get_dpi()
+        fig.set_dpi(DPI)
+        fig.canvas.draw()  # lays the figure out first, as savefig's dry run does; then the same picture
+        matplotlib.image.imsave(png, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI)
+        fig.set_dpi(dpi)  # the SVG (dpi "figure") as before
     if svg:
         fig.savefig(png.with_suffix(".svg"))
     plt.close(fig)
