@@ -74,14 +74,17 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
     legend_height = 0.22 * math.ceil(len(legend) / ncol) + 0.05 if legend else 0.0
     bottom = 0.62 + legend_height + note_height  # tick labels and the x label take the first 0.62 in
     height = PANEL[1] * rows + top + bottom
-    fig, axes = plt.subplots(rows, cols, figsize=(width, height), sharex=True, sharey=sharey, squeeze=False)
+    # what plt.subplots(sharex=True, sharey=sharey) makes, without the empty panels of the last row
+    fig = plt.figure(figsize=(width, height))
+    grid = fig.add_gridspec(rows, cols)
+    flat: list[plt.Axes] = []
+    for i in range(n):
+        first = flat[0] if flat else None
+        flat.append(fig.add_subplot(grid[i // cols, i % cols], sharex=first, sharey=first if sharey else None))
     # Fixed margins, not a layout engine: with dozens of panels, constrained layout costs seconds per figure.
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - top / height,
                         wspace=0.12 if sharey else 0.3, hspace=0.38 + 0.1 * tall_titles)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    for i, ax in enumerate(flat[:n]):
+    for i, ax in enumerate(flat):
         ax.tick_params(labelsize=7)
         ax.label_outer()  # tick labels on the outer panels only: less to lay out and draw
         if xlabel == "epoch":
@@ -102,7 +105,7 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
                    borderaxespad=0, columnspacing=1.5)
     if note:
         fig.text(0.75 / width, 0.06 / height, note, fontsize=8, va="bottom", ha="left", color="0.25")
-    return fig, flat[:n]
+    return fig, flat
 
 
 def _marks_only(axis: Axis) -> bool:
