@@ -121,7 +121,7 @@ class TickMarks(Artist):
     at the same places, as one marker line per kind of mark instead of five artists per tick.
 
     An axis makes a ``Tick`` (three lines, two texts) per tick location at its first draw: with two axes per
-    panel and dozens of panels, most of a figure's drawing time, spent on labels the inner panels never show.
+    panel and dozens of panels, a large part of a figure's drawing time, for labels inner panels never show.
     Here: the axis' own locations (major, then minor without the major ones), those in its view as matplotlib
     selects them, and the style of its first tick's marks (which ``tick_params`` sets), at the axis' z-order."""
 
@@ -144,10 +144,12 @@ class TickMarks(Artist):
     def draw(self, renderer) -> None:
         if not self.get_visible():
             return
-        x = self.axis.axis_name == "x"
-        for locs, first in ((self.axis.get_majorticklocs(), self.axis.get_major_ticks),
-                            (self.axis.get_minorticklocs(), self.axis.get_minor_ticks)):
-            locs = self.in_view(locs)
+        axis, x = self.axis, self.axis.axis_name == "x"
+        for locator, locs, first in ((axis.get_major_locator(), axis.get_majorticklocs, axis.get_major_ticks),
+                                     (axis.get_minor_locator(), axis.get_minorticklocs, axis.get_minor_ticks)):
+            if isinstance(locator, NullLocator):  # no ticks (the minor ones of most panels): as matplotlib does
+                continue
+            locs = self.in_view(locs())
             if not len(locs):
                 continue
             tick = first(1)[0]
