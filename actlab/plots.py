@@ -606,6 +606,15 @@ def handout_order(names: Sequence[str]) -> list[str]:
     return big + [name for name in names if name not in big]
 
 
+def _share(an: Analysis) -> None:
+    """The per-run series the figures draw, computed before the drawing processes are forked: they inherit
+    them (each would gather them again from the table), and the report, in this process, reads the same."""
+    measures = ["full_loss", "grad_norm_L1", f"grad_norm_L{an.layers()}"]
+    for measure in measures + [f"dead_L{layer}" for layer in range(1, an.hidden_layers() + 1)]:
+        if measure in an.table:
+            an.per_run(measure)
+
+
 class Drawing:
     """Figures being drawn in forked processes while the caller goes on; ``result()`` waits for them."""
 
@@ -615,6 +624,7 @@ class Drawing:
         self.names, self.pool = list(drawers), None
         _shared = (an, drawers)
         if workers > 1 and sys.platform.startswith("linux"):  # fork is only safe with torch on Linux
+            _share(an)
             # what exists now (torch, the analysis) is never garbage here or in the children: the collector
             # leaves it alone (and the children's copies of it stay shared pages); undone in ``close``
             gc.freeze()
