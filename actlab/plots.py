@@ -60,7 +60,10 @@ def _zero_handle() -> Line2D:
 def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Sequence[Artist] = (),
           note: str = "", sharey: bool = True, tall_titles: bool = False) -> tuple[Figure, list[plt.Axes]]:
     """A figure of ``n`` panels in rows of ``COLUMNS``: title, axis labels on the outer panels, a legend
-    of ``legend`` handles and a ``note`` below the panels; ``tall_titles``: room for a note under panel titles."""
+    of ``legend`` handles and a ``note`` below the panels; ``tall_titles``: room for a note under panel titles.
+
+    An inner panel's axis, which shows only tick marks, is hidden and drawn by ``TickMarks``: a caller that
+    shows its labels later must show the axis again (``axis.set_visible(True)``)."""
     cols = min(COLUMNS, max(1, n))
     rows = math.ceil(n / cols)
     width = max(PANEL[0] * cols + 0.9, 7.5)  # a narrow figure would cut its title and legend
