@@ -20,13 +20,13 @@ if TYPE_CHECKING:
 
 def preflight(cfg: Config, tensorboard: bool = False) -> torch.device:
     """What must hold before an experiment folder is made, checked once for every entry point: the device
-    exists, the executor's library is installed (ray), TensorBoard is there when asked for. Each failure is
-    one user error; the device to train on otherwise."""
+    exists, the executor's library is installed (ray) and its cluster answers, TensorBoard is there when asked
+    for. Each failure is one user error; the device to train on otherwise."""
     from actlab import devices
     from actlab.engines import executors
 
     device = devices.resolve_device(cfg.device)
-    executors.module(cfg.train.executor)
+    executors.preflight(cfg.train.executor, **executor_options(cfg))
     if tensorboard:
         from actlab import tensorboard as tb
 
@@ -69,12 +69,16 @@ def run(
     """Train ``specs`` with the configured engine and executor; yields results as chunks finish.
     ``checkpoints``: where stacks in training save their state, and resume from (``actlab.checkpoint``)."""
     t = cfg.train
-    options = {"address": t.ray_address} if t.executor == "ray" else {}
     return engines.train(
         specs, data, cfg.model.sizes, TrainSettings.from_config(cfg, device), engine=t.engine,
         executor=t.executor, chunk_size=t.chunk_size, workers=t.workers, progress=progress,
-        executor_options=options, checkpoints=checkpoints,
+        executor_options=executor_options(cfg), checkpoints=checkpoints,
     )
+
+
+def executor_options(cfg: Config) -> dict[str, object]:
+    """What the configured executor is given besides the tasks (ray: the cluster's address)."""
+    return {"address": cfg.train.ray_address} if cfg.train.executor == "ray" else {}
 
 
 @dataclass

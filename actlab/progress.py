@@ -68,6 +68,8 @@ class ProgressBar:
         return self  # drawing starts with the first state: an error before training leaves no empty bar behind
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.task is None:
+            return  # never drawn: stopping rich's display would still print an empty line before the error
         self.bar.training = ""  # the last drawing keeps the bar, not a stale 'training' line
         self.bar.stop()
 

@@ -224,6 +224,9 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
     stored = check_resumable(folder, force)
     command = stored.status["command"]
     cfg = config.load_config(stored.path / "config.yaml")  # now the import paths it names are imported
+    # as the folder reads: a config from before train.diagnostics_dense measured every epoch, and so will its rest
+    dense = stored.config.train.diagnostics_dense
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, diagnostics_dense=dense))
     specs = experiment.train_specs(cfg) if command == "train" else experiment.compare_specs(cfg)
     device = experiment.preflight(cfg)  # a missing GPU or ray: one line, the folder untouched
     data = experiment.dataset(cfg)

@@ -55,3 +55,10 @@ def test_measures_reach_the_epoch_log():
 @pytest.mark.parametrize("seconds, text", [(None, "?"), (0, "0:00"), (59.9, "0:59"), (61, "1:01"), (3725, "1:02:05")])
 def test_clock(seconds, text):
     assert _clock(seconds) == text
+
+
+def test_an_error_before_training_leaves_nothing_on_the_console():
+    out = console()
+    with pytest.raises(RuntimeError), ProgressBar(out, enabled=True):
+        raise RuntimeError("refused before the first state")  # e.g. a cluster that does not answer
+    assert out.file.getvalue() == ""  # not even an empty line above the error's one line

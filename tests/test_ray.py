@@ -78,6 +78,54 @@ def test_unknown_executor_is_one_line(tmp_path):
     assert result.exit_code == 2 and "train.executor" in result.output and len(result.output.splitlines()) == 1
 
 
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_ray
+@pytest.mark.parametrize("address, says", [
+    (lambda: f"127.0.0.1:{_closed_port()}", r"nothing answers at 127\.0\.0\.1:\d+"),
+    (lambda: f"ray://127.0.0.1:{_closed_port()}", r"nothing answers at 127\.0\.0\.1:\d+"),
+    (lambda: "10.0.0.1:99999", r"port 99999 is not in 1-65535"),
+    (lambda: "nosuchhost.invalid:6379", r"nothing answers at nosuchhost\.invalid:6379"),
+])
+def test_a_wrong_cluster_address_is_one_line_before_any_folder(tmp_path, monkeypatch, address, says):
+    import re
+
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh driver (a module fixture may be up)
+    out = tmp_path / "runs"
+    result = runner.invoke(cli.app, ["compare", *SMALL[:-2], "--executor", "ray", "--ray-address", address(),
+                                     "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and re.search(says, result.output), result.output
+    assert "fix --ray-address" in result.output
+    assert not out.exists()  # refused before the experiment folder was made
+
+
+@needs_ray
+def test_ray_core_lines_on_stderr_are_set_aside_while_connecting(capfd):
+    from actlab.engines.executors import ray as ray_executor
+
+    said: list[str] = []
+    line = (b"[2026-11-29 06:01:55,630 W 1053 1053] gcs_client.cc:210: Failed to get cluster ID from GCS server: "
+            b"Unauthenticated: RPC error: InvalidAuthToken: Authentication token is missing or incorrect\n")
+    with ray_executor._stderr_set_aside(said):
+        os.write(2, line)  # as Ray's C++ core writes it (measured against a cluster started with a token)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert ray_executor._why(said) == ("; Ray: Unauthenticated: RPC error: InvalidAuthToken: Authentication "
+                                       "token is missing or incorrect")
+    assert "RAY_AUTH_MODE=token" in ray_executor._fix(said)
+    assert ray_executor._why([]) == "" and "ray start --head" in ray_executor._fix([])
+
+
 def _rows(path, skip=("seconds",)) -> list[list[str]]:
     """metrics.csv's rows without wall times, in (run, epoch) order (runs land in the order they finish)."""
     with open(path, newline="") as f:

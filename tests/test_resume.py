@@ -7,6 +7,7 @@ both engines, one and two workers), and SIGTERM to a real ``actlab compare`` pro
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -173,6 +174,22 @@ def test_sgd_momentum_buffers_resume_too(tmp_path):
     assert set(checkpoint.read(saved)["optimizer"]) == {"buf"}
     workflow.resume(folder, report=False)
     assert_same_folder(folder, reference)
+
+
+def test_a_folder_from_before_the_diagnostics_schedule_goes_on_measuring_every_epoch(tmp_path):
+    folder = interrupted(make_cfg(tmp_path, "batched", 1, epochs=14, diagnostics_dense=0), "compare", 0.3)
+    # as such a folder was written: no train.diagnostics_dense in its config.yaml (its diagnostics: every epoch)
+    text = (folder / "config.yaml").read_text()
+    assert "  diagnostics_dense: 0\n" in text
+    (folder / "config.yaml").write_text(text.replace("  diagnostics_dense: 0\n", ""))
+    env = json.loads((folder / "env.json").read_text())
+    env["config_sha256"] = hashlib.sha256((folder / "config.yaml").read_bytes()).hexdigest()
+    (folder / "env.json").write_text(json.dumps(env))
+    workflow.resume(folder, report=False)
+    with open(folder / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    grad = next(key for key in rows[0] if key.startswith("grad"))
+    assert len(rows) == 12 * 15 and all(row[grad] != "" for row in rows)  # the default schedule skips 11 and 13
 
 
 def test_resume_with_the_report_writes_what_compare_writes(tmp_path):

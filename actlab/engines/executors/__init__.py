@@ -3,7 +3,8 @@
 An executor module exposes ``run(tasks: Sequence[ChunkTask], *, workers: int, progress: Progress | None,
 **options) -> Iterator[ChunkResult]``: it trains every task with ``actlab.engines.stacked.train_chunk``
 and yields each task's result once, as tasks finish, in any order. It may expose ``parallelism(workers,
-settings, **options) -> int`` (how many chunks to cut at least; default 1). Modules are imported only when chosen,
+settings, **options) -> int`` (how many chunks to cut at least; default 1) and ``preflight(**options)`` (checks
+before the experiment folder is made, raising ExecutorError). Modules are imported only when chosen,
 so an optional executor's library (ray) is needed only by those who use it.
 """
 
@@ -39,6 +40,14 @@ def module(name: str) -> ModuleType:
         missing = "Ray" if name == "ray" else exc.name
         raise ExecutorError(f"the {name} executor needs {missing}, which is not installed: "
                             f"{INSTALL[name]}") from None
+
+
+def preflight(name: str, **options) -> None:
+    """What executor ``name`` needs before an experiment folder is made (its library; ray: a cluster given by
+    address answers): ExecutorError, one line, otherwise. ``options`` as for its ``run``."""
+    check = getattr(module(name), "preflight", None)
+    if check is not None:
+        check(**options)
 
 
 def get(name: str) -> Callable[..., Iterator]:

@@ -18,6 +18,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 PINNED_ENV = ("ACTLAB_PIN_CPU", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 MAX_RETRIES = 3  # a task whose worker or node dies runs again (Ray's default for tasks)
 POLL_SECONDS = 0.2  # how often the driver passes reported run-epochs on to the progress bar
+CONNECT_SECONDS = 5.0  # how long ``preflight`` waits for a cluster's host to accept a connection
 
 
 @ray.remote(num_cpus=0)
@@ -101,6 +105,34 @@ def parallelism(workers: int, settings: TrainSettings, address: str | None = Non
     return workers or available_cores()
 
 
+def preflight(address: str | None = None) -> None:
+    """Before the experiment folder is made: connect to a cluster given by address (``--ray-address`` or
+    RAY_ADDRESS; the connection stays for ``run``), so that a wrong address is one line and no folder. Where
+    the address names a host and port, nothing answering there fails in seconds, not after Ray's own wait."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or ray.is_initialized() or address in ("auto", "local"):
+        return  # a local runtime (started by ``run``) or one this process is connected to already
+    where = _host_port(address)
+    if where is not None:
+        try:
+            socket.create_connection(where, timeout=CONNECT_SECONDS).close()
+        except OSError as exc:
+            raise ExecutorError(f"cannot connect to the Ray cluster at {address!r} (nothing answers at "
+                                f"{where[0]}:{where[1]}: {exc.strerror or exc}); {_FIX}") from None
+    connect(address)
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of "host:port" or "ray://host:port", None where the address has another form (Ray
+    judges those); ExecutorError for a port no host can have."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    if not 0 < int(port) < 65536:
+        raise ExecutorError(f"Ray cluster address {address!r}: port {port} is not in 1-65535; {_FIX}")
+    return host.strip("[]"), int(port)
+
+
 def connect(address: str | None, workers: int = 0) -> bool:
     """Connect to ``address``, RAY_ADDRESS or this process's Ray runtime, or start a local one (True then)."""
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -112,13 +144,52 @@ def connect(address: str | None, workers: int = 0) -> bool:
             ray.init(address="local", num_cpus=workers or available_cores(), include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR)  # Ray's notes would break up the progress bar
         return True
+    said: list[str] = []
     try:
-        with _signals_kept(ignore_ctrl_c=False):
+        with _signals_kept(ignore_ctrl_c=False), _stderr_set_aside(said):
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, TimeoutError, ValueError) as exc:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address!r} ({exc}); start one with "
-                                 "'ray start --head' or fix --ray-address / train.ray_address / RAY_ADDRESS") from None
+        raise ExecutorError(f"cannot connect to the Ray cluster at {address!r} ({exc}{_why(said)}); "
+                            f"{_fix(said)}") from None
     return False
+
+
+_FIX = "start one with 'ray start --head' or fix --ray-address / train.ray_address / RAY_ADDRESS"
+
+
+def _why(said: list[str]) -> str:
+    """Ray core's last word while connecting (its C++ log line, prefix cut), as "; Ray: ..."; "" if none."""
+    last = said[-1] if said else ""
+    reason = last.split("GCS server: ", 1)[-1] if "GCS server: " in last else last.split("] ", 1)[-1]
+    return f"; Ray: {reason.strip()[:200]}" if reason.strip() else ""
+
+
+def _fix(said: list[str]) -> str:
+    """What to do: a cluster started with token authentication (Ray 2.59 on) needs the driver's token too."""
+    if said and "Auth" in said[-1]:
+        return "the cluster wants its token: set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+    return _FIX
+
+
+@contextlib.contextmanager
+def _stderr_set_aside(said: list[str]) -> Iterator[None]:
+    """File descriptor 2 goes to a scratch file inside the block, its lines into ``said``: Ray's C++ core
+    writes its connection warnings there directly (logging_level does not reach it), one a second while it
+    retries, which would bury actlab's one-line error (it quotes the last one instead). Connecting to a
+    cluster starts no local process that could keep the scratch file as its stderr."""
+    sys.stderr.flush()
+    kept = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(kept, 2)
+                scratch.seek(0)
+                said.extend(line for line in scratch.read().decode(errors="replace").splitlines() if line.strip())
+    finally:
+        os.close(kept)
 
 
 @contextlib.contextmanager
