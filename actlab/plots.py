@@ -22,10 +22,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed, safe on CI and in worker processes
 
+import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.axis import Axis  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -36,6 +38,7 @@ from actlab.analysis import Analysis, Band, fitted_curves, quartiles, target_cur
 from actlab.devices import available_cores  # noqa: E402
 
 COLUMNS = 6
+DPI = 110  # of the PNG files
 PANEL = (2.6, 2.0)  # inches per panel, its title and spacing included
 # Marks shared by the figures (tests find them by gid).
 DIVERGED = dict(marker="x", color="C3", linestyle="none", markersize=7, markeredgewidth=2, gid="diverged")
@@ -57,7 +60,10 @@ def _zero_handle() -> Line2D:
 def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Sequence[Artist] = (),
           note: str = "", sharey: bool = True, tall_titles: bool = False) -> tuple[Figure, list[plt.Axes]]:
     """A figure of ``n`` panels in rows of ``COLUMNS``: title, axis labels on the outer panels, a legend
-    of ``legend`` handles and a ``note`` below the panels; ``tall_titles``: room for a note under panel titles."""
+    of ``legend`` handles and a ``note`` below the panels; ``tall_titles``: room for a note under panel titles.
+
+    An inner panel's axis, which shows only tick marks, is hidden and drawn by ``TickMarks``: a caller that
+    shows its labels later must show the axis again (``axis.set_visible(True)``)."""
     cols = min(COLUMNS, max(1, n))
     rows = math.ceil(n / cols)
     width = max(PANEL[0] * cols + 0.9, 7.5)  # a narrow figure would cut its title and legend
@@ -71,14 +77,17 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
     legend_height = 0.22 * math.ceil(len(legend) / ncol) + 0.05 if legend else 0.0
     bottom = 0.62 + legend_height + note_height  # tick labels and the x label take the first 0.62 in
     height = PANEL[1] * rows + top + bottom
-    fig, axes = plt.subplots(rows, cols, figsize=(width, height), sharex=True, sharey=sharey, squeeze=False)
+    # what plt.subplots(sharex=True, sharey=sharey) makes, without the empty panels of the last row
+    fig = plt.figure(figsize=(width, height))
+    grid = fig.add_gridspec(rows, cols)
+    flat: list[plt.Axes] = []
+    for i in range(n):
+        first = flat[0] if flat else None
+        flat.append(fig.add_subplot(grid[i // cols, i % cols], sharex=first, sharey=first if sharey else None))
     # Fixed margins, not a layout engine: with dozens of panels, constrained layout costs seconds per figure.
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - top / height,
                         wspace=0.12 if sharey else 0.3, hspace=0.38 + 0.1 * tall_titles)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    for i, ax in enumerate(flat[:n]):
+    for i, ax in enumerate(flat):
         ax.tick_params(labelsize=7)
         ax.label_outer()  # tick labels on the outer panels only: less to lay out and draw
         if xlabel == "epoch":
@@ -88,6 +97,10 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
             ax.set_xlabel(xlabel, fontsize=8)
         if i % cols == 0:
             ax.set_ylabel(ylabel, fontsize=8)
+        for axis in (ax.xaxis, ax.yaxis):
+            if _marks_only(axis):  # an inner panel's axis: its tick marks alone, drawn lighter (TickMarks)
+                ax.add_artist(TickMarks(axis))
+                axis.set_visible(False)
     fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
     if legend:
         fig.legend(handles=list(legend), loc="lower center", ncol=ncol, fontsize=8, frameon=False,
@@ -95,7 +108,62 @@ def _grid(n: int, title: str, *, ylabel: str, xlabel: str = "epoch", legend: Seq
                    borderaxespad=0, columnspacing=1.5)
     if note:
         fig.text(0.75 / width, 0.06 / height, note, fontsize=8, va="bottom", ha="left", color="0.25")
-    return fig, flat[:n]
+    return fig, flat
+
+
+def _marks_only(axis: Axis) -> bool:
+    """Whether ``axis`` draws its tick marks and nothing else: no tick label, grid line, axis label or offset."""
+    if axis.get_label_text() or axis.offsetText.get_visible():
+        return False
+    ticks = (axis.get_major_ticks(1)[0], axis.get_minor_ticks(1)[0])
+    return not any(a.get_visible() for t in ticks for a in (t.label1, t.label2, t.gridline))
+
+
+class TickMarks(Artist):
+    """The tick marks of an axis that shows nothing else, drawn in its place (the axis hidden): the same marks
+    at the same places, as one marker line per kind of mark instead of five artists per tick.
+
+    An axis makes a ``Tick`` (three lines, two texts) per tick location at its first draw: with two axes per
+    panel and dozens of panels, a large part of a figure's drawing time, for labels inner panels never show.
+    Here: the axis' own locations (major, then minor without the major ones), those in its view as matplotlib
+    selects them, and the style of its first tick's marks (which ``tick_params`` sets), at the axis' z-order."""
+
+    def __init__(self, axis: Axis) -> None:
+        super().__init__()
+        self.axis = axis
+        self.set_zorder(axis.get_zorder())
+
+    def in_view(self, locs: Sequence[float]) -> np.ndarray:
+        """``locs`` inside the view on the axis' scale, with matplotlib's tolerance for a tick at an edge."""
+        locs = np.asarray(locs, dtype=float)
+        if not len(locs):
+            return locs
+        scale = self.axis.get_transform()
+        lo, hi = sorted(scale.transform(np.asarray(self.axis.get_view_interval(), dtype=float)))
+        slack = (hi - lo) * 1e-10
+        at = scale.transform(locs)
+        return locs[(lo - slack <= at) & (at <= hi + slack)]
+
+    def draw(self, renderer) -> None:
+        if not self.get_visible():
+            return
+        axis, x = self.axis, self.axis.axis_name == "x"
+        for locator, locs, first in ((axis.get_major_locator(), axis.get_majorticklocs, axis.get_major_ticks),
+                                     (axis.get_minor_locator(), axis.get_minorticklocs, axis.get_minor_ticks)):
+            if isinstance(locator, NullLocator):  # no ticks (the minor ones of most panels): as matplotlib does
+                continue
+            locs = self.in_view(locs())
+            if not len(locs):
+                continue
+            tick = first(1)[0]
+            for line in (tick.tick1line, tick.tick2line):
+                if line.get_visible():  # at the tick line's place across the axis (0 or 1, in axes coordinates)
+                    across = np.full(len(locs), (line.get_ydata() if x else line.get_xdata())[0])
+                    marks = Line2D(locs if x else across, across if x else locs)
+                    marks.update_from(line)
+                    marks.set_figure(self.get_figure(root=False))
+                    marks.draw(renderer)
+        self.stale = False
 
 
 @contextmanager
@@ -500,7 +568,14 @@ def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
 
     Each format is a full draw of the figure (seconds for dozens of panels): the SVG only when asked for."""
     png = folder / f"{name}.png"
-    fig.savefig(png, dpi=110)
+    if fig.get_layout_engine() is None:
+        fig.savefig(png, dpi=DPI)
+    else:  # savefig draws such a figure twice, a dry run to lay it out and the picture: drawn once instead
+        dpi = fig.get_dpi()
+        fig.set_dpi(DPI)
+        fig.canvas.draw()  # lays the figure out first, as savefig's dry run does; then the same picture
+        matplotlib.image.imsave(png, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI)
+        fig.set_dpi(dpi)  # the SVG (dpi "figure") as before
     if svg:
         fig.savefig(png.with_suffix(".svg"))
     plt.close(fig)
@@ -523,6 +598,26 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # fork after OpenMP: a forked child must not start a parallel region
 
 
+# The figures of dozens of panels, each several times the drawing of any other (biggest first).
+BIGGEST = ("loss_curves", "gradient_norms", "fits", "dead_units")
+
+
+def handout_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the order to hand them to the drawing processes: ``BIGGEST`` first (in its order), then the
+    others as given; a pool draws in the order it is handed the work, so the longest go first, in parallel."""
+    big = [name for name in BIGGEST if name in names]
+    return big + [name for name in names if name not in big]
+
+
+def _share(an: Analysis) -> None:
+    """The per-run series the figures draw, computed before the drawing processes are forked: they inherit
+    them (each would gather them again from the table), and the report, in this process, reads the same."""
+    measures = ["full_loss", "grad_norm_L1", f"grad_norm_L{an.layers()}"]
+    for measure in measures + [f"dead_L{layer}" for layer in range(1, an.hidden_layers() + 1)]:
+        if measure in an.table:
+            an.per_run(measure)
+
+
 class Drawing:
     """Figures being drawn in forked processes while the caller goes on; ``result()`` waits for them."""
 
@@ -532,13 +627,16 @@ class Drawing:
         self.names, self.pool = list(drawers), None
         _shared = (an, drawers)
         if workers > 1 and sys.platform.startswith("linux"):  # fork is only safe with torch on Linux
+            _share(an)
             # what exists now (torch, the analysis) is never garbage here or in the children: the collector
             # leaves it alone (and the children's copies of it stay shared pages); undone in ``close``
             gc.freeze()
             self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
                                             initializer=_one_thread)
-            # the children are forked here, as the work is handed out: they inherit ``_shared``
-            self.pending = [self.pool.submit(_render, name, folder, svg) for name in self.names]
+            # the children are forked here, as the work is handed out: they inherit ``_shared``; handed out
+            # biggest first, so that the two largest figures are drawn at once on different processes
+            futures = {name: self.pool.submit(_render, name, folder, svg) for name in handout_order(self.names)}
+            self.pending = [futures[name] for name in self.names]
         else:
             try:
                 self.done = [_render(name, folder, svg) for name in self.names]

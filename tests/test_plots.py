@@ -258,3 +258,41 @@ def test_quartiles_are_nanpercentiles_without_a_warning():
         warnings.simplefilter("error")
         got = analysis.quartiles(data)
     assert np.array_equal(got, expected, equal_nan=True)
+
+
+def test_the_biggest_figures_are_handed_out_first():
+    names = ["final_loss", "critical_difference", "gradient_norms", "dead_units", "loss_curves", "sensitivity"]
+    order = plots.handout_order(names)
+    assert sorted(order) == sorted(names)  # every figure, once
+    assert order[:2] == ["loss_curves", "gradient_norms"]  # the two largest first: one per drawing process
+    assert order[2:] == ["dead_units", "final_loss", "critical_difference", "sensitivity"]  # the rest as given
+    assert plots.handout_order(["final_loss", "critical_difference"]) == ["final_loss", "critical_difference"]
+
+
+@pytest.mark.parametrize("scale", ["linear", "log"])
+def test_tick_marks_draw_the_pixels_of_the_axis_they_replace(scale):
+    # the oracle: matplotlib's own axis, drawn with its ticks (labels hidden as on an inner panel), on the same
+    # figure; log: minor ticks too (not at the major ones); limits with a tick exactly at an edge and ticks beyond
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def picture(replace: bool) -> np.ndarray:
+        fig = Figure(figsize=(3, 2), dpi=80)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, 2, sharex=True, sharey=True)
+        for ax in axes:
+            ax.plot([1, 7], [0.02, 30] if scale == "log" else [0, 7], linewidth=3)
+            ax.set_yscale(scale)
+            ax.tick_params(labelsize=7, direction="inout", top=True, right=True)
+        axes[0].set_xlim(1, 6.5)  # a tick at the left edge (kept), 7 beyond the right (left out)
+        axes[1].label_outer()
+        if replace:
+            axes[1].add_artist(plots.TickMarks(axes[1].yaxis))
+            axes[1].yaxis.set_visible(False)
+        assert plots._marks_only(axes[1].yaxis)
+        assert not plots._marks_only(axes[0].yaxis) and not plots._marks_only(axes[1].xaxis)  # labels shown
+        fig.canvas.draw()
+        return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+    before, after = picture(False), picture(True)
+    assert (before != 255).any() and np.array_equal(before, after)
