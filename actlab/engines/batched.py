@@ -47,8 +47,8 @@ def _resumed(specs: Sequence[RunSpec], checkpoints: Checkpoints | None) -> list[
 def check_equivalence(specs: Sequence[RunSpec], data: Dataset, sizes: Sequence[int],
                       settings: TrainSettings) -> dict:
     """Run the start-up probe for this experiment's shapes; one warning line (logging) where it fails."""
-    n_test = len(data.x_test) if data.x_test is not None else 0
-    result = probe.for_training(specs, sizes, len(data.x_train), n_test, settings.batch_size, settings)
+    n_test, n_val = (len(x) if x is not None else 0 for x in (data.x_test, data.x_val))
+    result = probe.for_training(specs, sizes, len(data.x_train), n_test, settings.batch_size, settings, n_val)
     if not result["bitwise"]:
         logging.getLogger("actlab").warning(_probe_warning(result["failed"], probe.kernel_setup()))
     return result

@@ -54,7 +54,7 @@ from actlab.engines.common import (
     groups_of,
     initial_parameters,
 )
-from actlab.engines.step import Step
+from actlab.engines.step import Forward, Step
 from actlab.tasks import Dataset
 
 Activation = Callable[[torch.Tensor], torch.Tensor]  # (n, B, W) -> (n, B, W)
@@ -390,8 +390,9 @@ def train_stack(
     bounds = batch_bounds(len(x), settings.batch_size)
     orders = [EpochOrder(spec.seed, len(x)) for spec in specs] if settings.shuffle else None
     record = _Progress(n_runs)
+    forward = Forward(stack)  # the losses of the epochs the diagnostics' schedule skips, by the step's kernels
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
-                       settings.measures(0))  # epoch 0
+                       settings.measures(0), forward)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     if start is not None:  # a checkpoint of an earlier session: go on from its epoch
         initial = _restore(start, stack, optimizer, orders, record)
@@ -406,7 +407,7 @@ def train_stack(
                 xe, ye = x[idx], y[idx]
             total, last = _epoch(stack, optimizer, xe, ye, bounds)
             found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
-                             settings.measures(epoch))
+                             settings.measures(epoch), forward)
             found.update(stack.slopes())
             names = ["train_loss", "last_batch_loss", *found]
             row = torch.stack([total / len(x), last.double(), *(v.double() for v in found.values())])
