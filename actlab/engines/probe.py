@@ -266,7 +266,7 @@ def _optimizer(sizes: Sequence[int], gen: torch.Generator, settings: TrainSettin
         states: list[list] = [[] for _ in params]
         for _ in range(3):
             grads = [torch.randn(leaf.shape, generator=gen) for leaf in stack.leaves]
-            flat.step(torch.cat([g.reshape(-1) for g in grads]))
+            flat.step(torch.cat([g.reshape(-1) for g in grads], out=flat.grad))  # the engine's own buffer
             per_run = [g[r] for g in grads for r in range(N_RUNS)]
             for p, g, step, state in zip(params, per_run, steps, states):
                 step(p, g, state)
