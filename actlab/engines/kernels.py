@@ -175,21 +175,42 @@ class PReLU(Kernel):
         torch.sum(product, dim=(1, 2), keepdim=True, out=self.grad_slope)
 
 
+class Mish(Kernel):
+    """mish_backward has no out= form: it reads z from a buffer in padded rows (so that it loops run by run),
+    made once per shape and filled in the forward pass, and its result is copied into the gradient."""
+
+    def __init__(self) -> None:
+        self._rows = torch.empty(0)
+
+    def forward(self, z: Tensor, out: Tensor) -> None:
+        aten.mish.out(z, out=out)
+
+    def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
+        if self._rows.shape != z.shape:
+            self._rows = torch.empty_strided(z.shape, grad_z.stride(), device=z.device)
+        grad_z.copy_(aten.mish_backward(grad, self._rows.copy_(z)))
+
+
 class Softsign(Kernel):
     """x / (|x| + 1), as F.softsign computes it, and autograd's gradient through its three nodes: div
     (grad / d for x, -(grad * (x / d / d)) for d), add (passes it), abs (times sgn(x)), summed for x.
-    Written as grad / d - (grad * (out / d)) * sgn(x): out is x / d, and a + -(b) is a - b, so the same bits."""
+    Written as grad / d - (grad * (out / d)) * sgn(x): out is x / d, and a + -(b) is a - b, so the same bits.
+    Every intermediate goes into a scratch buffer made once per shape (nine operations, no allocation)."""
 
     def __init__(self) -> None:
-        self._d: Tensor | None = None
+        self._d = self._a = self._b = torch.empty(0)
 
     def forward(self, z: Tensor, out: Tensor) -> None:
-        self._d = z.abs() + 1
+        if self._d.shape != z.shape:
+            self._d, self._a, self._b = (torch.empty(z.shape, device=z.device) for _ in range(3))
+        torch.abs(z, out=self._d).add_(1)
         torch.div(z, self._d, out=out)
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
-        d = self._d
-        torch.sub(grad / d, grad * (out / d) * z.sgn(), out=grad_z)
+        d, a, b = self._d, self._a, self._b
+        torch.div(out, d, out=b).mul_(grad)  # grad * (out / d): the same product either way round
+        b.mul_(torch.sgn(z, out=a))
+        torch.sub(torch.div(grad, d, out=a), b, out=grad_z)
 
 
 class Tanhshrink(Kernel):
@@ -265,9 +286,8 @@ def kernel_for(module: nn.Module) -> Kernel | None:
     if kind is nn.SiLU:
         return _pair(lambda z, o: aten.silu.out(z, out=o),
                      lambda g, z, o, gz: aten.silu_backward.grad_input(g, z, grad_input=gz))
-    if kind is nn.Mish:  # mish_backward has no out= form: on padded rows of z, then copied
-        return _pair(lambda z, o: aten.mish.out(z, out=o),
-                     lambda g, z, o, gz: gz.copy_(aten.mish_backward(g, _rows_of(z, gz))))
+    if kind is nn.Mish:
+        return Mish()
     if kind is nn.Softplus:
         beta, threshold = module.beta, module.threshold
         return _pair(lambda z, o: aten.softplus.out(z, beta, threshold, out=o),
