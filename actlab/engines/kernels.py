@@ -165,7 +165,7 @@ class PReLU(Kernel):
         if self._mask.shape != z.shape:  # contiguous, as the temporaries they replace
             self._mask = torch.empty(z.shape, dtype=torch.bool, device=z.device)
             self._product = torch.empty(z.shape, dtype=z.dtype, device=z.device)
-        torch.gt(z, 0, out=self._mask)
+        torch.gt(z, self._zero, out=self._mask)
         torch.where(self._mask, z, torch.mul(self.slope, z, out=self._product), out=out)
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:

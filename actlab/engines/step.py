@@ -35,7 +35,8 @@ class Step:
         self.weights_t = [w.transpose(1, 2) for w in self.weights]
         self.biases = [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
         self.grad_w, self.grad_b = grads[:n_layers], grads[n_layers : 2 * n_layers]
-        self.norm = 2.0 / (batch * sizes[-1])  # mse_loss_backward: 2 / numel
+        # mse_loss_backward's 2 / numel, as the float32 its Python number becomes (made once, not every step)
+        self.norm = torch.tensor(2.0 / (batch * sizes[-1]), device=device)
         # per hidden layer: z (contiguous, a matmul's output), f(z) and its gradient (padded rows)
         widths = sizes[1:-1]
         self.z = [torch.empty(n, batch, w, device=device) for w in widths]
