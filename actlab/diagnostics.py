@@ -129,20 +129,25 @@ def evaluate(
     data: Dataset,
     full: bool = True,
     measure: bool = True,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every per-epoch measure for N stacked runs: name -> (N,) tensor, on the parameters' device.
 
     ``weights[l]`` is (N, out, in), ``biases[l]`` (N, out); ``act_layers[l]`` covers hidden layer l.
     ``full=False``: the losses only (train.diagnostics off: no gradient norms or unit states at all);
     ``measure=False``: the losses, and the gradient norms and unit states as NaN (an epoch the schedule skips).
+    ``forward``: the outputs (N, n, 1) for inputs (n, in) where an engine computes them its own way, with
+    the same bits as the groups' functions (the batched engine: ``step.Forward``); default: those functions.
     """
     weights = [w.detach() for w in weights]
     biases = [b.detach() for b in biases]
-    held_out = held_out_losses(weights, biases, act_layers, data)
+    if forward is None:
+        forward = functools.partial(_forward, weights, biases, act_layers)
+    held_out = held_out_losses(weights, biases, act_layers, data, forward)
     if full and measure:
         return _measured(weights, biases, act_layers, data) | held_out
     with torch.no_grad():
-        out = {"full_loss": _mse(_forward(weights, biases, act_layers, data.x_train), data.y_train)}
+        out = {"full_loss": _mse(forward(data.x_train), data.y_train)}
     if full:
         nan = torch.full_like(out["full_loss"], math.nan)
         out |= {name: nan for name in _names(len(weights))}
@@ -289,14 +294,18 @@ def _measured(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Ten
     return out
 
 
-def held_out_losses(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Tensor]:
-    """``test_loss`` and ``val_loss`` (N,) on the splits the data has (none: {}); no gradients."""
+def held_out_losses(weights, biases, act_layers, data: Dataset,
+                    forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """``test_loss`` and ``val_loss`` (N,) on the splits the data has (none: {}); no gradients. ``forward``:
+    as ``evaluate``'s."""
+    if forward is None:
+        forward = functools.partial(_forward, [w.detach() for w in weights], [b.detach() for b in biases],
+                                    act_layers)
     out = {}
     with torch.no_grad():
         for name, x, y in (("test_loss", data.x_test, data.y_test), ("val_loss", data.x_val, data.y_val)):
             if x is not None:
-                out[name] = _mse(_forward([w.detach() for w in weights], [b.detach() for b in biases],
-                                          act_layers, x), y)
+                out[name] = _mse(forward(x), y)
     return out
 
 

@@ -135,6 +135,33 @@ def test_results_do_not_depend_on_chunking_or_workers():
             assert all(torch.equal(ref.state[p], other[k].state[p]) for p in ref.state), (kw, k)
 
 
+@pytest.mark.parametrize("chunk_size,parts", [(4096, 2), (4096, 3), (50, 2), (7, 2), (4096, 1)])
+def test_chunks_cover_every_run_in_order_within_the_size_and_balance_the_cost(chunk_size, parts):
+    """The batched engine's cut: contiguous chunks, every run once in order, at most ``chunk_size`` runs,
+    as many chunks as before (``parts`` at least where there are enough runs); the default comparison's
+    two chunks cut between activations (a group cut in two pays its kernel calls twice), their larger cost
+    within 5% of the best of every possible cut in two (enumerated)."""
+    from actlab.engines import batched
+    from actlab.engines.common import groups_of
+
+    specs = [RunSpec(name, seed, 0.001) for name in ALL for seed in range(10)]
+    groups = groups_of(specs)
+    chunks = batched.split(specs, chunk_size, parts, groups)
+    assert [s for chunk in chunks for s in chunk] == specs
+    assert all(0 < len(chunk) <= chunk_size for chunk in chunks)
+    assert len(chunks) == max(-(-len(specs) // chunk_size), parts)
+
+    def cost(chunk):
+        costs = [batched._cost(groups[spec.group_key]) for spec in chunk]
+        return (sum(batched.RUN_COST + run for _, run in costs)
+                + sum(batched._cost(groups[key])[0] for key in {spec.group_key for spec in chunk}))
+
+    if (chunk_size, parts) == (4096, 2):
+        assert chunks[0][-1].activation != chunks[1][0].activation
+        best = min(max(cost(specs[:cut]), cost(specs[cut:])) for cut in range(1, len(specs)))
+        assert max(map(cost, chunks)) <= 1.05 * best
+
+
 def test_per_run_learning_rates_and_options_in_one_stack():
     data = make_dataset("noise", 100, 0)
     specs = [RunSpec("relu", 0, 1e-3), RunSpec("relu", 1, 3e-2), RunSpec("prelu", 0, 1e-2),

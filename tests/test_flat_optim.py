@@ -22,8 +22,11 @@ def _gradients(steps: int, n: int) -> list[torch.Tensor]:
     return grads
 
 
+@pytest.mark.parametrize("own_buffer", [False, True], ids=["given gradient", "own gradient buffer"])
 @pytest.mark.parametrize("eps,betas", [(1e-8, (0.9, 0.999)), (1e-7, (0.8, 0.99)), (1e-12, (0.9, 0.99999))])
-def test_flat_adam_equals_torch_adam_at_the_edges_of_its_fast_paths(eps, betas):
+def test_flat_adam_equals_torch_adam_at_the_edges_of_its_fast_paths(eps, betas, own_buffer):
+    """Given a gradient tensor, or (as the engine does) its own ``grad`` buffer, which it then uses as
+    scratch: the same numbers either way."""
     n, steps = 4096, 30
     start = torch.randn(n, generator=torch.Generator().manual_seed(1))
     ref = start.clone().requires_grad_()
@@ -37,7 +40,7 @@ def test_flat_adam_equals_torch_adam_at_the_edges_of_its_fast_paths(eps, betas):
         big = float(adam.exp_avg_sq.mul(betas[1]).addcmul(g, g, value=1 - betas[1]).max())
         used_plain |= big >= 2.0 ** (128 - flat_optim.SCALE)
         used_scaled |= big < 2.0 ** (128 - flat_optim.SCALE)
-        adam.step(g)
+        adam.step(adam.grad.copy_(g) if own_buffer else g)
         assert torch.equal(flat.view(torch.int32), ref.detach().view(torch.int32))
     assert used_scaled or not adam.scaled  # the fast path was exercised...
     # ...and the plain one, where a finite exp_avg_sq can get that large ((1 - beta2) * g**2, g**2 < 2**128)

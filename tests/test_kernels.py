@@ -67,15 +67,16 @@ def test_each_kernel_gives_each_run_its_own_numbers(spec, shape):
 
 
 def test_known_kernels_cover_the_builtins_and_the_rest_falls_back_to_autograd():
-    """Every built-in but prelu (stacked slope) and softmax (no public backward op) has a kernel pair; a
-    custom module and softmax get autograd on their group."""
+    """Every built-in but prelu (stacked slope) has kernels of its own (softmax: its autograd node, having
+    no public backward op); a custom module gets autograd on its group."""
     for spec in SPECS:
         group = Group.of(spec)
         if group.is_prelu:
             continue
         kernel = K.for_group(group.module, stacked_activation(group))
-        by_autograd = spec.activation.startswith("custom_acts") or spec.activation == "softmax"
+        by_autograd = spec.activation.startswith("custom_acts")
         assert isinstance(kernel, K.Autograd) == by_autograd, spec.activation
+        assert isinstance(kernel, K.Softmax) == (spec.activation == "softmax"), spec.activation
 
 
 def test_a_subclass_does_not_get_its_parents_kernels():

@@ -49,7 +49,7 @@ class Adam(FlatOptimizer):
         self.eps = eps
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
-        self._denom = torch.empty_like(self.params)
+        self._denom = torch.empty(0)  # made on first use: where step() is given another gradient than self.grad
         # The clamp of step() changes no result: for v below it, sqrt(v) / sqrt(bc2) (bc2 >= 1 - beta2, its
         # value at step 1) is under a quarter ulp of eps, so denom rounds to eps either way; but sqrt of
         # exact zeros (the weights of dead ReLU units) takes a slow path on this CPU, 5x slower than the
@@ -64,25 +64,38 @@ class Adam(FlatOptimizer):
         # torch.optim.Adam on zeros, tiny, huge and non-finite values). v >= 2**(128 - SCALE) would
         # overflow: the plain path then.
         self.scaled = self.floor is not None and self.params.device.type == "cpu"
+        # the constant scalars as float32 tensors made once: a Python number is wrapped into a float64 tensor
+        # and converted to float32 on every call (the same float32 value either way, so the same bits)
+        self._beta2, self._scale, self._eps = (torch.tensor(v, dtype=self.params.dtype, device=self.params.device)
+                                               for v in (self.beta2, 2.0**SCALE, eps))
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> None:
-        """One update from the flat gradient (same layout as the parameters)."""
+        """One update from the flat gradient (same layout as the parameters). The optimizer's own ``grad``
+        buffer serves as scratch once read (the engine writes every element of it again before the next step)."""
         self.step_count += 1
         self.exp_avg.lerp_(grad, 1 - self.beta1)
-        self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        self.exp_avg_sq.mul_(self._beta2).addcmul_(grad, grad, value=1 - self.beta2)
         bias_correction1 = 1 - self.beta1**self.step_count
         bias_correction2 = 1 - self.beta2**self.step_count
-        # denom = sqrt(exp_avg_sq) / sqrt(bc2) + eps, as Adam computes it, into a reused buffer
-        if self.floor is not None:
-            denom = torch.clamp_min(self.exp_avg_sq, self.floor, out=self._denom)
+        # denom = sqrt(exp_avg_sq) / sqrt(bc2) + eps, as Adam computes it, into a reused buffer: the gradient
+        # buffer, read for the last time above (one array less for the caches than a buffer of its own)
+        if grad is self.grad:
+            scratch = grad
         else:
-            denom = self._denom.copy_(self.exp_avg_sq)
-        if self.scaled and float(self.exp_avg_sq.max()) < 2.0 ** (128 - SCALE):  # NaN: the plain path
-            denom.mul_(2.0**SCALE).sqrt_().div_(bias_correction2**0.5 * 2.0 ** (SCALE // 2))
+            if self._denom.shape != self.params.shape:
+                self._denom = torch.empty_like(self.params)
+            scratch = self._denom
+        if self.floor is not None:
+            denom = torch.clamp_min(self.exp_avg_sq, self.floor, out=scratch)
+        else:
+            denom = scratch.copy_(self.exp_avg_sq)
+        # amax, not max: the same value (NaN propagates: the plain path), without max's index bookkeeping
+        if self.scaled and float(self.exp_avg_sq.amax()) < 2.0 ** (128 - SCALE):
+            denom.mul_(self._scale).sqrt_().div_(bias_correction2**0.5 * 2.0 ** (SCALE // 2))
         else:
             denom.sqrt_().div_(bias_correction2**0.5)
-        denom.add_(self.eps)
+        denom.add_(self._eps)
         if self.lr is not None:
             self.params.addcdiv_(self.exp_avg, denom, value=-(self.lr / bias_correction1))
         else:  # (-lr/bc1) * exp_avg / denom: addcdiv's own order of operations

@@ -76,16 +76,16 @@ def equivalence(
 
 def for_training(
     specs: Iterable[RunSpec], sizes: Sequence[int], n_train: int, n_test: int, batch_size: int,
-    settings: TrainSettings | None = None,
+    settings: TrainSettings | None = None, n_val: int = 0,
 ) -> dict[str, Any]:
     """``equivalence`` for a training setup: the runs the batched engine stacks, the mini-batch sizes of
-    an epoch (full and last), the full-data sizes of the diagnostics (training and held-out sets) and the
-    optimizer of ``settings``."""
+    an epoch (full and last), the full-data sizes of the diagnostics (training and held-out sets: test and
+    ``n_val`` validation points) and the optimizer of ``settings``."""
     from actlab.engines.stacked import can_batch
 
     full = min(batch_size, n_train)
     batch_sizes = {full, n_train % batch_size or full}
-    eval_sizes = {n_train, *([n_test] if n_test else [])}
+    eval_sizes = {n_train, *(n for n in (n_test, n_val) if n)}
     distinct = {spec.group_key: spec for spec in specs}.values()  # one run per activation is enough
     return equivalence([s for s in distinct if can_batch(s)], sizes, batch_sizes, eval_sizes, settings)
 
@@ -101,6 +101,8 @@ def _probe(sizes, batch_sizes, eval_sizes, group_keys, optimizer: TrainSettings)
             checked.append(name)
             failed += [f"{name} batch {b}: {what}" for b in batch_sizes
                        for what in _linear(fan_in, fan_out, b, gen)]
+            failed += [f"{name} full data {b}: {what}" for b in eval_sizes
+                       for what in _linear_output(fan_in, fan_out, b, gen)]
         checked.append("mse")
         failed += [f"mse batch {b}: {what}" for b in batch_sizes for what in _mse(b, gen)]
         checked.append(optimizer.optimizer)
@@ -160,6 +162,18 @@ def _linear(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list
     padded = step.linear(rows(x.detach()), w.detach(), b.detach(), rows(grad))
     names = ["output", "input grad", "weight grad", "bias grad"]
     return _differs(names, stacked, reference) + _differs([f"step {n}" for n in names], padded, reference)
+
+
+def _linear_output(fan_in: int, fan_out: int, batch: int, gen: torch.Generator) -> list[str]:
+    """The full-data pass's linear layer (``step.Forward``: inputs in padded rows) against F.linear per run."""
+    from actlab.engines import step
+    from actlab.engines.rowwise import rows
+
+    x = torch.randn(N_RUNS, batch, fan_in, generator=gen)
+    w = torch.rand(N_RUNS, fan_out, fan_in, generator=gen).sub_(0.5)
+    b = torch.rand(N_RUNS, fan_out, generator=gen).sub_(0.5)
+    padded = step.linear(rows(x), w, b, torch.zeros(N_RUNS, batch, fan_out))[0]
+    return _differs(["output"], [padded], [torch.stack([F.linear(*run) for run in zip(x, w, b)])])
 
 
 def _mse(batch: int, gen: torch.Generator) -> list[str]:
@@ -252,7 +266,7 @@ def _optimizer(sizes: Sequence[int], gen: torch.Generator, settings: TrainSettin
         states: list[list] = [[] for _ in params]
         for _ in range(3):
             grads = [torch.randn(leaf.shape, generator=gen) for leaf in stack.leaves]
-            flat.step(torch.cat([g.reshape(-1) for g in grads]))
+            flat.step(torch.cat([g.reshape(-1) for g in grads], out=flat.grad))  # the engine's own buffer
             per_run = [g[r] for g in grads for r in range(N_RUNS)]
             for p, g, step, state in zip(params, per_run, steps, states):
                 step(p, g, state)

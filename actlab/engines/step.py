@@ -35,7 +35,8 @@ class Step:
         self.weights_t = [w.transpose(1, 2) for w in self.weights]
         self.biases = [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
         self.grad_w, self.grad_b = grads[:n_layers], grads[n_layers : 2 * n_layers]
-        self.norm = 2.0 / (batch * sizes[-1])  # mse_loss_backward: 2 / numel
+        # mse_loss_backward's 2 / numel, as the float32 its Python number becomes (made once, not every step)
+        self.norm = torch.tensor(2.0 / (batch * sizes[-1]), device=device)
         # per hidden layer: z (contiguous, a matmul's output), f(z) and its gradient (padded rows)
         widths = sizes[1:-1]
         self.z = [torch.empty(n, batch, w, device=device) for w in widths]
@@ -81,6 +82,49 @@ class Step:
         return losses
 
 
+class Forward:
+    """The outputs of every run on fixed inputs (the per-epoch full-data losses), by the step's kernels: each
+    layer's activations written group by group into one buffer in padded rows, where ``diagnostics`` applies
+    each group's function to a split of z and concatenates the parts (a copy in rows for each row-wise group,
+    a new tensor for each group, a concatenation per layer). The same kernels, so the same bits, as the probe
+    checks at the full-data sizes. The kernels are the stack's own (its prelu slopes are views of its
+    parameters, so they follow training).
+
+    The buffers are kept from one call to the next (per input size): made anew on every call, these
+    full-data arrays (0.8 MB per layer for 115 runs) come back from the allocator as fresh pages, and the
+    page faults cost a fifth of the pass. ``release`` lets them go (before the diagnostics' own pass)."""
+
+    def __init__(self, stack: Stack) -> None:
+        n_layers = stack.n_layers
+        params = stack.views(stack.flat)
+        self.stack, self.n_runs, self.widths = stack, stack.n_runs, stack.sizes[1:-1]
+        self.weights_t = [w.transpose(1, 2) for w in params[:n_layers]]
+        self.biases = [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
+        self.release()
+
+    def release(self) -> None:
+        """Free the buffers (and the kernels' scratch): the next call makes them again."""
+        self.buffers: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # rows -> per layer (z, f(z))
+        self.acts = [[(_kernel(self.stack, None, g, layer), start, stop)
+                      for g, (start, stop, _) in enumerate(self.stack.groups)] for layer in range(len(self.widths))]
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Every run's output (N, n, out) for the inputs x (n, in)."""
+        buffers = self.buffers.get(len(x))
+        if buffers is None:
+            buffers = self.buffers[len(x)] = [
+                (torch.empty(self.n_runs, len(x), width, device=x.device),
+                 kernels.padded(self.n_runs, len(x), width, x.device)) for width in self.widths]
+        h = x.expand(self.n_runs, *x.shape)
+        for layer, (z, out) in enumerate(buffers):
+            torch.baddbmm(self.biases[layer], h, self.weights_t[layer], out=z)
+            for kernel, start, stop in self.acts[layer]:
+                kernel.value(z[start:stop], out[start:stop])
+            h = out
+        return torch.baddbmm(self.biases[-1], h, self.weights_t[-1])
+
+
 @torch.no_grad()
 def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     """One linear layer's arithmetic in ``Step`` (which inlines it into its buffers), for the probe: [output,
@@ -89,10 +133,11 @@ def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grad: torch.Tensor
             torch.bmm(grad.transpose(1, 2), h), torch.sum(grad, 1)]
 
 
-def _kernel(stack: Stack, grads: list[torch.Tensor], g: int, layer: int) -> kernels.Kernel:
-    """Group ``g``'s kernel in hidden layer ``layer``: prelu's with its slope, its own pair, or autograd."""
+def _kernel(stack: Stack, grads: list[torch.Tensor] | None, g: int, layer: int) -> kernels.Kernel:
+    """Group ``g``'s kernel in hidden layer ``layer``: prelu's with its slope (and where its gradient goes;
+    ``grads`` None: forward only), its own pair, or autograd."""
     group = stack.groups[g][2]
     index = stack.slope_index.get((g, layer))
     slope = None if index is None else stack.views(stack.flat)[index]
     return kernels.for_group(group.module, stack.act_layers[layer][g].fn, slope,
-                             None if index is None else grads[index])
+                             None if index is None or grads is None else grads[index])
