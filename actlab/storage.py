@@ -159,6 +159,7 @@ def environment(device: torch.device, argv: Sequence[str] | None = None,
     ATen's capability, MKL's CNR mode) and, given the config (CPU only), the engines' start-up probe under
     "equivalence": {"bitwise", "checked", "failed"} (does the batched engine give the loop engine's numbers
     bit for bit on this machine for this experiment's shapes?)."""
+    from actlab import study
     from actlab.engines import RunSpec, TrainSettings, probe
 
     env: dict[str, Any] = {
@@ -176,9 +177,12 @@ def environment(device: torch.device, argv: Sequence[str] | None = None,
     if cfg is not None and device.type == "cpu":  # the probe is about CPU kernels; GPU results differ anyway
         names = dict.fromkeys([activations.canonical(cfg.model.activation), *cfg.compared_activations()])
         specs = [RunSpec(name, 0, cfg.train.lr, cfg.options_for(name)) for name in names]
-        n_test = round(cfg.data.samples * cfg.data.test_fraction)
-        env["equivalence"] = probe.for_training(specs, cfg.model.sizes, cfg.data.samples - n_test, n_test,
-                                                cfg.train.batch_size, TrainSettings.from_config(cfg, device))
+        d = cfg.data
+        n_test = round(d.samples * d.test_fraction)
+        n_val = study.validation_size(d.samples, d.test_fraction, d.validation_fraction) if d.validation_fraction else 0
+        # the shapes the engine's own probe checks (batched.check_equivalence): the same probe, run once
+        env["equivalence"] = probe.for_training(specs, cfg.model.sizes, d.samples - n_test - n_val, n_test,
+                                                cfg.train.batch_size, TrainSettings.from_config(cfg, device), n_val)
     return env
 
 

@@ -111,3 +111,28 @@ def test_python_m_actlab_pins_and_records_the_probe(tmp_path):
     if "avx2" in FLAGS and torch.backends.mkl.is_available():
         assert recorded["mkl_cbwr"] == "COMPATIBLE" and recorded["aten_pinned"]
         assert recorded["equivalence"]["bitwise"], recorded["equivalence"]["failed"]
+
+
+def test_env_json_records_the_probe_of_the_shapes_the_engine_trains(monkeypatch):
+    """With test and validation points held out, env.json's probe checks the sizes the engine's own probe
+    checks (training, test and validation sets): one probe, the same record."""
+    from actlab import config, experiment, storage
+    from actlab.engines import TrainSettings, batched
+    from actlab.engines import probe as engine_probe
+
+    cfg = config.build_config({"data": {"samples": 90, "test_fraction": 0.2, "validation_fraction": 0.1},
+                               "compare": {"activations": ["relu", "mish"], "seeds": 1}, "train": {"epochs": 1}})
+    sizes = []
+    real = engine_probe.for_training
+
+    def spy(specs, layers, n_train, n_test, batch_size, settings=None, n_val=0):
+        sizes.append((n_train, n_test, n_val))
+        return real(specs, layers, n_train, n_test, batch_size, settings, n_val)
+
+    monkeypatch.setattr(engine_probe, "for_training", spy)
+    recorded = storage.environment(torch.device("cpu"), [], cfg)["equivalence"]
+    data = experiment.dataset(cfg)
+    engine = batched.check_equivalence(experiment.compare_specs(cfg), data, cfg.model.sizes,
+                                       TrainSettings.from_config(cfg, "cpu"))
+    assert (len(data.x_train), len(data.x_test), len(data.x_val)) == (63, 18, 9)
+    assert sizes == [(63, 18, 9)] * 2 and recorded == engine
