@@ -40,9 +40,12 @@ class _OneLineErrors(TyperGroup):
     """Usage errors (unknown flag, bad value) as one line and exit code 2, in the console and in tests."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        from actlab import signals  # no torch: --help stays instant
+
         try:
-            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            with signals.terminate_as_interrupt():  # SIGTERM and SIGHUP end every command as Ctrl-C does
+                code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                    standalone_mode=False, **extra)
         except typer.Abort:
             err.print("aborted: nothing changed")
             code = 1
@@ -56,6 +59,26 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):  # noqa: D102
+        # Ctrl-C, SIGTERM or SIGHUP anywhere in a command (start-up, training, report): one line and the
+        # shell's code for it (130, 143, 129), before click would turn it into "Aborted!" and exit code 1.
+        # Training (workflow.Interrupted) says what it saved; elsewhere nothing is left half-written.
+        from actlab import signals
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            code = getattr(stop, "exit_code", None)
+            line = str(stop) if isinstance(code, int) else f"{signals.reason(stop)}: stopped before the command " \
+                "finished; run it again to finish it"
+            err.print(line, markup=False)
+            # CPython marks a KeyboardInterrupt that left code run by exec() of a string (dataclasses and
+            # namedtuple build methods so, e.g. in an import the interrupt landed in) as unhandled, even once
+            # caught, and at exit kills itself with SIGINT instead of exiting with our code; running such code
+            # to its end clears the mark
+            exec("")  # noqa: S102
+            raise typer.Exit(code if isinstance(code, int) else signals.exit_code(stop)) from None
 
 
 def _examples(*commands: str) -> str:

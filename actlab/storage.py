@@ -205,7 +205,7 @@ def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> P
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     if len(f"{stamp}_{name}-999".encode()) > 255:  # NAME_MAX of every common file system
         raise StorageError(f"the experiment name '{name[:20]}...' is too long for a folder name; shorten --name")
-    made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
+    made = _missing(runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 1000):
@@ -223,6 +223,20 @@ def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> P
         ) from None
     _remove_empty(made)
     raise StorageError(f"too many experiment folders named {stamp}_{name} in '{runs_dir}'")
+
+
+def _missing(runs_dir: Path) -> list[Path]:
+    """``runs_dir`` and its parents that do not exist yet (deepest first): the folders making it would add.
+    One that cannot even be looked at (no permission) is left out: mkdir then says why."""
+    missing = []
+    for p in (runs_dir, *runs_dir.parents):
+        try:
+            p.stat()
+        except FileNotFoundError:
+            missing.append(p)
+        except OSError:
+            continue
+    return missing
 
 
 def _remove_empty(folders: Sequence[Path]) -> None:
@@ -361,7 +375,7 @@ class ExperimentWriter:
         removed again: no half-made folder is left behind.
         """
         runs_dir = runs_dir or Path(cfg.output.runs_dir)
-        made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
+        made = _missing(runs_dir)
         path = new_experiment_dir(runs_dir, cfg.output.name)
         writer = cls(path, cfg, command, list(run_order), dict(grid or {}), list(columns) if columns else None)
         try:
@@ -520,7 +534,10 @@ def _csv_rows(path: Path, notes: list[str] | None = None) -> tuple[list[str], li
     except (OSError, UnicodeDecodeError) as exc:
         raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
                            "the folder is damaged") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # a cell past csv's field size limit (131072 characters), a NUL byte
+        raise StorageError(f"{path}: not actlab's CSV ({exc}); the folder is damaged") from None
     header = rows.pop(0) if rows else []
     if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
         rows.pop()
@@ -702,6 +719,8 @@ def _read_json(path: Path, kind: type, default: Any) -> Any:
                            "the folder is damaged") from None
     except json.JSONDecodeError as exc:
         raise StorageError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the folder is damaged") from None
+    except RecursionError:  # [[[[...: nested deeper than Python's recursion limit
+        raise StorageError(f"{path}: nested too deeply to be actlab's JSON; the folder is damaged") from None
     if not isinstance(data, kind):
         want = "a list" if kind is list else "an object"
         raise StorageError(f"{path}: expected {want}, found {type(data).__name__}; the folder is damaged")

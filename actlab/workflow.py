@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actlab import __version__, checkpoint, config, experiment, signals, storage
+from actlab import __version__, checkpoint, config, experiment, folders, signals, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec
 from actlab.experiment import Experiment
@@ -91,9 +91,11 @@ class Interrupted(KeyboardInterrupt):
     incomplete; ``exit_code`` is the shell's convention for that signal (130, 143, 129)."""
 
     def __init__(self, path: Path, runs_done: int, runs_total: int, reason: str = "interrupted (Ctrl-C)",
-                 exit_code: int = 130) -> None:
-        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}; "
-                         f"`actlab resume {path}` trains the rest")
+                 exit_code: int = 130, *, reporting: bool = False) -> None:
+        # reporting: the signal came while the report was written, every run being saved already
+        super().__init__(f"{reason} while writing the report: the runs are saved in {path}; `actlab report {path}` "
+                         "writes it again" if reporting else f"{reason}: {runs_done} of {runs_total} runs saved in "
+                         f"{path}; `actlab resume {path}` trains the rest")
         self.path, self.runs_done, self.runs_total, self.exit_code = path, runs_done, runs_total, exit_code
 
 
@@ -164,8 +166,10 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
+    folders.check_writable(stored.path)  # no write through a link out of the folder
     # damaged weights: one error before anything is written (and the weights read once, for the report too)
     weights = analysis.saved_weights(stored)
+    folders.check_weights(stored, weights)  # weights that do not fit the config's net: one line, not torch's
     # a folder with SVGs (an earlier --svg) gets them redrawn too: none is deleted, none left showing an old figure
     svg = svg or any(p.with_suffix(".png").is_file() for p in stored.path.glob("*.svg"))  # a figure's SVG
     if stored.config.compare.grid:
@@ -191,6 +195,7 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
     its config valid and unchanged since it started, written by this actlab version. ``force``: also a
     folder marked running (its process was killed outright)."""
     stored = storage.load_experiment(Path(folder))  # a config that does not validate: ConfigError
+    folders.check_writable(stored.path)  # no write or append through a link out of the folder
     path, status = stored.path, stored.status.get("status")
     replay = f"start again with `actlab {stored.status.get('command', 'compare')} --config {path / 'config.yaml'}`"
     if status == "complete":
@@ -403,7 +408,13 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
     back, if the caller has it)."""
     from actlab import analysis
 
-    return write_pages(analysis.analyse(stored, ranked, weights), stored.path, svg=svg)
+    try:
+        return write_pages(analysis.analyse(stored, ranked, weights), stored.path, svg=svg)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the figures being drawn are finished, the rest not
+        if isinstance(stop, Interrupted):
+            raise
+        n = len(stored.summary)
+        raise Interrupted(stored.path, n, n, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
 
 
 def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,
