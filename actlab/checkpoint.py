@@ -78,14 +78,12 @@ class Checkpoint:
         """The saved state to resume from (None: no file yet); a file of other runs is a CheckpointError."""
         if not self.path.is_file():
             return None
-        state = read(self.path)
-        if tuple(state["run_ids"]) != self.run_ids:
-            raise CheckpointError(f"{self.path}: holds other runs than the stack being resumed")
-        return state
+        return read(self.path, self.run_ids)
 
 
-def read(path: Path) -> dict[str, Any]:
-    """A checkpoint file read back: tensors and plain data only (weights_only), checked for its keys."""
+def read(path: Path, run_ids: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A checkpoint file read back: tensors and plain data only (weights_only), checked for its keys, its
+    layout and (given ``run_ids``) that it is the checkpoint of those runs."""
     try:
         state = storage.load_tensors(path, "checkpoint")
     except storage.StorageError as exc:
@@ -96,6 +94,8 @@ def read(path: Path) -> dict[str, Any]:
     missing = [key for key in STATE_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: lacks {', '.join(missing)}; delete it to retrain its runs from the start")
+    if run_ids is not None and tuple(state["run_ids"]) != run_ids:
+        raise CheckpointError(f"{path}: holds other runs than the stack being resumed")
     problem = _state_problem(state)
     if problem:
         raise CheckpointError(f"{path}: {problem}, not what actlab saves; delete it to retrain its runs from the start")

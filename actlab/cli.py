@@ -26,8 +26,9 @@ from actlab import __version__
 if TYPE_CHECKING:
     from actlab import config
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: user text ("mod:X: cannot import", a folder named ':smile:') is printed as typed, never as emoji
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -199,6 +200,9 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
     else:
         cfg = grid.load(config.find_config(path) if path is not None else None, overrides, grid_options)[0]
     _check_executor(cfg)
+    from actlab import folders
+
+    folders.check_runs_dir(Path(cfg.output.runs_dir))
     return cfg
 
 

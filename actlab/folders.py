@@ -115,6 +115,14 @@ def diff(a: storage.StoredExperiment, b: storage.StoredExperiment) -> Difference
     return Difference(a.path, b.path, changed, losses, (len(a.summary), len(b.summary)))
 
 
+def check_runs_dir(runs_dir: Path) -> None:
+    """``runs_dir`` (``--out``) may hold new experiment folders: it is not itself one (a folder made inside an
+    experiment would be listed, reported and deleted with it); else FolderError."""
+    if all((runs_dir / marker).is_file() for marker in MARKERS):
+        raise FolderError(f"'{runs_dir}' is an experiment folder; --out names the folder that holds experiment "
+                          f"folders, e.g. '{runs_dir.parent}'")
+
+
 # --------------------------------------------------------------------------------------------------
 # Writing into a folder that exists (report, resume): only into its own files.
 

@@ -729,14 +729,22 @@ def _read_json(path: Path, kind: type, default: Any) -> Any:
 
 def _summary_rows(path: Path) -> list[dict[str, Any]]:
     rows = _read_json(path, list, [])
+    seen: set[str] = set()  # run ids so far: one row per run (a repeated one would count twice in the statistics)
     for i, row in enumerate(rows):
         problem = "not an object" if not isinstance(row, dict) else next(
             (f"'{k}' missing or not {types[0].__name__}" for k, types in SUMMARY_FIELDS.items()
              if not isinstance(row.get(k, ...), types) or isinstance(row.get(k), bool)), None)
         if not problem and not activations.is_name(row["activation"]):
             problem = f"activation {row['activation'][:40]!r} is neither a registry name nor an import path"
+        if not problem and row["status"] not in ("ok", "diverged"):
+            problem = f"status {row['status'][:20]!r} is neither ok nor diverged"
+        if not problem and any((row[k] or 0) < 0 for k in ("final_loss", "best_loss")):
+            problem = "a negative loss, which a mean squared error cannot be"
+        if not problem and row["run"] in seen:
+            problem = f"run {row['run'][:40]!r} is listed twice"
         if problem:
             raise StorageError(f"{path}: row {i + 1}: {problem}; the folder is damaged")
+        seen.add(row["run"])
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
 
 

@@ -6,6 +6,7 @@ The contract is test_hostile.py's: one line on stderr, the right exit code (2 fo
 signal's number for a signal), no traceback, nothing outside the folder touched and nothing in it lost.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -332,3 +333,46 @@ def test_an_interrupt_inside_generated_code_still_exits_130():
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert proc.stderr.strip() == "interrupted (Ctrl-C): stopped before the command finished; run it again to finish it"
+
+
+# --------------------------------------------------------------------------------------------------
+# Text the user typed is printed as typed; --out is not an experiment folder; summary rows as written
+
+
+def test_user_text_is_never_turned_into_emoji(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  options:\n    'nomod_xyz:X': {a: 1}\n")
+    one_line(invoke("train", "--config", path, "--out", tmp_path / "runs"), "model.options.nomod_xyz:X: cannot import")
+    result = invoke("train", *FAST, "--out", tmp_path / "a:smile:")  # rich would print "a😄"
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "a:smile:") in result.stdout.replace("\n", "") and "\U0001f604" not in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_out_into_an_experiment_folder_is_one_line(copy, command):
+    before = snapshot(copy)
+    one_line(invoke(command, "-a", "relu", *FAST, "--out", copy), f"'{copy}' is an experiment folder; --out names "
+             f"the folder that holds experiment folders, e.g. '{copy.parent}'")
+    assert snapshot(copy) == before
+
+
+def _row(change):
+    def spoil(path: Path) -> None:
+        rows = json.loads((path / "summary.json").read_text())
+        (path / "summary.json").write_text(json.dumps(change(rows)))
+    return spoil
+
+
+@pytest.mark.parametrize("change,pattern", [
+    (lambda rows: rows + rows[:1], "row 5: run 'relu/seed0' is listed twice"),
+    (lambda rows: [rows[0] | {"final_loss": -5.0}, *rows[1:]],
+     "row 1: a negative loss, which a mean squared error cannot be"),
+    (lambda rows: [rows[0] | {"status": "weird"}, *rows[1:]], "row 1: status 'weird' is neither ok nor diverged"),
+], ids=["duplicate", "negative", "status"])
+@pytest.mark.parametrize("command", ["show", "report"])
+def test_summary_rows_the_statistics_would_miscount_are_one_line(copy, change, pattern, command):
+    _row(change)(copy)
+    before = snapshot(copy)
+    one_line(invoke(command, copy), f"summary.json: {pattern}; the folder is damaged")
+    assert snapshot(copy) == before
