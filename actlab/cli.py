@@ -632,14 +632,21 @@ def plot_activations(
         if out_file.suffix != ".png":
             raise storage.StorageError(f"--out must end in .png (got '{out_file.name}')")
         for path in (out_file, out_file.with_suffix(".svg")):
-            if path.exists():
+            if path.exists() or path.is_symlink():  # a dangling link too: the figure would land where it points
                 raise storage.StorageError(f"'{path}' exists; actlab does not overwrite files, choose another --out")
         plots.save(plots.activation_gallery(), folder, out_file.stem, svg=True)
     out.print(f"wrote {out_file} and {out_file.with_suffix('.svg')}")
 
 
-export_app = typer.Typer(help="Export an experiment to other viewers.", no_args_is_help=True)
+export_app = typer.Typer(help="Export an experiment to other viewers.")
 app.add_typer(export_app, name="export")
+
+
+@export_app.callback(invoke_without_command=True)
+def _export(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:  # `actlab export` alone: its help, as `actlab plot` (not an error)
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 @export_app.command("tensorboard")

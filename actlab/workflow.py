@@ -210,6 +210,9 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
         raise ResumeRefused(f"'{path}' is a grid study (compare.grid): resume does not continue grid studies yet; "
                             f"{replay}")
     version = stored.env.get("actlab")
+    if not isinstance(version, str):  # env.json missing or damaged: which actlab wrote it is unknown
+        raise ResumeRefused(f"'{path / 'env.json'}' does not say which actlab wrote the folder (missing or damaged): "
+                            f"resume cannot tell whether it would continue the same computation; {replay}")
     if version != __version__:
         raise ResumeRefused(f"'{path}' was written by actlab {version}, this is actlab {__version__}: resume it with "
                             f"actlab {version}, or {replay}")
@@ -415,6 +418,11 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
             raise
         n = len(stored.summary)
         raise Interrupted(stored.path, n, n, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
+    except OSError as exc:  # a figure the disk had no room for (matplotlib writes its files itself)
+        if isinstance(exc, storage.StorageError):  # our own files say it already
+            raise
+        raise storage.StorageError(f"cannot write the report in {stored.path}: {exc.strerror or exc}; the runs are "
+                                   f"saved: free some space, then `actlab report {stored.path}`") from None
 
 
 def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,

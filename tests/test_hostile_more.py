@@ -376,3 +376,44 @@ def test_summary_rows_the_statistics_would_miscount_are_one_line(copy, change, p
     before = snapshot(copy)
     one_line(invoke(command, copy), f"summary.json: {pattern}; the folder is damaged")
     assert snapshot(copy) == before
+
+
+def test_export_alone_prints_its_help_like_plot():
+    result = invoke("export")
+    assert result.exit_code == 0 and "tensorboard" in result.stdout and not result.stderr
+
+
+def test_plot_never_writes_through_a_dangling_link(tmp_path):
+    (tmp_path / "acts.png").symlink_to(tmp_path / "elsewhere.png")
+    one_line(invoke("plot", "activations", "--out", tmp_path / "acts.png"), "acts.png' exists; actlab does not "
+             "overwrite files")
+    assert not (tmp_path / "elsewhere.png").exists()
+
+
+@pytest.mark.parametrize("env", [None, b'{"actlab": [1]}'])
+def test_resume_of_a_folder_without_its_version_is_one_line(copy, env):
+    (copy / "status.json").write_text((copy / "status.json").read_text().replace('"complete"', '"incomplete"'))
+    if env is None:
+        (copy / "env.json").unlink()
+    else:
+        (copy / "env.json").write_bytes(env)
+    before = snapshot(copy)
+    line = one_line(invoke("resume", copy, "-q"), "env.json' does not say which actlab wrote the folder")
+    assert "None" not in line and f"start again with `actlab compare --config {copy / 'config.yaml'}`" in line
+    assert snapshot(copy) == before
+
+
+def test_a_full_disk_while_figures_are_drawn_is_one_line(copy, monkeypatch):
+    """matplotlib writes the figures itself (not through actlab.storage): its ENOSPC is said like ours."""
+    import errno
+
+    from actlab import plots
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(plots, "save", full)  # forked drawing processes inherit it
+    data = {name: (copy / name).read_bytes() for name in ("metrics.csv", "summary.json", "weights.pt", "status.json")}
+    one_line(invoke("report", copy), f"cannot write the report in {copy}: No space left on device; the runs are "
+             f"saved: free some space, then `actlab report {copy}`")
+    assert {name: (copy / name).read_bytes() for name in data} == data
