@@ -376,6 +376,9 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
 
 def _check_runs_dir(runs_dir: str, check: typing.Callable[[bool, str, str], None]) -> None:
     """output.runs_dir is a path the file system can hold, and one a terminal and a shell show as it is."""
+    bad_byte = next((c for c in runs_dir if "\udc80" <= c <= "\udcff"), None)  # a byte that was not UTF-8
+    check(bad_byte is None, "output.runs_dir", f"is not UTF-8 text (byte 0x{ord(bad_byte or ' ') - 0xDC00:02x}); "
+          "name a folder in UTF-8")
     bad = next((c for c in runs_dir if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
     check(bad is None, "output.runs_dir", f"holds the control character {bad!r}, which file listings and shells do "
           f"not show as typed; choose a path without it (got {runs_dir!r})")

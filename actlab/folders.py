@@ -131,6 +131,9 @@ def check_writable(path: Path) -> None:
     """An experiment folder ``report`` or ``resume`` may write into: nothing in it is a symbolic link (a file
     written or appended through one, a figure or a ``*.tmp``, would land outside the folder, possibly over a
     file of the user's), and no file actlab writes (``name.ext``) is a folder; else FolderError."""
+    if any("\udc80" <= c <= "\udcff" for c in str(path.resolve())):  # bytes that were not UTF-8, kept by Python
+        raise FolderError(f"{str(path)!r}: the folder's path is not UTF-8 text, and the report names it; rename the "
+                          "folder (or a parent) in UTF-8")
     for root, dirs, files in os.walk(path):
         for name in sorted(dirs + files):
             entry = Path(root, name)

@@ -417,3 +417,18 @@ def test_a_full_disk_while_figures_are_drawn_is_one_line(copy, monkeypatch):
     one_line(invoke("report", copy), f"cannot write the report in {copy}: No space left on device; the runs are "
              f"saved: free some space, then `actlab report {copy}`")
     assert {name: (copy / name).read_bytes() for name in data} == data
+
+
+def test_an_out_path_that_is_not_utf8_is_one_line(tmp_path):
+    # a byte that is not UTF-8 in argv reaches Python as a lone surrogate (os.fsdecode)
+    one_line(invoke("train", *FAST, "--out", tmp_path / os.fsdecode(b"\xffruns")),
+             "output.runs_dir: is not UTF-8 text (byte 0xff); name a folder in UTF-8 (--out)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_of_a_folder_whose_path_is_not_utf8_is_one_line(folder, tmp_path):
+    path = tmp_path / os.fsdecode(b"\xffexp")
+    shutil.copytree(folder, path)
+    before = snapshot(path)
+    one_line(invoke("report", path), "the folder's path is not UTF-8 text, and the report names it; rename")
+    assert snapshot(path) == before
