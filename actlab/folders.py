@@ -130,7 +130,8 @@ def check_runs_dir(runs_dir: Path) -> None:
 def check_writable(path: Path) -> None:
     """An experiment folder ``report`` or ``resume`` may write into: nothing in it is a symbolic link (a file
     written or appended through one, a figure or a ``*.tmp``, would land outside the folder, possibly over a
-    file of the user's), and no file actlab writes (``name.ext``) is a folder; else FolderError."""
+    file of the user's), nothing is a FIFO, socket or device (reading one would block), no file actlab writes
+    (``name.ext``) is a folder, and its path is UTF-8 (report.md names it); else FolderError."""
     if any("\udc80" <= c <= "\udcff" for c in str(path.resolve())):  # bytes that were not UTF-8, kept by Python
         raise FolderError(f"{str(path)!r}: the folder's path is not UTF-8 text, and the report names it; rename the "
                           "folder (or a parent) in UTF-8")
@@ -141,6 +142,9 @@ def check_writable(path: Path) -> None:
                 raise FolderError(f"'{entry}' is a symbolic link: actlab writes into this folder and never through "
                                   "a link, which could overwrite a file outside it; replace the link by a copy of its "
                                   "file, or remove it")
+            if not (entry.is_file() or entry.is_dir()):  # a FIFO would block the read (a checkpoint) forever
+                raise FolderError(f"'{entry}' is not a regular file (a FIFO, socket or device): an experiment folder "
+                                  "holds files and folders only; remove it")
         for name in sorted(dirs):
             if root == str(path) and Path(name).suffix:
                 raise FolderError(f"'{Path(root, name)}' is a folder where actlab writes a file; move it away")

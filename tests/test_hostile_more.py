@@ -432,3 +432,13 @@ def test_report_of_a_folder_whose_path_is_not_utf8_is_one_line(folder, tmp_path)
     before = snapshot(path)
     one_line(invoke("report", path), "the folder's path is not UTF-8 text, and the report names it; rename")
     assert snapshot(path) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("command", ["report", "resume"])
+def test_a_fifo_in_a_folder_is_refused_before_anything_blocks_on_it(copy, command):
+    (copy / "status.json").write_text((copy / "status.json").read_text().replace('"complete"', '"incomplete"'))
+    (copy / "checkpoints").mkdir()
+    os.mkfifo(copy / "checkpoints" / "chunk-0.pt")  # resume would read it and wait forever for a writer
+    one_line(invoke(command, copy, *(["-q"] if command == "resume" else [])), "chunk-0.pt' is not a regular file "
+             "(a FIFO, socket or device)")
