@@ -64,7 +64,7 @@ class _OneLineErrors(TyperGroup):
     def invoke(self, ctx):  # noqa: D102
         # Ctrl-C, SIGTERM or SIGHUP anywhere in a command (start-up, training, report): one line and the
         # shell's code for it (130, 143, 129), before click would turn it into "Aborted!" and exit code 1.
-        # Training (workflow.Interrupted) says what it saved; elsewhere nothing is left half-written.
+        # An interrupted training or report (workflow.Interrupted) says what is saved and what to run next.
         from actlab import signals
 
         try:
