@@ -78,14 +78,12 @@ class Checkpoint:
         """The saved state to resume from (None: no file yet); a file of other runs is a CheckpointError."""
         if not self.path.is_file():
             return None
-        state = read(self.path)
-        if tuple(state["run_ids"]) != self.run_ids:
-            raise CheckpointError(f"{self.path}: holds other runs than the stack being resumed")
-        return state
+        return read(self.path, self.run_ids)
 
 
-def read(path: Path) -> dict[str, Any]:
-    """A checkpoint file read back: tensors and plain data only (weights_only), checked for its keys."""
+def read(path: Path, run_ids: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A checkpoint file read back: tensors and plain data only (weights_only), checked for its keys, its
+    layout and (given ``run_ids``) that it is the checkpoint of those runs."""
     try:
         state = storage.load_tensors(path, "checkpoint")
     except storage.StorageError as exc:
@@ -96,7 +94,54 @@ def read(path: Path) -> dict[str, Any]:
     missing = [key for key in STATE_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: lacks {', '.join(missing)}; delete it to retrain its runs from the start")
+    if run_ids is not None and tuple(state["run_ids"]) != run_ids:
+        raise CheckpointError(f"{path}: holds other runs than the stack being resumed")
+    problem = _state_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}, not what actlab saves; delete it to retrain its runs from the start")
     return state
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tensor(value: Any, dims: int, dtypes: tuple[torch.dtype, ...] | None = None) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() == dims and (dtypes is None or value.dtype in dtypes)
+
+
+def _state_problem(state: dict[str, Any]) -> str | None:
+    """What in a checkpoint's state is not the layout ``save`` writes (the module docstring), or None: a
+    file that reads back as tensors and lists can still hold anything, and resume must not fail mid-way."""
+    ids = state["run_ids"]
+    if not ids or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+        return "its run_ids are not distinct run names"
+    n, floats = len(ids), (torch.float32, torch.float64)
+    rows, params, optimizer = state["rows"], state["params"], state["optimizer"]
+    if not _tensor(rows, 3, floats) or rows.shape[2] != n:
+        return f"its rows are not an (epochs, measures, {n}) float tensor"
+    checks = [
+        (_is_int(state["epoch"]) and state["epoch"] == rows.shape[0] >= 1, "its epoch is not the number of its rows"),
+        (_tensor(params, 1, floats), "its params are not a flat float tensor"),
+        (_is_int(state["step"]) and state["step"] >= 0, "its step is not a count"),
+        (isinstance(optimizer, dict) and set(optimizer) <= {"exp_avg", "exp_avg_sq", "buf"}
+         and ("exp_avg" in optimizer) == ("exp_avg_sq" in optimizer)
+         and all(isinstance(t, torch.Tensor) and t.shape == params.shape for t in optimizer.values()),
+         "its optimizer buffers do not match its params"),
+        (state["generators"] is None or (_tensor(state["generators"], 2, (torch.uint8,))
+                                         and state["generators"].shape[0] == n),
+         "its generator states are not one per run"),
+        (isinstance(state["names"], list) and len(state["names"]) == rows.shape[1]
+         and all(isinstance(x, str) for x in state["names"]), "its measure names do not match its rows"),
+        (_tensor(state["alive"], 1, (torch.bool,)) and state["alive"].shape[0] == n,
+         "its alive flags are not one per run"),
+        (isinstance(state["diverged_at"], list) and len(state["diverged_at"]) == n
+         and all(e is None or _is_int(e) for e in state["diverged_at"]), "its divergence epochs are not one per run"),
+        (isinstance(state["initial"], dict) and all(isinstance(k, str) and isinstance(v, list) and len(v) == n
+                                                     for k, v in state["initial"].items()),
+         "its epoch-0 measures are not one per run"),
+    ]
+    return next((problem for ok, problem in checks if not ok), None)
 
 
 class Checkpoints:
@@ -108,6 +153,9 @@ class Checkpoints:
         self.seconds = seconds
         self.files: dict[tuple[str, ...], Path] = {}  # run ids of a stack -> its file
         self._epochs: dict[tuple[str, ...], int] = {}  # epochs an earlier session's checkpoint holds
+        if self.dir.exists() and not self.dir.is_dir():
+            raise CheckpointError(f"{self.dir} is not a folder: actlab keeps the checkpoints of stacks in training "
+                                  "there; move it away")
         if self.dir.is_dir():
             for stale in self.dir.glob("*.tmp"):  # a worker ended mid-save: its previous file is intact
                 stale.unlink()

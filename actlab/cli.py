@@ -27,8 +27,9 @@ from actlab import __version__
 if TYPE_CHECKING:
     from actlab import config
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: user text ("mod:X: cannot import", a folder named ':smile:') is printed as typed, never as emoji
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -41,9 +42,12 @@ class _OneLineErrors(TyperGroup):
     """Usage errors (unknown flag, bad value) as one line and exit code 2, in the console and in tests."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        from actlab import signals  # no torch: --help stays instant
+
         try:
-            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            with signals.terminate_as_interrupt():  # SIGTERM and SIGHUP end every command as Ctrl-C does
+                code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                    standalone_mode=False, **extra)
         except typer.Abort:
             err.print("aborted: nothing changed")
             code = 1
@@ -57,6 +61,26 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):  # noqa: D102
+        # Ctrl-C, SIGTERM or SIGHUP anywhere in a command (start-up, training, report): one line and the
+        # shell's code for it (130, 143, 129), before click would turn it into "Aborted!" and exit code 1.
+        # An interrupted training or report (workflow.Interrupted) says what is saved and what to run next.
+        from actlab import signals
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            code = getattr(stop, "exit_code", None)
+            line = str(stop) if isinstance(code, int) else f"{signals.reason(stop)}: stopped before the command " \
+                "finished; run it again to finish it"
+            err.print(line, markup=False)
+            # CPython marks a KeyboardInterrupt that left code run by exec() of a string (dataclasses and
+            # namedtuple build methods so, e.g. in an import the interrupt landed in) as unhandled, even once
+            # caught, and at exit kills itself with SIGINT instead of exiting with our code; running such code
+            # to its end clears the mark
+            exec("")  # noqa: S102
+            raise typer.Exit(code if isinstance(code, int) else signals.exit_code(stop)) from None
 
 
 def _examples(*commands: str) -> str:
@@ -177,6 +201,9 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
     else:
         cfg = grid.load(config.find_config(path) if path is not None else None, overrides, grid_options)[0]
     _check_executor(cfg)
+    from actlab import folders
+
+    folders.check_runs_dir(Path(cfg.output.runs_dir))
     return cfg
 
 
@@ -606,14 +633,21 @@ def plot_activations(
         if out_file.suffix != ".png":
             raise storage.StorageError(f"--out must end in .png (got '{out_file.name}')")
         for path in (out_file, out_file.with_suffix(".svg")):
-            if path.exists():
+            if path.exists() or path.is_symlink():  # a dangling link too: the figure would land where it points
                 raise storage.StorageError(f"'{path}' exists; actlab does not overwrite files, choose another --out")
         plots.save(plots.activation_gallery(), folder, out_file.stem, svg=True)
     out.print(f"wrote {out_file} and {out_file.with_suffix('.svg')}")
 
 
-export_app = typer.Typer(help="Export an experiment to other viewers.", no_args_is_help=True)
+export_app = typer.Typer(help="Export an experiment to other viewers.")
 app.add_typer(export_app, name="export")
+
+
+@export_app.callback(invoke_without_command=True)
+def _export(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:  # `actlab export` alone: its help, as `actlab plot` (not an error)
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 @export_app.command("tensorboard")

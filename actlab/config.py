@@ -13,6 +13,7 @@ import math
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ import yaml
 
 from actlab import activations, init, tasks
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: the engines' numbers are float32
+MAX_PATH = 3800  # output.runs_dir: Linux's PATH_MAX is 4096 bytes, and the experiment's own files go inside
 MAX_NAME = 200  # output.name: the folder adds a 16-character timestamp and a suffix; file systems allow 255
 
 
@@ -296,7 +299,14 @@ def _check_optimizer(train: TrainConfig, check: typing.Callable[[bool, str, str]
     check(len(train.betas) == 2, "train.betas", f"needs two numbers, e.g. [0.9, 0.999] (got {list(train.betas)})")
     for i, beta in enumerate(train.betas):
         check(0.0 <= beta < 1.0, f"train.betas[{i}]", f"must be in [0, 1) (got {beta})")
-    check(math.isfinite(train.eps) and train.eps > 0, "train.eps", f"must be > 0, e.g. 1e-8 (got {train.eps})")
+    check(math.isfinite(train.eps) and 0 < train.eps <= FLOAT32_MAX, "train.eps",
+          f"must be > 0 and at most {FLOAT32_MAX:.3g} (float32's largest), e.g. 1e-8 (got {train.eps})")
+    # the engines apply a step as a float32 scalar: Adam's first is lr / (1 - beta1), SGD's lr; one that
+    # float32 cannot hold is refused here, not by torch mid-training ("cannot be converted without overflow")
+    first = train.lr / (1.0 - train.betas[0]) if train.optimizer == "adam" and len(train.betas) == 2 else train.lr
+    check(first <= FLOAT32_MAX, "train.lr",
+          f"is too large: the first step, {first:.3g}, exceeds float32's largest number, {FLOAT32_MAX:.3g}; "
+          "lower it")
     check(math.isfinite(train.momentum) and train.momentum >= 0, "train.momentum",
           f"must be >= 0 (got {train.momentum})")
 
@@ -361,6 +371,22 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     check(len(cfg.output.name) <= MAX_NAME, "output.name",
           f"is {len(cfg.output.name)} characters long; at most {MAX_NAME} fit in a folder name")
     check(cfg.output.runs_dir.strip() != "", "output.runs_dir", "is empty; name a folder, e.g. runs")
+    _check_runs_dir(cfg.output.runs_dir, check)
+
+
+def _check_runs_dir(runs_dir: str, check: typing.Callable[[bool, str, str], None]) -> None:
+    """output.runs_dir is a path the file system can hold, and one a terminal and a shell show as it is."""
+    bad_byte = next((c for c in runs_dir if "\udc80" <= c <= "\udcff"), None)  # a byte that was not UTF-8
+    check(bad_byte is None, "output.runs_dir", f"is not UTF-8 text (byte 0x{ord(bad_byte or ' ') - 0xDC00:02x}); "
+          "name a folder in UTF-8")
+    bad = next((c for c in runs_dir if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    check(bad is None, "output.runs_dir", f"holds the control character {bad!r}, which file listings and shells do "
+          f"not show as typed; choose a path without it (got {runs_dir!r})")
+    long = next((part for part in Path(runs_dir).parts if len(part.encode()) > 255), None)
+    check(long is None, "output.runs_dir", f"the folder name '{(long or '')[:20]}...' is {len((long or '').encode())} "
+          "bytes long; file systems allow 255")
+    check(len(runs_dir.encode()) <= MAX_PATH, "output.runs_dir",
+          f"is {len(runs_dir.encode())} bytes long; at most {MAX_PATH} leave room for the folders inside it")
 
 
 def _validation_points(data: DataConfig, sources: Sources) -> int:

@@ -6,6 +6,7 @@ Reading a folder never executes code from it (config.yaml is read with yaml.safe
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import os
 import shutil
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actlab import config, storage
+from actlab import activations, config, storage
 
 STATUSES = ("running", "complete", "incomplete")
 MARKERS = ("config.yaml", "env.json", "status.json")  # what every experiment folder has from its first second
@@ -112,6 +113,73 @@ def diff(a: storage.StoredExperiment, b: storage.StoredExperiment) -> Difference
     acts = list(ma) + [act for act in mb if act not in ma]
     losses = [(act, ma.get(act, math.nan), mb.get(act, math.nan)) for act in acts]
     return Difference(a.path, b.path, changed, losses, (len(a.summary), len(b.summary)))
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """``runs_dir`` (``--out``) may hold new experiment folders: it is not itself one (a folder made inside an
+    experiment would be listed, reported and deleted with it); else FolderError."""
+    if all((runs_dir / marker).is_file() for marker in MARKERS):
+        raise FolderError(f"'{runs_dir}' is an experiment folder; --out names the folder that holds experiment "
+                          f"folders, e.g. '{runs_dir.parent}'")
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing into a folder that exists (report, resume): only into its own files.
+
+
+def check_writable(path: Path) -> None:
+    """An experiment folder ``report`` or ``resume`` may write into: nothing in it is a symbolic link (a file
+    written or appended through one, a figure or a ``*.tmp``, would land outside the folder, possibly over a
+    file of the user's), nothing is a FIFO, socket or device (reading one would block), no file actlab writes
+    (``name.ext``) is a folder, and its path is UTF-8 (report.md names it); else FolderError."""
+    if any("\udc80" <= c <= "\udcff" for c in str(path.resolve())):  # bytes that were not UTF-8, kept by Python
+        raise FolderError(f"{str(path)!r}: the folder's path is not UTF-8 text, and the report names it; rename the "
+                          "folder (or a parent) in UTF-8")
+    for root, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            entry = Path(root, name)
+            if entry.is_symlink():
+                raise FolderError(f"'{entry}' is a symbolic link: actlab writes into this folder and never through "
+                                  "a link, which could overwrite a file outside it; replace the link by a copy of its "
+                                  "file, or remove it")
+            if not (entry.is_file() or entry.is_dir()):  # a FIFO would block the read (a checkpoint) forever
+                raise FolderError(f"'{entry}' is not a regular file (a FIFO, socket or device): an experiment folder "
+                                  "holds files and folders only; remove it")
+        for name in sorted(dirs):
+            if root == str(path) and Path(name).suffix:
+                raise FolderError(f"'{Path(root, name)}' is a folder where actlab writes a file; move it away")
+
+
+def check_weights(stored: storage.StoredExperiment, weights: dict[str, dict[str, Any]]) -> None:
+    """Every run's final weights in weights.pt (read back, tensors only) fit the net of the folder's config:
+    the parameter names and shapes the report loads them into; else FolderError naming the run. Shapes are
+    compared, no net is built (a config can name a net too large to allocate)."""
+    sizes = stored.config.model.sizes
+    hidden: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}  # (activation, options) -> its parameters
+    for row in stored.summary:
+        state = weights.get(row["run"])
+        if state is None:
+            continue
+        key = (row["activation"], str(row.get("options") or ""))
+        if key not in hidden:
+            try:  # a registry activation's own parameters (prelu's slope); user code is never imported
+                spec = activations.resolve(key[0], imports=False)
+                options = json.loads(key[1]) if key[1] else {}
+                hidden[key] = {k: tuple(t.shape) for k, t in spec.build(options).state_dict().items()}
+            except (activations.ActivationError, ValueError, TypeError):
+                continue  # not built by the report either
+        want = {}
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            want |= {f"{2 * i}.weight": (fan_out, fan_in), f"{2 * i}.bias": (fan_out,)}
+            if i < len(sizes) - 2:
+                want |= {f"{2 * i + 1}.{k}": shape for k, shape in hidden[key].items()}
+        got = {k: tuple(t.shape) for k, t in state.items()}
+        if got != want:
+            wrong = next((k for k in want if got.get(k) != want[k]), None) or next(k for k in got if k not in want)
+            raise FolderError(f"{stored.path / 'weights.pt'}: run {row['run']}: parameter {wrong} is "
+                              f"{list(got[wrong]) if wrong in got else 'missing'}, not {list(want.get(wrong, ()))} as "
+                              f"the config's {'-'.join(map(str, sizes))} net has; the folder is damaged: move "
+                              "weights.pt away to report without the final weights")
 
 
 # --------------------------------------------------------------------------------------------------

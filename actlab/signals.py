@@ -36,25 +36,33 @@ class Terminated(KeyboardInterrupt):
 def terminate_as_interrupt() -> Iterator[None]:
     """Inside the block, SIGTERM and SIGHUP raise ``Terminated``; the previous handlers come back after.
 
-    After the first such signal the others are ignored until the block ends, so that a second SIGTERM (a
-    scheduler's reminder) does not interrupt the cleanup the first one started. Outside the main thread
-    (where Python cannot install handlers) the block changes nothing.
+    After the first such signal the others are ignored until the block ends (the outermost one, when blocks
+    are nested), so that a second SIGTERM (a scheduler's reminder) does not interrupt the cleanup the first
+    one started. Outside the main thread (where Python cannot install handlers) the block changes nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    fired = False
+
     def raise_terminated(signum: int, _frame: object) -> None:
+        nonlocal fired
+        fired = True
         for s in HANDLED:
             signal.signal(s, signal.SIG_IGN)
         raise Terminated(signum)
 
+    raise_terminated.actlab_terminate = True  # type: ignore[attr-defined]
     previous = {s: signal.signal(s, raise_terminated) for s in HANDLED}
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            # nested in an outer block (the CLI's, around a training's): after a signal, the outer block's
+            # cleanup (status, weights) must not be interrupted by the next one either
+            outer = getattr(handler, "actlab_terminate", False)
+            signal.signal(s, signal.SIG_IGN if fired and outer else handler)
 
 
 def exit_code(interrupt: KeyboardInterrupt) -> int:

@@ -210,7 +210,7 @@ def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> P
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     if len(f"{stamp}_{name}-999".encode()) > 255:  # NAME_MAX of every common file system
         raise StorageError(f"the experiment name '{name[:20]}...' is too long for a folder name; shorten --name")
-    made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
+    made = _missing(runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 1000):
@@ -228,6 +228,20 @@ def new_experiment_dir(runs_dir: Path, name: str, now: float | None = None) -> P
         ) from None
     _remove_empty(made)
     raise StorageError(f"too many experiment folders named {stamp}_{name} in '{runs_dir}'")
+
+
+def _missing(runs_dir: Path) -> list[Path]:
+    """``runs_dir`` and its parents that do not exist yet (deepest first): the folders making it would add.
+    One that cannot even be looked at (no permission) is left out: mkdir then says why."""
+    missing = []
+    for p in (runs_dir, *runs_dir.parents):
+        try:
+            p.stat()
+        except FileNotFoundError:
+            missing.append(p)
+        except OSError:
+            continue
+    return missing
 
 
 def _remove_empty(folders: Sequence[Path]) -> None:
@@ -366,7 +380,7 @@ class ExperimentWriter:
         removed again: no half-made folder is left behind.
         """
         runs_dir = runs_dir or Path(cfg.output.runs_dir)
-        made = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
+        made = _missing(runs_dir)
         path = new_experiment_dir(runs_dir, cfg.output.name)
         writer = cls(path, cfg, command, list(run_order), dict(grid or {}), list(columns) if columns else None)
         try:
@@ -525,7 +539,10 @@ def _csv_rows(path: Path, notes: list[str] | None = None) -> tuple[list[str], li
     except (OSError, UnicodeDecodeError) as exc:
         raise StorageError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); "
                            "the folder is damaged") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # a cell past csv's field size limit (131072 characters), a NUL byte
+        raise StorageError(f"{path}: not actlab's CSV ({exc}); the folder is damaged") from None
     header = rows.pop(0) if rows else []
     if rows and (not text.endswith("\n") or len(rows[-1]) != len(header)):
         rows.pop()
@@ -731,6 +748,8 @@ def _read_json(path: Path, kind: type, default: Any) -> Any:
                            "the folder is damaged") from None
     except json.JSONDecodeError as exc:
         raise StorageError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the folder is damaged") from None
+    except RecursionError:  # [[[[...: nested deeper than Python's recursion limit
+        raise StorageError(f"{path}: nested too deeply to be actlab's JSON; the folder is damaged") from None
     if not isinstance(data, kind):
         want = "a list" if kind is list else "an object"
         raise StorageError(f"{path}: expected {want}, found {type(data).__name__}; the folder is damaged")
@@ -739,14 +758,22 @@ def _read_json(path: Path, kind: type, default: Any) -> Any:
 
 def _summary_rows(path: Path) -> list[dict[str, Any]]:
     rows = _read_json(path, list, [])
+    seen: set[str] = set()  # run ids so far: one row per run (a repeated one would count twice in the statistics)
     for i, row in enumerate(rows):
         problem = "not an object" if not isinstance(row, dict) else next(
             (f"'{k}' missing or not {types[0].__name__}" for k, types in SUMMARY_FIELDS.items()
              if not isinstance(row.get(k, ...), types) or isinstance(row.get(k), bool)), None)
         if not problem and not activations.is_name(row["activation"]):
             problem = f"activation {row['activation'][:40]!r} is neither a registry name nor an import path"
+        if not problem and row["status"] not in ("ok", "diverged"):
+            problem = f"status {row['status'][:20]!r} is neither ok nor diverged"
+        if not problem and any((row[k] or 0) < 0 for k in ("final_loss", "best_loss")):
+            problem = "a negative loss, which a mean squared error cannot be"
+        if not problem and row["run"] in seen:
+            problem = f"run {row['run'][:40]!r} is listed twice"
         if problem:
             raise StorageError(f"{path}: row {i + 1}: {problem}; the folder is damaged")
+        seen.add(row["run"])
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actlab import __version__, checkpoint, config, experiment, signals, storage
+from actlab import __version__, checkpoint, config, experiment, folders, signals, storage
 from actlab.config import Config
 from actlab.engines import RunResult, RunSpec, one_thread
 from actlab.experiment import Experiment
@@ -92,9 +92,11 @@ class Interrupted(KeyboardInterrupt):
     incomplete; ``exit_code`` is the shell's convention for that signal (130, 143, 129)."""
 
     def __init__(self, path: Path, runs_done: int, runs_total: int, reason: str = "interrupted (Ctrl-C)",
-                 exit_code: int = 130) -> None:
-        super().__init__(f"{reason}: {runs_done} of {runs_total} runs saved in {path}; "
-                         f"`actlab resume {path}` trains the rest")
+                 exit_code: int = 130, *, reporting: bool = False) -> None:
+        # reporting: the signal came while the report was written, every run being saved already
+        super().__init__(f"{reason} while writing the report: the runs are saved in {path}; `actlab report {path}` "
+                         "writes it again" if reporting else f"{reason}: {runs_done} of {runs_total} runs saved in "
+                         f"{path}; `actlab resume {path}` trains the rest")
         self.path, self.runs_done, self.runs_total, self.exit_code = path, runs_done, runs_total, exit_code
 
 
@@ -165,6 +167,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
     stored = storage.load_experiment(Path(folder))
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
+    folders.check_writable(stored.path)  # no write through a link out of the folder
     with one_thread():  # tiny tensors (see ``_report``)
         path = _rewrite_report(stored, svg)
     if notes is not None:
@@ -178,6 +181,7 @@ def _rewrite_report(stored: storage.StoredExperiment, svg: bool) -> Path:
 
     # damaged weights: one error before anything is written (and the weights read once, for the report too)
     weights = analysis.saved_weights(stored)
+    folders.check_weights(stored, weights)  # weights that do not fit the config's net: one line, not torch's
     # a folder with SVGs (an earlier --svg) gets them redrawn too: none is deleted, none left showing an old figure
     svg = svg or any(p.with_suffix(".png").is_file() for p in stored.path.glob("*.svg"))  # a figure's SVG
     if stored.config.compare.grid:
@@ -201,6 +205,7 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
     its config valid and unchanged since it started, written by this actlab version. ``force``: also a
     folder marked running (its process was killed outright)."""
     stored = storage.load_experiment(Path(folder))  # a config that does not validate: ConfigError
+    folders.check_writable(stored.path)  # no write or append through a link out of the folder
     path, status = stored.path, stored.status.get("status")
     replay = f"start again with `actlab {stored.status.get('command', 'compare')} --config {path / 'config.yaml'}`"
     if status == "complete":
@@ -215,6 +220,9 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
         raise ResumeRefused(f"'{path}' is a grid study (compare.grid): resume does not continue grid studies yet; "
                             f"{replay}")
     version = stored.env.get("actlab")
+    if not isinstance(version, str):  # env.json missing or damaged: which actlab wrote it is unknown
+        raise ResumeRefused(f"'{path / 'env.json'}' does not say which actlab wrote the folder (missing or damaged): "
+                            f"resume cannot tell whether it would continue the same computation; {replay}")
     if version != __version__:
         raise ResumeRefused(f"'{path}' was written by actlab {version}, this is actlab {__version__}: resume it with "
                             f"actlab {version}, or {replay}")
@@ -427,7 +435,18 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
     figure processes drawing meanwhile on the same cores lack."""
     from actlab import analysis
 
-    return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg)
+    try:
+        return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the figures being drawn are finished, the rest not
+        if isinstance(stop, Interrupted):
+            raise
+        n = len(stored.summary)
+        raise Interrupted(stored.path, n, n, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
+    except OSError as exc:  # a figure the disk had no room for (matplotlib writes its files itself)
+        if isinstance(exc, storage.StorageError):  # our own files say it already
+            raise
+        raise storage.StorageError(f"cannot write the report in {stored.path}: {exc.strerror or exc}; the runs are "
+                                   f"saved: free some space, then `actlab report {stored.path}`") from None
 
 
 def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,
