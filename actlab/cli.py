@@ -179,7 +179,8 @@ def _load(path: str | None, flags: dict[str, tuple[str, Any]], sets: Sequence[st
     """The config with --set, KEY=VALUE arguments and the shortcut flags applied (flags last), all through
     one validation; every error names the flag or argument it came from. ``grid_options`` (compare): the
     ``--grid`` axes, merged with the file's ``compare.grid`` and every point validated."""
-    from actlab import config, grid
+    with _collector_paused():  # torch's import is the first of train and compare
+        from actlab import config, grid
 
     overrides = []
     for text in sets or []:
@@ -666,6 +667,19 @@ def export_tensorboard(
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
     out.print(f"wrote {n} runs to {logdir}; view them with: tensorboard --logdir {logdir}")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector off inside: importing torch makes a million objects and hardly any garbage, and
+    the collections they trigger cost a tenth of a second of the start-up (0.14 s of 1.25 s CPU, measured)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def main() -> None:

@@ -337,3 +337,19 @@ def test_compare_imports_scipy_and_matplotlib_only_after_training(tmp_path):
                            "--epochs", "2", "-q", "--out", str(tmp_path)], capture_output=True, text=True)
     assert "BEFORE []" in proc.stderr and "EXIT 0" in proc.stderr, proc.stderr
     assert (only_folder(tmp_path) / "report.md").is_file()  # the report was written: the command ran to its end
+
+
+def test_the_collector_is_paused_only_inside_and_restored_as_it_was():
+    import gc
+
+    assert gc.isenabled()
+    with cli._collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cli._collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()
