@@ -8,6 +8,7 @@ apart and marked with a red x, values of exactly zero on a log axis are drawn at
 from __future__ import annotations
 
 import gc
+import io
 import math
 import multiprocessing as mp
 import sys
@@ -33,7 +34,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
-from actlab import activations  # noqa: E402
+from actlab import activations, signals, storage  # noqa: E402
 from actlab.analysis import Analysis, Band, fitted_curves, quartiles, target_curve  # noqa: E402
 from actlab.devices import available_cores  # noqa: E402
 
@@ -568,16 +569,21 @@ def save(fig: Figure, folder: Path, name: str, svg: bool = False) -> list[Path]:
 
     Each format is a full draw of the figure (seconds for dozens of panels): the SVG only when asked for."""
     png = folder / f"{name}.png"
+    image = io.BytesIO()  # drawn in memory, then written as every file of the folder is (storage.write_bytes):
+    # a full disk or a signal mid-write leaves the previous figure whole, never a cut one or a stray .tmp
     if fig.get_layout_engine() is None:
-        fig.savefig(png, dpi=DPI)
+        fig.savefig(image, format="png", dpi=DPI)
     else:  # savefig draws such a figure twice, a dry run to lay it out and the picture: drawn once instead
         dpi = fig.get_dpi()
         fig.set_dpi(DPI)
         fig.canvas.draw()  # lays the figure out first, as savefig's dry run does; then the same picture
-        matplotlib.image.imsave(png, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI)
+        matplotlib.image.imsave(image, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI)
         fig.set_dpi(dpi)  # the SVG (dpi "figure") as before
+    storage.write_bytes(png, image.getvalue())
     if svg:
-        fig.savefig(png.with_suffix(".svg"))
+        vector = io.BytesIO()
+        fig.savefig(vector, format="svg")
+        storage.write_bytes(png.with_suffix(".svg"), vector.getvalue())
     plt.close(fig)
     return [png, png.with_suffix(".svg")] if svg else [png]
 
@@ -594,7 +600,8 @@ def _render(name: str, folder: Path, svg: bool) -> Path | None:
 _shared: tuple[Analysis, Mapping[str, Drawer]] | None = None  # handed to forked renderers by inheritance
 
 
-def _one_thread() -> None:
+def _drawing_process() -> None:
+    signals.worker_setup()  # exit with the parent (even one killed outright), leave Ctrl-C/SIGTERM to it
     torch.set_num_threads(1)  # fork after OpenMP: a forked child must not start a parallel region
 
 
@@ -632,7 +639,7 @@ class Drawing:
             # leaves it alone (and the children's copies of it stay shared pages); undone in ``close``
             gc.freeze()
             self.pool = ProcessPoolExecutor(min(workers, len(drawers)), mp_context=mp.get_context("fork"),
-                                            initializer=_one_thread)
+                                            initializer=_drawing_process)
             # the children are forked here, as the work is handed out: they inherit ``_shared``; handed out
             # biggest first, so that the two largest figures are drawn at once on different processes
             futures = {name: self.pool.submit(_render, name, folder, svg) for name in handout_order(self.names)}

@@ -252,7 +252,7 @@ def _remove_empty(folders: Sequence[Path]) -> None:
 
 
 def _disk_error(path: Path, exc: OSError) -> StorageError:
-    hint = "; free some space or choose another folder with --out DIR" if exc.errno in DISK_FULL else ""
+    hint = "; free some space (train and compare can write elsewhere: --out DIR)" if exc.errno in DISK_FULL else ""
     return StorageError(f"cannot write {path}: {exc.strerror or exc}{hint}")
 
 

@@ -296,3 +296,27 @@ def test_tick_marks_draw_the_pixels_of_the_axis_they_replace(scale):
 
     before, after = picture(False), picture(True)
     assert (before != 255).any() and np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("svg", [False, True])
+def test_a_figure_that_cannot_be_written_leaves_the_previous_one_whole(tmp_path, monkeypatch, svg):
+    import errno
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    old = {suffix: f"the previous {suffix} figure".encode() for suffix in (".png", ".svg")}
+    for suffix, data in old.items():
+        (tmp_path / f"fig{suffix}").write_bytes(data)
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "replace", full)  # the disk fills as the new file is put in place
+    with pytest.raises(storage.StorageError, match=r"fig\.png: No space left on device; free some space"):
+        plots.save(fig, tmp_path, "fig", svg=svg)
+    monkeypatch.undo()
+    assert {p.name for p in tmp_path.iterdir()} == {"fig.png", "fig.svg"}  # no .tmp left behind
+    assert all((tmp_path / f"fig{suffix}").read_bytes() == data for suffix, data in old.items())
+    plots.save(fig, tmp_path, "fig", svg=svg)  # written in place once the disk has room
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "fig.svg").read_bytes().startswith(b"<?xml") == svg
