@@ -6,6 +6,7 @@ Reading a folder never executes code from it (config.yaml is read with yaml.safe
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import math
 import os
@@ -224,3 +225,19 @@ def remove(path: Path) -> None:
         os.rmdir(path)
         return
     shutil.rmtree(path)
+
+
+def config_changed(stored: storage.StoredExperiment) -> bool:
+    """config.yaml is not the one the experiment ran with: its sha256 differs from the one env.json recorded
+    when the folder was made (a folder whose env.json has none, written by an older actlab, cannot tell)."""
+    expected = stored.env.get("config_sha256")
+    return expected is not None and hashlib.sha256((stored.path / "config.yaml").read_bytes()).hexdigest() != expected
+
+
+def check_config_unchanged(stored: storage.StoredExperiment) -> None:
+    """``report``: FolderError where config.yaml was edited after the runs: the statistics read the task, the
+    epochs and the sizes from it, and would describe an experiment that did not run."""
+    if config_changed(stored):
+        raise FolderError(f"'{stored.path / 'config.yaml'}' was changed after the experiment ran (env.json recorded "
+                          "another sha256): a report would describe an experiment that did not run; restore it")
+

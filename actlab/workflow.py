@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import importlib
 import multiprocessing
 import threading
@@ -168,6 +167,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
     if not stored.summary:
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
     folders.check_writable(stored.path)  # no write through a link out of the folder
+    folders.check_config_unchanged(stored)  # the statistics read it: the config the runs were trained with
     with one_thread():  # tiny tensors (see ``_report``)
         path = _rewrite_report(stored, svg)
     if notes is not None:
@@ -226,8 +226,7 @@ def check_resumable(folder: str | Path, force: bool = False) -> storage.StoredEx
     if version != __version__:
         raise ResumeRefused(f"'{path}' was written by actlab {version}, this is actlab {__version__}: resume it with "
                             f"actlab {version}, or {replay}")
-    expected = stored.env.get("config_sha256")
-    if expected is not None and hashlib.sha256((path / "config.yaml").read_bytes()).hexdigest() != expected:
+    if folders.config_changed(stored):
         raise ResumeRefused(f"'{path / 'config.yaml'}' was changed after the experiment started: resuming would mix "
                             f"two experiments; restore it, or {replay}")
     return stored

@@ -4,6 +4,7 @@ Every case must end with one line on stderr naming the problem, exit code 2, no 
 created or changed on disk (issue 10, items 3 and 5 to 9).
 """
 
+import hashlib
 import json
 import os
 import re
@@ -338,6 +339,9 @@ def test_reading_a_folder_never_imports_the_activation_it_names(good_folder, tmp
     text = (folder / "config.yaml").read_text()
     text = text.replace("activation: relu", f"activation: {module}:X").replace("- relu", f"- {module}:X")
     (folder / "config.yaml").write_text(text)
+    env = json.loads((folder / "env.json").read_text())  # as if trained so: env.json records its config
+    env["config_sha256"] = hashlib.sha256((folder / "config.yaml").read_bytes()).hexdigest()
+    (folder / "env.json").write_text(json.dumps(env))
     summary = json.loads((folder / "summary.json").read_text())
     for row in summary:
         row["activation"] = row["activation"].replace("relu", f"{module}:X")

@@ -185,19 +185,27 @@ def test_a_folder_where_report_writes_a_file_is_one_line(copy, name):
     assert snapshot(copy) == before
 
 
-@pytest.mark.parametrize("change", ["config", "weights"])
+@pytest.mark.parametrize("change", ["config", "config-unrecorded", "weights"])
 def test_weights_of_another_net_are_one_line(copy, change):
-    if change == "config":  # the config edited to another net after training
+    if change.startswith("config"):  # the config edited to another net after training
         text = (copy / "config.yaml").read_text().replace("sizes: [10, 18, 18, 4, 1]", "sizes: [10, 7, 18, 4, 1]")
         assert "[10, 7, 18" in text
         (copy / "config.yaml").write_text(text)
-    else:  # a weights file of other shapes
+    if change == "config-unrecorded":  # a folder whose env.json recorded no sha256 of its config
+        env = json.loads((copy / "env.json").read_text())
+        del env["config_sha256"]
+        (copy / "env.json").write_text(json.dumps(env))
+    if change == "weights":  # a weights file of other shapes
         weights = torch.load(copy / "weights.pt", weights_only=True)
         weights["prelu/seed1"]["1.weight"] = torch.ones(3)
         torch.save(weights, copy / "weights.pt")
     before = snapshot(copy)
-    line = one_line(invoke("report", copy), "weights.pt: run ")
-    assert "move weights.pt away" in line
+    if change == "config":  # found by the sha256 env.json recorded, before anything is read from the config
+        line = one_line(invoke("report", copy), "config.yaml' was changed after the experiment ran")
+        assert line.endswith("restore it")
+    else:
+        line = one_line(invoke("report", copy), "weights.pt: run ")
+        assert "move weights.pt away" in line
     assert snapshot(copy) == before
 
 
