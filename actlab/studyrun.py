@@ -197,13 +197,13 @@ def _train(plan: Plan, progress: ProgressFn | None, sinks: Sequence[ResultSink],
     writer = storage.ExperimentWriter.create(cfg, "compare", order, device, grid=plan.grid_values(), columns=columns)
     folder = workflow.FolderSink(writer)
     targets = [folder, *sinks]
-    if tensorboard:
-        from actlab import tensorboard as tb
-
-        targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
-    tracker = _Tracker(str(device), [(len(specs), st.config.train.epochs) for st, specs in batches], progress)
     results: list[RunResult] = []
-    try:
+    try:  # from the folder's making on: a signal or a failure leaves it marked incomplete, never running
+        if tensorboard:
+            from actlab import tensorboard as tb
+
+            targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
+        tracker = _Tracker(str(device), [(len(specs), st.config.train.epochs) for st, specs in batches], progress)
         with signals.terminate_as_interrupt():
             for (st, specs), data in zip(batches, datasets):
                 with closing(experiment.run(st.config, specs, data, device, tracker.on_epochs)) as chunks:

@@ -281,24 +281,31 @@ def _train_into_folder(cfg: Config, command: str, specs: list[RunSpec], progress
     device = experiment.preflight(cfg, tensorboard)  # before the folder: a missing GPU, ray or tensorboard
     data = experiment.dataset(cfg)
     writer = storage.ExperimentWriter.create(cfg, command, [s.run_id for s in specs], device)
-    if tensorboard:
-        from actlab import tensorboard as tb
+    more = _tensorboard_sink(cfg) if tensorboard else None
+    return _train(cfg, command, specs, data, device, writer, progress, sinks, _Preload(preload), more)
 
-        sinks = [*sinks, tb.TensorBoardSink(writer.path / tb.DEFAULT_DIR, cfg)]
-    return _train(cfg, command, specs, data, device, writer, progress, sinks, _Preload(preload))
+
+def _tensorboard_sink(cfg: Config) -> Callable[[Path], list[ResultSink]]:
+    """The TensorBoard sink of a new folder, made inside ``_train`` (a failure or a signal there leaves the
+    folder marked incomplete, not running)."""
+    from actlab import tensorboard as tb
+
+    return lambda path: [tb.TensorBoardSink(path / tb.DEFAULT_DIR, cfg)]
 
 
 def _train(cfg: Config, command: str, specs: list[RunSpec], data: Dataset, device: torch.device,
            writer: storage.ExperimentWriter, progress: ProgressFn | None, sinks: Sequence[ResultSink],
-           preload: _Preload | None = None) -> Finished:
-    """Train ``specs`` into ``writer``'s folder and ``sinks``, stacks checkpointed into the folder as they
-    train; Ctrl-C or a crash keeps what finished (and the checkpoints: ``actlab resume`` goes on from them)."""
+           preload: _Preload | None = None, more_sinks: Callable[[Path], list[ResultSink]] | None = None) -> Finished:
+    """Train ``specs`` into ``writer``'s folder and ``sinks`` (and ``more_sinks(folder)``'s), stacks checkpointed
+    into the folder as they train; Ctrl-C, a signal or a crash from here on keeps what finished (and the
+    checkpoints: ``actlab resume`` goes on from them), the folder marked incomplete."""
     folder = FolderSink(writer)
     targets: list[ResultSink] = [folder, *sinks]
-    checkpoints = checkpoint.Checkpoints(writer.path, cfg.train.checkpoint_seconds)
     results: list[RunResult] = []
     preload = preload or _Preload(())
     try:
+        targets += more_sinks(writer.path) if more_sinks is not None else []
+        checkpoints = checkpoint.Checkpoints(writer.path, cfg.train.checkpoint_seconds)
         tracker = _Tracker(cfg, command, specs, str(device), progress, checkpoints.epochs_done())  # calls progress
 
         def on_epochs(n: int, measures: Mapping[str, float] | None) -> None:

@@ -95,6 +95,27 @@ def test_interrupted_keeps_what_finished(cfg, tmp_path, monkeypatch):
     assert len(storage.load_experiment(info.value.path).summary) == 1
 
 
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("problem", [KeyboardInterrupt, OSError])
+def test_a_folder_stopped_before_its_training_started_is_not_left_running(cfg, tmp_path, monkeypatch, problem, grid):
+    from actlab import tensorboard
+
+    def sink(*args, **kwargs):
+        raise problem()  # a signal, or TensorBoard's writer failing, once the folder exists
+
+    monkeypatch.setattr(tensorboard, "require", lambda: None)
+    monkeypatch.setattr(tensorboard, "TensorBoardSink", sink)
+    if grid:
+        cfg = config.build_config({"train": {"epochs": 2, "workers": 1}, "compare": {
+            "activations": ["relu"], "seeds": 2, "grid": {"train.lr": [0.001, 0.01]}}})
+    with pytest.raises(problem) as info:  # KeyboardInterrupt caught here: pytest would stop at a stray one
+        workflow.run_compare(cfg, out=tmp_path, report=False, tensorboard=True)
+    assert problem is OSError or isinstance(info.value, workflow.Interrupted)  # the line that names the folder
+    (folder,) = tmp_path.iterdir()
+    status = json.loads((folder / "status.json").read_text())
+    assert status["status"] == "incomplete" and status["runs_done"] == 0  # resumable without --force
+
+
 def test_load_config_takes_a_str_and_a_shipped_name():
     assert actlab.load_config("article") == actlab.load_config(str(config.SHIPPED_DIR / "article.yaml"))
     assert "cosine" in actlab.shipped_configs()
