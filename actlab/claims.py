@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from actlab import inference
 from actlab.inference import ALPHA
 
@@ -253,3 +255,30 @@ def smooth_fit(act: str, stuck: int, runs: int) -> Verdict:
     if hi < 0.5:
         return Verdict(claim, title, SUPPORTED, evidence + " — it fits on most seeds.")
     return Verdict(claim, title, NOT_SHOWN, evidence + " — too few seeds to tell.")
+
+
+def swish_between(shares: Mapping[str, Sequence[float]], points: int) -> Verdict:
+    """D5: swish (torch's silu) sits between relu and sigmoid, in the shape of its fits: each curved fit's
+    share of its curvature at its ``points`` sharpest points (``report.kink_shares``: 1 for relu's hinges,
+    small for sigmoid's smooth bumps), relu's above silu's above sigmoid's, both shifts significant (two-sided
+    Mann-Whitney, Holm over the two)."""
+    title = "swish (silu) sits between relu and sigmoid"
+    few = [act for act in ("relu", "silu", "sigmoid") if len(shares.get(act, ())) < 3]
+    if few:
+        return Verdict("D5", title, NOT_SHOWN, f"needs at least 3 curved fits each of relu, silu and sigmoid on a net "
+                       f"of one hidden layer; too few of {', '.join(few)} here.")
+    med = {act: float(np.median(shares[act])) for act in ("relu", "silu", "sigmoid")}
+    p_relu, p_sigmoid = inference.holm([inference.mann_whitney_p(shares["relu"], shares["silu"]),
+                                        inference.mann_whitney_p(shares["silu"], shares["sigmoid"])])
+    evidence = (f"share of a fit's curvature at its {points} sharpest points (1: all in hinges), median over "
+                f"curved fits: relu {_g(med['relu'])} ({len(shares['relu'])}), silu {_g(med['silu'])} "
+                f"({len(shares['silu'])}), sigmoid {_g(med['sigmoid'])} ({len(shares['sigmoid'])}); Mann-Whitney "
+                f"relu vs silu p {_g(p_relu, 2)}, silu vs sigmoid p {_g(p_sigmoid, 2)} (Holm)")
+    above, below = p_relu < ALPHA, p_sigmoid < ALPHA
+    if above and below and med["relu"] > med["silu"] > med["sigmoid"]:
+        return Verdict("D5", title, SUPPORTED,
+                       evidence + " — its fits are less hinged than relu's, more than sigmoid's.")
+    if (above and med["silu"] > med["relu"]) or (below and med["silu"] < med["sigmoid"]):
+        return Verdict("D5", title, CONTRADICTED, evidence + " — its fits lie outside the two.")
+    return Verdict("D5", title, NOT_SHOWN, evidence + " — not separable from one of them over these seeds.")
+

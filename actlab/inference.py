@@ -219,6 +219,14 @@ def fisher_less(k1: int, n1: int, k2: int, n2: int) -> float:
     return float(sps.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="less").pvalue)
 
 
+def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney U p-value that a and b come from distributions shifted apart (scipy's exact
+    test where there are no ties and the samples are small); nan when either is empty."""
+    if not len(a) or not len(b):
+        return math.nan
+    return float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
 def mcnemar_p(only_a: int, only_b: int) -> float:
     """Exact one-sided McNemar p-value that outcome 'only b' is more frequent than 'only a' among the
     discordant pairs (binomial test with p = 1/2)."""

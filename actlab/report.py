@@ -174,6 +174,29 @@ def line_deviations(an: Analysis) -> list[float]:
     return out
 
 
+KINKS_PER_UNIT = 2  # a hinge between two grid points shows in two second differences
+
+
+def kink_shares(an: Analysis) -> tuple[dict[str, list[float]], int]:
+    """Per activation, each curved fit's share of its curvature (sum of |second differences| of the fit on
+    ``analysis.fitted_curves``' grid) at its m sharpest points, m = 2 per hidden unit: 1 where the curvature
+    is all in hinges (relu: the fit is straight between them), small where it is spread (sigmoid); and m.
+    Only for 1-D nets of one hidden layer (deeper relu nets bend in more places than they have units); a fit
+    with no curvature above float32's noise (a straight line, a dead net) has no share."""
+    sizes = an.stored.config.model.sizes
+    if len(sizes) != 3:
+        return {}, 0
+    points = KINKS_PER_UNIT * sizes[1]
+    out: dict[str, list[float]] = {}
+    for act, curves in analysis.fitted_curves(an.stored, weights=an.weights()).items():
+        for _, pred in curves:
+            bends = np.sort(np.abs(np.diff(pred.astype(np.float64), 2)))
+            noise = 1e-6 * len(bends) * max(float(np.abs(pred).max()), 1.0)  # float32 rounding, summed
+            if bends.sum() > noise:
+                out.setdefault(act, []).append(float(bends[-points:].sum() / bends.sum()))
+    return out, points
+
+
 def _stat_of(an: Analysis, act: str) -> stats.ActivationStats | None:
     """The row holding ``act`` (itself, or the identical activation it was folded into)."""
     return next((s for s in an.stats if s.activation == act or act in s.same_as), None)
@@ -210,9 +233,15 @@ def checks(an: Analysis) -> list[claims.Verdict]:
         s = _stat_of(an, act)
         out.append(check(s.verdict if s else None, s.rank if s else 0, s.ratio_vs_best if s else math.nan,
                          s.p_vs_best if s else math.nan))
-    if an.stored.config.model.sizes[0] == 1 and an.reference and math.isfinite(an.reference.monotone_loss):
+    if _curve_task(an):
         out += _curve_checks(an, present)
     return out
+
+
+def _curve_task(an: Analysis) -> bool:
+    """A 1-D task with a monotone plateau: the curve-fitting article's claims (§D) apply."""
+    return an.stored.config.model.sizes[0] == 1 and an.reference is not None and math.isfinite(
+        an.reference.monotone_loss)
 
 
 def _curve_checks(an: Analysis, present: set[str]) -> list[claims.Verdict]:
@@ -223,6 +252,7 @@ def _curve_checks(an: Analysis, present: set[str]) -> list[claims.Verdict]:
     for act in ("sigmoid", "tanh"):
         st = stuck_by_seed(an, act)
         out.append(claims.smooth_fit(act, sum(st.values()), len(st)))
+    out.append(claims.swish_between(*kink_shares(an)))
     return out
 
 
@@ -246,8 +276,12 @@ def stats_rows(an: Analysis, verdicts: list[claims.Verdict] | None = None) -> li
     claim's verdict, so that every number the report prints can be checked from the folder's files."""
     rows = stats.rows(an.stats, an.threshold, an.reference)
     verdicts = {f"claim {v.claim}": v.verdict for v in (checks(an) if verdicts is None else verdicts)}
+    curved = _curve_task(an)
+    shares = kink_shares(an)[0] if curved else {}
     for row in rows:
         act = row["activation"]
+        if curved:  # claim D5's numbers (1-D tasks)
+            row["kink_share_median"] = float(np.median(shares[act])) if shares.get(act) else None
         u = unit_counts(an, act)
         first, last = moves(an, act)
         kb, n = blowups(an, [act, *an.stat(act).same_as])

@@ -107,3 +107,39 @@ def test_vanishing_gradient_names_adams_rescaling_only_for_adam():
     sgd = claims.vanishing_gradients(*args, optimizer="sgd")
     assert adam.verdict == sgd.verdict == claims.CONTRADICTED
     assert "Adam rescales" in adam.evidence and "Adam" not in sgd.evidence
+
+
+def test_swish_between_branches():
+    relu, mid, low = [0.99, 0.98, 1.0, 0.97, 0.96], [0.3, 0.25, 0.35, 0.28, 0.31], [0.02, 0.03, 0.01, 0.025, 0.04]
+    between = claims.swish_between({"relu": relu, "silu": mid, "sigmoid": low}, 4)
+    assert between.verdict == SUPPORTED and "4 sharpest points" in between.evidence
+    # by hand: 5 vs 5 fully separated, no ties: exact two-sided p = 2/252 = 0.0079 each; Holm: 2 x the smaller,
+    # and the larger at least that
+    assert between.evidence.count("p 0.016") == 2
+    assert claims.swish_between({"relu": relu, "silu": [x / 2 for x in low], "sigmoid": low}, 4).verdict == NOT_SHOWN
+    assert claims.swish_between({"relu": relu, "silu": [0.001] * 5, "sigmoid": low}, 4).verdict == CONTRADICTED
+    assert claims.swish_between({"relu": mid, "silu": relu, "sigmoid": low}, 4).verdict == CONTRADICTED
+    assert claims.swish_between({"relu": relu, "silu": mid[:2], "sigmoid": low}, 4).verdict == NOT_SHOWN  # too few
+    assert claims.swish_between({"relu": relu, "sigmoid": low}, 4).verdict == NOT_SHOWN  # silu not compared
+
+
+def test_kink_shares_of_hinged_and_smooth_fits(monkeypatch):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from actlab import analysis, report
+
+    x = np.linspace(0, 2 * np.pi, 400, dtype=np.float32)
+    hinges = np.maximum(x - 1.0, 0) + np.maximum(4.0 - x, 0) * 0.5  # two relu units: straight between the hinges
+    bumps = 1 / (1 + np.exp(-(x - 2.0))) - 1 / (1 + np.exp(-(x - 4.0)))  # two sigmoid units
+    flat = np.full_like(x, 0.3)  # a dead net: no curvature, no share
+    curves = {"relu": [(x, hinges), (x, flat)], "sigmoid": [(x, bumps.astype(np.float32))]}
+    monkeypatch.setattr(analysis, "fitted_curves", lambda stored, weights=None: curves)
+    an = SimpleNamespace(stored=SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(sizes=[1, 2, 1]))),
+                         weights=lambda: {})
+    shares, points = report.kink_shares(an)
+    assert points == 4 and len(shares["relu"]) == 1  # the flat fit has none
+    assert shares["relu"][0] > 0.99 and shares["sigmoid"][0] < 0.1  # relu's rest: float32 rounding
+    an.stored.config.model.sizes = [1, 2, 2, 1]  # two hidden layers: not measured
+    assert report.kink_shares(an) == ({}, 0)
