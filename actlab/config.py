@@ -374,14 +374,21 @@ def _validate(cfg: Config, sources: Sources, imports: bool = True) -> None:
     _check_runs_dir(cfg.output.runs_dir, check)
 
 
+JOINERS = {"\u200c", "\u200d"}  # zero-width non-joiner and joiner: part of how some words and emoji are spelt
+
+
 def _check_runs_dir(runs_dir: str, check: typing.Callable[[bool, str, str], None]) -> None:
     """output.runs_dir is a path the file system can hold, and one a terminal and a shell show as it is."""
     bad_byte = next((c for c in runs_dir if "\udc80" <= c <= "\udcff"), None)  # a byte that was not UTF-8
     check(bad_byte is None, "output.runs_dir", f"is not UTF-8 text (byte 0x{ord(bad_byte or ' ') - 0xDC00:02x}); "
           "name a folder in UTF-8")
-    bad = next((c for c in runs_dir if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
-    check(bad is None, "output.runs_dir", f"holds the control character {bad!r}, which file listings and shells do "
-          f"not show as typed; choose a path without it (got {runs_dir!r})")
+    # control characters, line breaks and invisible format characters (bidi overrides could show the path as
+    # another); the joiners U+200C/U+200D are letters' business in Persian, Indic scripts and emoji: allowed
+    bad = next((c for c in runs_dir if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c not in JOINERS),
+               None)
+    check(bad is None, "output.runs_dir", f"holds the invisible character {bad!r} "
+          f"({unicodedata.name(bad or ' ', 'a control character')}), which file listings and shells do not show as "
+          f"typed; choose a path without it (got {runs_dir!r})")
     long = next((part for part in Path(runs_dir).parts if len(part.encode()) > 255), None)
     check(long is None, "output.runs_dir", f"the folder name '{(long or '')[:20]}...' is {len((long or '').encode())} "
           "bytes long; file systems allow 255")

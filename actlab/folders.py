@@ -128,6 +128,9 @@ def check_runs_dir(runs_dir: Path) -> None:
 # Writing into a folder that exists (report, resume): only into its own files.
 
 
+WRITTEN = {".md", ".html", ".csv", ".json", ".yaml", ".pt", ".png", ".svg", ".tmp"}  # what actlab writes there
+
+
 def check_writable(path: Path) -> None:
     """An experiment folder ``report`` or ``resume`` may write into: nothing in it is a symbolic link (a file
     written or appended through one, a figure or a ``*.tmp``, would land outside the folder, possibly over a
@@ -147,14 +150,18 @@ def check_writable(path: Path) -> None:
                 raise FolderError(f"'{entry}' is not a regular file (a FIFO, socket or device): an experiment folder "
                                   "holds files and folders only; remove it")
         for name in sorted(dirs):
-            if root == str(path) and Path(name).suffix:
+            if root == str(path) and Path(name).suffix in WRITTEN:  # a user's own notes.d or v1.2 is fine
                 raise FolderError(f"'{Path(root, name)}' is a folder where actlab writes a file; move it away")
 
 
 def check_weights(stored: storage.StoredExperiment, weights: dict[str, dict[str, Any]]) -> None:
     """Every run's final weights in weights.pt (read back, tensors only) fit the net of the folder's config:
     the parameter names and shapes the report loads them into; else FolderError naming the run. Shapes are
-    compared, no net is built (a config can name a net too large to allocate)."""
+    compared, no net is built (a config can name a net too large to allocate). A grid over the net's shape
+    (model.sizes, depth or width) gives each point its own net: not checked here."""
+    if any(key.split(".")[:2] in (["model", "sizes"], ["model", "depth"], ["model", "width"])
+           for key in stored.config.compare.grid):
+        return
     sizes = stored.config.model.sizes
     hidden: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}  # (activation, options) -> its parameters
     for row in stored.summary:

@@ -448,11 +448,12 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
             raise
         n = len(stored.summary)
         raise Interrupted(stored.path, n, n, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
-    except OSError as exc:  # a figure the disk had no room for (matplotlib writes its files itself)
-        if isinstance(exc, storage.StorageError):  # our own files say it already
+    except OSError as exc:  # e.g. the figures' processes could not be started (fork: too many processes)
+        if isinstance(exc, storage.StorageError):  # our own files (figures included) say it already
             raise
+        fix = "free some space, then" if exc.errno in storage.DISK_FULL else "then run"
         raise storage.StorageError(f"cannot write the report in {stored.path}: {exc.strerror or exc}; the runs are "
-                                   f"saved: free some space, then `actlab report {stored.path}`") from None
+                                   f"saved: {fix} `actlab report {stored.path}`") from None
 
 
 def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,

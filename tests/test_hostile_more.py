@@ -78,9 +78,9 @@ def test_the_largest_learning_rate_float32_holds_still_trains(tmp_path):
 @pytest.mark.parametrize("name,pattern", [
     ("x" * 300, "output.runs_dir: the folder name 'xxxxxxxxxxxxxxxxxxxx...' is 300 bytes long"),
     ("a/" * 2000, "output.runs_dir: is 40"),
-    ("a\nb", "output.runs_dir: holds the control character '\\n'"),
-    ("a\tb", "output.runs_dir: holds the control character '\\t'"),
-    ("a\u202eb", "output.runs_dir: holds the control character '\\u202e'"),  # right-to-left override
+    ("a\nb", "output.runs_dir: holds the invisible character '\\n'"),
+    ("a\tb", "output.runs_dir: holds the invisible character '\\t'"),
+    ("a\u202eb", "output.runs_dir: holds the invisible character '\\u202e' (RIGHT-TO-LEFT OVERRIDE)"),
 ])
 def test_unusable_out_paths_are_one_line(tmp_path, name, pattern):
     line = one_line(invoke("train", *FAST, "--out", tmp_path / name), pattern)
@@ -451,3 +451,43 @@ def test_a_fifo_in_a_folder_is_refused_before_anything_blocks_on_it(copy, comman
     os.mkfifo(copy / "checkpoints" / "chunk-0.pt")  # resume would read it and wait forever for a writer
     one_line(invoke(command, copy, *(["-q"] if command == "resume" else [])), "chunk-0.pt' is not a regular file "
              "(a FIFO, socket or device)")
+
+
+# --- what the checks above must still let through (found by review) ----------------------------------------
+
+def test_a_grid_over_the_nets_shape_reports_again(tmp_path):
+    out = tmp_path / "runs"
+    assert invoke("compare", "-a", "relu,tanh", "--seeds", "2", *FAST, "--grid", "model.width=4,8", "--no-report",
+                  "--out", out).exit_code == 0
+    (path,) = out.iterdir()
+    result = invoke("report", path)  # each grid point has its own net: its weights are not the base config's
+    assert result.exit_code == 0, result.stderr
+    assert (path / "report.md").is_file()
+
+
+@pytest.mark.parametrize("name", ["مقاله\u200cها", "family-\U0001F468\u200d\U0001F469"])
+def test_out_paths_spelt_with_joiners_are_accepted(tmp_path, name):
+    result = invoke("train", *FAST, "--out", tmp_path / name)
+    assert result.exit_code == 0, result.stderr
+    assert len(list((tmp_path / name).iterdir())) == 1
+
+
+def test_a_users_own_dotted_folder_in_an_experiment_folder_is_left_alone(copy):
+    (copy / "notes.d").mkdir()
+    (copy / "notes.d" / "todo.txt").write_text("mine")
+    result = invoke("report", copy)
+    assert result.exit_code == 0, result.stderr
+    assert (copy / "notes.d" / "todo.txt").read_text() == "mine"
+
+
+def test_a_report_that_fails_for_another_reason_than_a_full_disk_gives_no_disk_advice(copy, monkeypatch):
+    import errno
+
+    from actlab import workflow
+
+    def no_processes(*args, **kwargs):
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")  # fork under a process limit
+
+    monkeypatch.setattr(workflow, "write_pages", no_processes)
+    line = one_line(invoke("report", copy), "Resource temporarily unavailable; the runs are saved: then run")
+    assert "free some space" not in line
