@@ -19,8 +19,8 @@ import gc
 import importlib
 import multiprocessing
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -441,19 +441,25 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
     figure processes drawing meanwhile on the same cores lack."""
     from actlab import analysis
 
+    return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg)
+
+
+@contextmanager
+def _reporting(folder: Path) -> Iterator[None]:
+    """While a folder's report is written (its runs all saved): Ctrl-C or SIGTERM is ``Interrupted`` saying so
+    and how to write the report again; an OSError not of our own files is one StorageError with the fix."""
     try:
-        return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg)
-    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the figures being drawn are finished, the rest not
+        yield
+    except KeyboardInterrupt as stop:  # the figures being drawn are finished, the rest not
         if isinstance(stop, Interrupted):
             raise
-        n = len(stored.summary)
-        raise Interrupted(stored.path, n, n, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
+        raise Interrupted(folder, 0, 0, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
     except OSError as exc:  # e.g. the figures' processes could not be started (fork: too many processes)
         if isinstance(exc, storage.StorageError):  # our own files (figures included) say it already
             raise
         fix = "free some space, then" if exc.errno in storage.DISK_FULL else "then run"
-        raise storage.StorageError(f"cannot write the report in {stored.path}: {exc.strerror or exc}; the runs are "
-                                   f"saved: {fix} `actlab report {stored.path}`") from None
+        raise storage.StorageError(f"cannot write the report in {folder}: {exc.strerror or exc}; the runs are "
+                                   f"saved: {fix} `actlab report {folder}`") from None
 
 
 def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study: Any = None,
@@ -464,7 +470,7 @@ def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study
     (once, for stats.csv and report.md) and ``more_figures()`` draws its own here (a grid's: name -> PNG);
     ``rows`` turns the report's stats rows into the folder's (a grid adds its columns); ``study``: a grid's
     fair answer, which report.md leads with."""
-    with one_thread():  # tiny tensors (see ``_report``)
+    with _reporting(folder), one_thread():  # tiny tensors (see ``_report``)
         return _write_pages(an, folder, svg, study, more_figures, rows)
 
 

@@ -491,3 +491,16 @@ def test_a_report_that_fails_for_another_reason_than_a_full_disk_gives_no_disk_a
     monkeypatch.setattr(workflow, "write_pages", no_processes)
     line = one_line(invoke("report", copy), "Resource temporarily unavailable; the runs are saved: then run")
     assert "free some space" not in line
+
+
+def test_a_signal_while_a_grid_report_is_written_is_the_same_line(tmp_path, monkeypatch):
+    from actlab import report
+
+    out = tmp_path / "runs"
+    assert invoke("compare", "-a", "relu,tanh", "--seeds", "2", *FAST, "--grid", "train.lr=0.001,0.01",
+                  "--no-report", "--out", out).exit_code == 0
+    (path,) = out.iterdir()
+    monkeypatch.setattr(report, "checks", _signal_self(signal.SIGTERM))
+    line = one_line(invoke("report", path), "terminated (SIGTERM) while writing the report: the runs are saved in",
+                    code=143)
+    assert f"`actlab report {path}` writes it again" in line
