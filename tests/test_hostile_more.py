@@ -488,7 +488,7 @@ def test_a_report_that_fails_for_another_reason_than_a_full_disk_gives_no_disk_a
     def no_processes(*args, **kwargs):
         raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")  # fork under a process limit
 
-    monkeypatch.setattr(workflow, "write_pages", no_processes)
+    monkeypatch.setattr(workflow, "_write_pages", no_processes)  # inside write_pages' handling
     line = one_line(invoke("report", copy), "Resource temporarily unavailable; the runs are saved: then run")
     assert "free some space" not in line
 
