@@ -133,7 +133,7 @@ def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True,
     from actlab import analysis, stats
 
     results = done.experiment.results
-    with one_thread():  # tiny tensors from here on (see ``_report``)
+    with one_thread():  # tiny tensors from here on (see ``write_pages``)
         curves = {r.spec.run_id: r.history.get("full_loss", []) for r in results}
         reference = analysis.task_reference(cfg)  # the 'epochs to' threshold comes from the task, not the set compared
         done.ranking = stats.summarise([storage.run_summary(r) for r in results], curves, reference=reference)
@@ -168,7 +168,7 @@ def write_report(folder: str | Path, notes: list[str] | None = None, svg: bool =
         raise storage.StorageError(f"'{folder}' holds no finished run yet: nothing to report")
     folders.check_writable(stored.path)  # no write through a link out of the folder
     folders.check_config_unchanged(stored)  # the statistics read it: the config the runs were trained with
-    with one_thread():  # tiny tensors (see ``_report``)
+    with one_thread():  # tiny tensors (see ``write_pages``)
         path = _rewrite_report(stored, svg)
     if notes is not None:
         notes.extend(stored.notes)  # after metrics.csv was read: what reading it tolerated
@@ -255,7 +255,7 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
         from actlab import analysis, stats
 
         stored = storage.load_experiment(done.path)
-        with one_thread():  # tiny tensors (see ``_report``)
+        with one_thread():  # tiny tensors (see ``write_pages``)
             reference = analysis.task_reference(cfg)
             done.ranking = stats.summarise(stored.summary, stored.curves(), reference=reference)
             storage.write_stats(done.path, stats.rows(*done.ranking, reference))
@@ -433,27 +433,22 @@ class _Tracker:
 def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis.Weights | None = None,
             svg: bool = False, reference: stats.Reference | None = None) -> Path:
     """Figures and report.md in an experiment folder, from its data, its statistics (and its weights.pt read
-    back and the task's reference losses, if the caller has them).
-
-    The statistics and the report run at one torch thread (``one_thread``, as the engines and the forked figure
-    processes): their tensors are tiny, and at two threads OpenMP's waiting threads cost more CPU than the work
-    (``diagnostics.is_bounded`` of the default 23 activations: 47 ms of CPU at 2 threads, 4 ms at one), CPU the
-    figure processes drawing meanwhile on the same cores lack."""
+    back and the task's reference losses, if the caller has them)."""
     from actlab import analysis
 
     return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg)
 
 
 @contextmanager
-def _reporting(folder: Path) -> Iterator[None]:
-    """While a folder's report is written (its runs all saved): Ctrl-C or SIGTERM is ``Interrupted`` saying so
-    and how to write the report again; an OSError not of our own files is one StorageError with the fix."""
+def _reporting(folder: Path, runs: int) -> Iterator[None]:
+    """While a folder's report is written (its ``runs`` all saved): Ctrl-C or SIGTERM is ``Interrupted`` saying
+    so and how to write the report again; an OSError not of our own files is one StorageError with the fix."""
     try:
         yield
     except KeyboardInterrupt as stop:  # the figures being drawn are finished, the rest not
         if isinstance(stop, Interrupted):
             raise
-        raise Interrupted(folder, 0, 0, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
+        raise Interrupted(folder, runs, runs, signals.reason(stop), signals.exit_code(stop), reporting=True) from None
     except OSError as exc:  # e.g. the figures' processes could not be started (fork: too many processes)
         if isinstance(exc, storage.StorageError):  # our own files (figures included) say it already
             raise
@@ -469,8 +464,14 @@ def write_pages(an: analysis.Analysis, folder: Path, *, svg: bool = False, study
     ``folder``; report.md's path. The figures are drawn in forked processes while the claims are checked
     (once, for stats.csv and report.md) and ``more_figures()`` draws its own here (a grid's: name -> PNG);
     ``rows`` turns the report's stats rows into the folder's (a grid adds its columns); ``study``: a grid's
-    fair answer, which report.md leads with."""
-    with _reporting(folder), one_thread():  # tiny tensors (see ``_report``)
+    fair answer, which report.md leads with.
+
+    At one torch thread (``one_thread``, as the engines and the forked figure processes): the tensors are tiny,
+    and at two threads OpenMP's waiting threads cost more CPU than the work (``diagnostics.is_bounded`` of the
+    default 23 activations: 47 ms of CPU at 2 threads, 4 ms at one), CPU the figure processes drawing
+    meanwhile on the same cores lack."""
+    saved = an.stored.status.get("runs_done", len(an.stored.summary))  # all the folder's runs (a grid's view: too)
+    with _reporting(folder, saved), one_thread():
         return _write_pages(an, folder, svg, study, more_figures, rows)
 
 

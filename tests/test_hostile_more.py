@@ -504,3 +504,17 @@ def test_a_signal_while_a_grid_report_is_written_is_the_same_line(tmp_path, monk
     line = one_line(invoke("report", path), "terminated (SIGTERM) while writing the report: the runs are saved in",
                     code=143)
     assert f"`actlab report {path}` writes it again" in line
+
+
+def test_an_interrupted_report_says_how_many_runs_are_saved(copy, monkeypatch):
+    from actlab import report, workflow
+
+    def stop(an):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "checks", stop)
+    with pytest.raises(KeyboardInterrupt) as info:
+        workflow.write_report(copy)
+    runs = len(json.loads((copy / "summary.json").read_text()))
+    assert isinstance(info.value, workflow.Interrupted) and runs == 4
+    assert (info.value.runs_done, info.value.runs_total) == (runs, runs)
