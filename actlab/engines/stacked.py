@@ -179,12 +179,7 @@ class Stack:
         self.shapes = [t.shape for t in tensors]
         self.flat = torch.cat([t.reshape(-1) for t in tensors]).to(device)
         # Leaves share the flat buffer's storage: the optimizer updates the buffer in place, the leaves see it.
-        self.leaves: list[torch.Tensor] = []
-        offset = 0
-        for shape in self.shapes:
-            size = math.prod(shape)
-            self.leaves.append(self.flat[offset : offset + size].view(shape).detach().requires_grad_())
-            offset += size
+        self.leaves = [view.detach().requires_grad_() for view in self.views(self.flat)]
         self.n_layers = len(sizes) - 1
         self.sizes = tuple(sizes)
         self.act_layers = self._activation_layers(len(sizes) - 2)

@@ -29,11 +29,9 @@ class Step:
 
     def __init__(self, stack: Stack, batch: int, grad: torch.Tensor) -> None:
         n, sizes, device = stack.n_runs, stack.sizes, stack.flat.device
-        params, grads = stack.views(stack.flat), stack.views(grad)
+        grads = stack.views(grad)
         n_layers = self.n_layers = stack.n_layers
-        self.weights = params[:n_layers]  # plain views of the flat buffer: the optimizer updates them in place
-        self.weights_t = [w.transpose(1, 2) for w in self.weights]
-        self.biases = [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
+        self.weights, self.weights_t, self.biases = _linear_views(stack)
         self.grad_w, self.grad_b = grads[:n_layers], grads[n_layers : 2 * n_layers]
         # mse_loss_backward's 2 / numel, as the float32 its Python number becomes (made once, not every step)
         self.norm = torch.tensor(2.0 / (batch * sizes[-1]), device=device)
@@ -95,11 +93,8 @@ class Forward:
     page faults cost a fifth of the pass. ``release`` lets them go (before the diagnostics' own pass)."""
 
     def __init__(self, stack: Stack) -> None:
-        n_layers = stack.n_layers
-        params = stack.views(stack.flat)
         self.stack, self.n_runs, self.widths = stack, stack.n_runs, stack.sizes[1:-1]
-        self.weights_t = [w.transpose(1, 2) for w in params[:n_layers]]
-        self.biases = [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
+        _, self.weights_t, self.biases = _linear_views(stack)
         self.release()
 
     def release(self) -> None:
@@ -131,6 +126,14 @@ def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grad: torch.Tensor
     input gradient, weight gradient, bias gradient] for input h (N, B, in) and output gradient grad."""
     return [torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)), torch.bmm(grad, w),
             torch.bmm(grad.transpose(1, 2), h), torch.sum(grad, 1)]
+
+
+def _linear_views(stack: Stack) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Each linear layer's weights (N, out, in), their transposes and its biases as (N, 1, out): plain views
+    of the stack's flat parameters, which the optimizer updates in place."""
+    params, n_layers = stack.views(stack.flat), stack.n_layers
+    weights = params[:n_layers]
+    return weights, [w.transpose(1, 2) for w in weights], [b.unsqueeze(1) for b in params[n_layers : 2 * n_layers]]
 
 
 def _kernel(stack: Stack, grads: list[torch.Tensor] | None, g: int, layer: int) -> kernels.Kernel:
