@@ -143,7 +143,9 @@ def dry_run(cfg: Config) -> DryRun:
 def _calibrate(cfg: Config, specs: Sequence[RunSpec], workers: int) -> float:
     """Seconds ``specs`` take: a slice of them trained for two epochs at one worker, scaled (rough, high side:
     it includes the start-up of each engine call)."""
-    chunks = max(1, min(workers, len(specs) // 8))  # the batched engine's split (MIN_RUNS_PER_WORKER)
+    from actlab.engines.batched import MIN_RUNS_PER_WORKER
+
+    chunks = max(1, min(workers, len(specs) // MIN_RUNS_PER_WORKER))  # the workers the batched engine's split fills
     sample = list(specs[: min(len(specs), CALIBRATION_RUNS, math.ceil(len(specs) / chunks))])
     short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=CALIBRATION_EPOCHS, workers=1))
     data = experiment.dataset(short)
