@@ -33,6 +33,8 @@ class _Remaining(ProgressColumn):
     max_refresh = 0.5  # a steadier estimate to read
 
     def render(self, task: Task) -> Text:
+        if task.fields.get("stopped"):  # a signal or an error: the epochs may all be trained, the runs not saved
+            return Text("stopped", no_wrap=True)
         if task.finished:
             return Text("done", no_wrap=True)
         return Text(f"remaining {_clock(task.time_remaining)}", no_wrap=True)
@@ -71,6 +73,8 @@ class ProgressBar:
         if self.task is None:
             return  # never drawn: stopping rich's display would still print an empty line before the error
         self.bar.training = ""  # the last drawing keeps the bar, not a stale 'training' line
+        if kind is not None:
+            self.bar.update(self.task, stopped=True)
         self.bar.stop()
 
     def __call__(self, state: ProgressState) -> None:

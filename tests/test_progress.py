@@ -62,3 +62,13 @@ def test_an_error_before_training_leaves_nothing_on_the_console():
     with pytest.raises(RuntimeError), ProgressBar(out, enabled=True):
         raise RuntimeError("refused before the first state")  # e.g. a cluster that does not answer
     assert out.file.getvalue() == ""  # not even an empty line above the error's one line
+
+
+def test_a_bar_stopped_by_a_signal_says_stopped_not_done():
+    bar = ProgressBar(console(), enabled=False)
+    with pytest.raises(KeyboardInterrupt), bar:
+        # every epoch trained (the last chunk's results not yet saved) when SIGTERM came
+        bar(ProgressState("compare", "cpu", 110, 230, 1.0, "120 runs stacked (12 activations)"))
+        raise KeyboardInterrupt
+    (line,) = render(bar)
+    assert "110/230 runs" in line and line.rstrip().endswith("stopped") and "done" not in line
