@@ -1,3 +1,43 @@
-from actlab.cli import main
+"""The ``actlab`` command (the console script and ``python -m actlab``): signal handlers first, then the CLI.
 
-main()
+Importing the CLI (typer, rich) takes a tenth of a second. A Ctrl-C in it used to end actlab with Python's
+KeyboardInterrupt traceback, a SIGTERM or SIGHUP with a silent death. So the first line holds the three
+signals back (blocked: they wait, they are not lost) until actlab's handlers exist, a millisecond later;
+from then on any of them is one line on stderr and the shell's exit code for it (128 + its number).
+"""
+
+import _signal  # the C module, built in: `signal` itself takes a millisecond to build its enums
+
+_STOPS = {_signal.SIGINT, *(getattr(_signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(_signal, n))}
+_BLOCKS = hasattr(_signal, "pthread_sigmask")  # POSIX; elsewhere the window is only this module's import
+if _BLOCKS:
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _STOPS)
+
+
+def main() -> None:
+    """Run the ``actlab`` command line; a signal at any moment is one line and exit code 128 + its number."""
+    import sys
+
+    from actlab import signals
+
+    signals.install()
+    try:
+        if _BLOCKS:  # a signal that came meanwhile is delivered here, inside the try
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _STOPS)
+        from actlab.cli import main as cli_main
+
+        try:
+            cli_main()
+        finally:  # the command ended (its output is whole, its exit code set): a signal now changes nothing
+            signals.ignore_all()
+    except KeyboardInterrupt as stop:  # before the CLI's own handling exists, or after it ended
+        signals.ignore_all()
+        sys.stderr.write(f"{signals.reason(stop)}: stopped before the command finished; run it again to finish it\n")
+        # a KeyboardInterrupt that left code run by exec() of a string (dataclasses', in an import) makes
+        # CPython kill itself with SIGINT at exit, even once caught: running such code to its end clears it
+        exec("")  # noqa: S102
+        sys.exit(signals.exit_code(stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,8 +10,6 @@ them too; the exit code is the shell's convention for death by that signal, 128 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing
 import os
 import signal
 import sys
@@ -54,7 +52,8 @@ def terminate_as_interrupt() -> Iterator[None]:
         raise Terminated(signum)
 
     raise_terminated.actlab_terminate = True  # type: ignore[attr-defined]
-    previous = {s: signal.signal(s, raise_terminated) for s in HANDLED}
+    # a signal ignored by whoever started actlab (`nohup` ignores SIGHUP) stays ignored: the user asked for it
+    previous = {s: signal.signal(s, raise_terminated) for s in HANDLED if not _ignored(s)}
     try:
         yield
     finally:
@@ -63,6 +62,37 @@ def terminate_as_interrupt() -> Iterator[None]:
             # cleanup (status, weights) must not be interrupted by the next one either
             outer = getattr(handler, "actlab_terminate", False)
             signal.signal(s, signal.SIG_IGN if fired and outer else handler)
+
+
+def install() -> None:
+    """For the entry point, before anything else: SIGTERM and SIGHUP raise ``Terminated`` until the process ends.
+
+    Ctrl-C already raises KeyboardInterrupt (Python's own handler). Signals the parent process made the
+    process ignore (``nohup``: SIGHUP; a shell's background job: SIGINT) stay ignored.
+    """
+    for s in HANDLED:
+        if not _ignored(s):
+            signal.signal(s, _raise_terminated)
+
+
+def ignore_all() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP ignored: while the process says why it stops and exits, nothing cuts it short."""
+    for s in (signal.SIGINT, *HANDLED):
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    for s in HANDLED:  # the next SIGTERM (a scheduler's reminder) must not cut the exit the first one started
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+# a block of terminate_as_interrupt() nested in install()'s handlers keeps ignoring once a signal fired
+_raise_terminated.actlab_terminate = True  # type: ignore[attr-defined]
+
+
+def _ignored(signum: int) -> bool:
+    return signal.getsignal(signum) == signal.SIG_IGN
 
 
 def exit_code(interrupt: KeyboardInterrupt) -> int:
@@ -86,9 +116,12 @@ def worker_setup() -> None:
     - If the parent dies without ending them (SIGKILL, a crash), the workers exit by themselves: Linux's
       PR_SET_PDEATHSIG sends them SIGTERM; elsewhere a watchdog thread notices the new parent id.
     """
+    import multiprocessing  # here, not at the top: the entry point imports this module before anything else
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for s in HANDLED:
-        signal.signal(s, signal.SIG_DFL)
+        if not _ignored(s):  # under `nohup` (SIGHUP ignored) a worker survives the hang-up as its parent does
+            signal.signal(s, signal.SIG_DFL)
     parent = multiprocessing.parent_process()
     expected = parent.pid if parent is not None else os.getppid()
     if not _set_parent_death_signal(signal.SIGTERM):
@@ -101,6 +134,8 @@ def _set_parent_death_signal(signum: int) -> bool:
     """prctl(PR_SET_PDEATHSIG, signum) on Linux; False where it is not available."""
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
