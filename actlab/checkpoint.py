@@ -144,11 +144,34 @@ def _state_problem(state: dict[str, Any]) -> str | None:
     return next((problem for ok, problem in checks if not ok), None)
 
 
+def optimizer_buffers(optimizer: str, momentum: float, steps: int) -> set[str]:
+    """The buffers a checkpoint of runs trained with ``optimizer`` holds after ``steps`` steps: Adam's two
+    moments; SGD's momentum buffer (made by its first step), none without momentum."""
+    if optimizer == "adam":
+        return {"exp_avg", "exp_avg_sq"}
+    return {"buf"} if momentum != 0 and steps > 0 else set()
+
+
+def _check_buffers(path: Path, state: dict[str, Any], optimizer: str, momentum: float) -> None:
+    """CheckpointError where ``state`` lacks (or has other) optimizer buffers than its runs' optimizer keeps: a
+    resume would restart Adam's moments (or momentum) from zero, and the runs would not be the ones an
+    uninterrupted session trains, with nothing to tell."""
+    want, got = optimizer_buffers(optimizer, momentum, state["step"]), set(state["optimizer"])
+    if got != want:
+        what = f"{optimizer}{f' (momentum {momentum})' if optimizer == 'sgd' and momentum else ''}"
+        has = ", ".join(sorted(got)) or "no optimizer buffers"
+        raise CheckpointError(f"{path}: holds {has}, where runs trained with {what} keep "
+                              f"{', '.join(sorted(want)) or 'none'}: resuming from it would not continue them; "
+                              "delete it to retrain its runs from the start")
+
+
 class Checkpoints:
     """The ``checkpoints/`` folder of one experiment: a ``Checkpoint`` per stack, reusing the file of a stack
     saved by an earlier (interrupted) session, and removing files whose runs are safely in the folder."""
 
-    def __init__(self, folder: Path, seconds: float) -> None:
+    def __init__(self, folder: Path, seconds: float, optimizer: tuple[str, float] | None = None) -> None:
+        """``optimizer``: (train.optimizer, train.momentum) of the runs to resume; each earlier file must hold
+        that optimizer's buffers (else CheckpointError): resuming without them would not continue the runs."""
         self.dir = Path(folder) / FOLDER
         self.seconds = seconds
         self.files: dict[tuple[str, ...], Path] = {}  # run ids of a stack -> its file
@@ -162,6 +185,8 @@ class Checkpoints:
             for path in sorted(self.dir.iterdir()):
                 if _NAME.fullmatch(path.name):
                     state = read(path)
+                    if optimizer is not None:
+                        _check_buffers(path, state, *optimizer)
                     key = tuple(state["run_ids"])
                     self.files[key], self._epochs[key] = path, int(state["epoch"])
 

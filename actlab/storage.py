@@ -491,18 +491,25 @@ class ExperimentWriter:
         """
         path, cfg = stored.path, stored.config
         header, rows = _csv_rows(path / "metrics.csv")
+        emptied = not header and not rows  # a damaged, empty file: its runs are trained again, under a header
+        header = metric_columns(cfg) if emptied else header
         if header != metric_columns(cfg):
             raise StorageError(f"{path / 'metrics.csv'}: its columns are not those of the folder's config.yaml "
                                "(was the config edited?); the runs cannot be continued")
         weights = load_weights(path / "weights.pt") if (path / "weights.pt").is_file() else {}
         planned = set(run_order)
+        # a run whose metrics.csv rows are missing or cut short (a damaged file) is trained again too
+        at = header.index("epoch")
+        whole = [row for row in rows if len(row) == len(header)]
+        last = last_epochs((row[0] for row in whole), (int(row[at]) if row[at].isdigit() else None for row in whole))
         saved = [row for row in _read_json(path / "summary.json", list, [])
-                 if isinstance(row, dict) and row.get("run") in weights and row["run"] in planned]
+                 if isinstance(row, dict) and row.get("run") in weights and row["run"] in planned
+                 and last.get(row["run"], -1) >= (row.get("epochs") if isinstance(row.get("epochs"), int) else 0)]
         writer = cls(path, cfg, command, list(run_order))
         writer._earlier = {row["run"]: (row, weights[row["run"]]) for row in saved}
         writer._started = _parse_time(stored.status.get("started")) or writer._started
         kept = [row for row in rows if row and row[0] in writer._earlier]
-        if len(kept) != len(rows):
+        if len(kept) != len(rows) or emptied:
             write_text(path / "metrics.csv", _csv_lines([header, *kept]))
         writer._write_summary()
         if not saved:
@@ -653,6 +660,11 @@ class StoredExperiment:
     def _read_metrics(self) -> dict[str, list[Any]]:
         path = self.path / "metrics.csv"
         header, rows = _csv_rows(path, self.notes)
+        lacking = [name for name in METRICS_KEYS if name not in header]
+        if lacking:  # an emptied file, or not actlab's: every curve and per-epoch measure would be missing
+            what = "is empty (not even its header row)" if not header else f"has no column {lacking[0]}"
+            raise StorageError(f"{path} {what}; the folder is damaged (its per-epoch measures are lost): "
+                               f"{self._retrain_hint(resumable=not header)}")
         for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
                 raise StorageError(f"{path} line {line}: {len(row)} cells where the header has {len(header)}; "
@@ -661,7 +673,35 @@ class StoredExperiment:
         columns = list(zip(*rows)) if rows else [()] * len(header)
         # column by column (a whole column in one comprehension: hundreds of thousands of cells); a cell that
         # does not parse sends its column through ``_cell`` one cell at a time, which names the line
-        return {name: _column(name, cells, path, name in grid_keys) for name, cells in zip(header, columns)}
+        table = {name: _column(name, cells, path, name in grid_keys) for name, cells in zip(header, columns)}
+        self._check_rows(table, path)
+        return table
+
+    def _check_rows(self, table: dict[str, list[Any]], path: Path) -> None:
+        """Every run of summary.json has its rows in metrics.csv, up to its last epoch; else StorageError.
+
+        actlab appends a run's rows before its summary row, so a folder it wrote always has them: a run
+        without them is a damaged file, and its curves, epochs-to-threshold and diagnostics would be
+        missing from a report that still ranks it (or, epochs cut off, wrong)."""
+        last = last_epochs(table["run"], table["epoch"])
+        if any(note.startswith(f"{path}:") and "cut short" in note for note in self.notes) and table["run"]:
+            # the last row, cut mid-write and left out with a note (``_csv_rows``), is the only one missing
+            last[table["run"][-1]] += 1
+        for row in self.summary:
+            epochs = row.get("epochs")
+            if isinstance(epochs, int) and not isinstance(epochs, bool) and last.get(row["run"], -1) < epochs:
+                has = f"rows up to epoch {last[row['run']]}" if row["run"] in last else "no rows"
+                raise StorageError(f"{path}: run {row['run'][:60]!r} has {has}, and summary.json says it trained "
+                                   f"{epochs} epochs; the folder is damaged (its per-epoch measures are lost): "
+                                   f"{self._retrain_hint(resumable=True)}")
+
+    def _retrain_hint(self, resumable: bool) -> str:
+        """How to get the lost runs back: ``actlab resume`` retrains them in an incomplete folder (``resumable``:
+        for this damage), else the experiment is trained again from its config."""
+        if resumable and self.status.get("status") == "incomplete":
+            return f"`actlab resume {self.path}` trains those runs again"
+        command = self.status.get("command") if self.status.get("command") in ("train", "compare") else "compare"
+        return f"train it again: `actlab {command} --config {self.path / 'config.yaml'}`"
 
     def curves(self, measure: str = "full_loss") -> dict[str, list[float]]:
         """run id -> per-epoch values of ``measure``, epochs 1, 2, ... (epoch 0, at initialisation, left out)."""
@@ -672,6 +712,18 @@ class StoredExperiment:
             if epoch > 0:
                 out.setdefault(run, []).append(value)
         return out
+
+
+METRICS_KEYS = ("run", "activation", "seed", "epoch", "full_loss")  # what the curves and statistics read
+
+
+def last_epochs(runs: Iterable[str], epochs: Iterable[Any]) -> dict[str, int]:
+    """run id -> the last epoch metrics.csv holds for it (0: only the measures at initialisation)."""
+    last: dict[str, int] = {}
+    for run, epoch in zip(runs, epochs):
+        if isinstance(epoch, int) and epoch > last.get(run, -1):
+            last[run] = epoch
+    return last
 
 
 def _column(name: str, cells: Sequence[str], path: Path, grid: bool) -> list[Any]:
@@ -777,6 +829,27 @@ def _summary_rows(path: Path) -> list[dict[str, Any]]:
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
 
 
+def _check_planned(path: Path, cfg: config.Config, command: Any, summary: Sequence[dict[str, Any]]) -> None:
+    """Every summary row is a run the folder's config trains (its activation and seed); else StorageError: a
+    report would rank, under this config's setup, an activation or seed that was never trained with it."""
+    try:
+        trained = {activations.canonical(cfg.model.activation)} if command != "compare" else set()
+        if command != "train":
+            trained |= set(cfg.compared_activations())
+    except activations.ActivationError:  # a name this actlab's registry lacks: the config's check says so
+        return
+    first = cfg.train.seed
+    seeds = range(first, first + (1 if command == "train" else max(1, cfg.compare.seeds)))
+    for i, row in enumerate(summary):
+        wrong = (f"activation {row['activation'][:40]!r} is not one of config.yaml's ({', '.join(sorted(trained))})"
+                 if row["activation"] not in trained else
+                 f"seed {row['seed']} is not one of config.yaml's ({first}..{seeds[-1]})"
+                 if row["seed"] not in seeds else None)
+        if wrong:
+            raise StorageError(f"{path}: row {i + 1}: {wrong}; the folder is damaged (or config.yaml is another "
+                               "experiment's)")
+
+
 def load_experiment(path: Path) -> StoredExperiment:
     """An experiment folder read back (config, status, environment, per-run summary), without running any
     code from it; a damaged file is a StorageError naming it."""
@@ -788,6 +861,7 @@ def load_experiment(path: Path) -> StoredExperiment:
         raise StorageError(f"{path / 'metrics.csv'} is missing or not a file; the folder is damaged")
     status = _read_json(path / "status.json", dict, {"status": "unknown"})
     summary = _summary_rows(path / "summary.json")
+    _check_planned(path / "summary.json", cfg, status.get("command"), summary)
     for i, row in enumerate(summary):  # over a grid every row names its setting
         missing = [k for k in cfg.compare.grid if k not in row]
         if missing:

@@ -247,7 +247,8 @@ def resume(folder: str | Path, progress: ProgressFn | None = None, sinks: Sequen
     specs = experiment.train_specs(cfg) if command == "train" else experiment.compare_specs(cfg)
     device = experiment.preflight(cfg)  # a missing GPU or ray: one line, the folder untouched
     data = experiment.dataset(cfg)
-    checkpoint.Checkpoints(stored.path, cfg.train.checkpoint_seconds)  # unreadable checkpoints: refused here
+    # unreadable checkpoints, or ones without the optimizer's buffers: refused here, before anything is written
+    checkpoint.Checkpoints(stored.path, cfg.train.checkpoint_seconds, (cfg.train.optimizer, cfg.train.momentum))
     writer = storage.ExperimentWriter.reopen(stored, command, [s.run_id for s in specs])
     saved = set(writer.saved_runs)
     done = _train(cfg, command, [s for s in specs if s.run_id not in saved], data, device, writer, progress, sinks)

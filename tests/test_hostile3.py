@@ -6,14 +6,20 @@ The contract is test_hostile.py's: one line on stderr, the right exit code (2 fo
 signal's number for a signal), no traceback, nothing already written lost or changed.
 """
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from typer.testing import CliRunner
+
+from actlab import checkpoint, cli, config, workflow
 
 ROOT = Path(__file__).parent.parent
 STOPS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
@@ -134,3 +140,216 @@ def test_without_nohup_a_hang_up_still_stops_the_run(tmp_path):
     args = ["train", "--epochs", "2", "-q", "--out", str(tmp_path / "runs")]
     proc = run_python(HANG_UP_AT_PREFLIGHT.format(args=args), tmp_path, start_new_session=True)
     assert_one_line(proc, "(SIGHUP)", 129)
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Folders whose files disagree: metrics.csv without the rows of the runs summary.json lists, summary rows of
+#    activations or seeds the config does not train, checkpoints without their optimizer's buffers.
+
+runner = CliRunner()
+FAST = ["--epochs", "2", "--set", "train.workers=1", "-q"]
+
+
+def invoke(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def one_line(result, pattern: str, code: int = 2) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
+    assert len(lines) == 1 and "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert pattern in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    parent = tmp_path_factory.mktemp("finished")
+    result = invoke("compare", "-a", "relu,tanh", "--seeds", "2", *FAST, "--no-report", "--out", parent)
+    assert result.exit_code == 0, result.output
+    (folder,) = parent.iterdir()
+    return folder
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "runs" / folder.name
+    shutil.copytree(folder, target)
+    return target
+
+
+def _metrics_lines(keep):
+    def damage(folder: Path) -> None:
+        lines = (folder / "metrics.csv").read_text().splitlines(keepends=True)
+        (folder / "metrics.csv").write_text("".join(line for i, line in enumerate(lines) if keep(i, line)))
+    return damage
+
+
+# Each refused: the report would rank the runs by summary.json's final losses, while every per-epoch number
+# (curves, epochs to the threshold, gradient norms, dead units) came out missing or wrong, and the report
+# even said "ran with train.diagnostics off" (an empty metrics.csv, before). Nothing of the runs can be
+# recovered from the folder, so a note would only sit beside wrong numbers: one line, exit 2.
+BROKEN_METRICS = {
+    "empty": (_metrics_lines(lambda i, line: False), "metrics.csv is empty (not even its header row)"),
+    "header only": (_metrics_lines(lambda i, line: i == 0), "run 'relu/seed0' has no rows"),
+    "a run's rows gone": (_metrics_lines(lambda i, line: not line.startswith("tanh/seed1,")),
+                          "run 'tanh/seed1' has no rows"),
+    "its last epoch gone": (_metrics_lines(lambda i, line: not line.startswith("relu/seed0,relu,0,0.001,2,")),
+                            "run 'relu/seed0' has rows up to epoch 1, and summary.json says it trained 2 epochs"),
+    "no epoch column": (lambda f: (f / "metrics.csv").write_text(
+        (f / "metrics.csv").read_text().replace(",epoch,", ",epochs,", 1)), "metrics.csv has no column epoch"),
+}
+
+
+@pytest.mark.parametrize("command", ["report", "show"])
+@pytest.mark.parametrize("case", BROKEN_METRICS)
+def test_metrics_without_the_summarys_runs_is_one_line(finished, tmp_path, case, command):
+    damage, pattern = BROKEN_METRICS[case]
+    folder = _copy(finished, tmp_path)
+    damage(folder)
+    before = snapshot(folder)
+    line = one_line(invoke(command, folder), pattern)
+    assert "the folder is damaged" in line and "train it again: `actlab compare --config" in line
+    assert snapshot(folder) == before
+
+
+def _summary(edit):
+    def damage(folder: Path) -> None:
+        rows = json.loads((folder / "summary.json").read_text())
+        for row in rows:
+            edit(row)
+        (folder / "summary.json").write_text(json.dumps(rows))
+    return damage
+
+
+def _rename(old: str, new: str):
+    def edit(row):
+        if row["activation"] == old:
+            row["activation"], row["run"] = new, row["run"].replace(old, new)
+    return edit
+
+
+# Refused: report, show and diff would rank gelu (with tanh's losses) as if this config had trained it; runs
+# lists the folder as damaged. Which file is wrong cannot be told from the folder: one line, exit 2.
+FOREIGN_SUMMARY = {
+    "an activation the config lacks": (_summary(_rename("tanh", "gelu")),
+                                       "row 3: activation 'gelu' is not one of config.yaml's (relu, tanh)"),
+    "a seed the config lacks": (_summary(lambda row: row.update(seed=row["seed"] + 7)),
+                                "row 1: seed 7 is not one of config.yaml's (0..1)"),
+}
+
+
+@pytest.mark.parametrize("command", ["report", "show", "diff", "resume", "runs"])
+@pytest.mark.parametrize("case", FOREIGN_SUMMARY)
+def test_a_summary_of_runs_the_config_does_not_train_is_one_line(finished, tmp_path, case, command):
+    damage, pattern = FOREIGN_SUMMARY[case]
+    folder = _copy(finished, tmp_path)
+    damage(folder)
+    before = snapshot(folder)
+    if command == "runs":
+        result = invoke("runs", folder.parent)
+        assert result.exit_code == 0 and "damaged" in result.stdout and pattern in result.stderr, result.output
+    else:
+        args = (folder, finished) if command == "diff" else (folder,)
+        one_line(invoke(command, *args), pattern)
+    assert snapshot(folder) == before
+
+
+def test_the_config_and_summary_checked_are_those_of_every_command(tmp_path):
+    # train plans model.activation at train.seed; compare plans compare.activations (aliases canonical) x seeds
+    result = invoke("train", "-a", "swish", "--seed", "3", *FAST, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    assert invoke("show", folder).exit_code == 0
+    _summary(lambda row: row.update(seed=4))(folder)
+    one_line(invoke("show", folder), "row 1: seed 4 is not one of config.yaml's (3..3)")
+
+
+# An interrupted compare: relu's runs saved (stack 0), tanh's in a checkpoint (stack 1), sigmoid's not begun.
+SETUP = {"compare": {"activations": ["relu", "tanh", "sigmoid"], "seeds": 2},
+         "train": {"epochs": 6, "chunk_size": 2, "checkpoint_seconds": 0.0, "workers": 1}}
+
+
+def make_cfg(tmp: Path, **train) -> config.Config:
+    raw = json.loads(json.dumps(SETUP))
+    raw["train"].update(train)
+    raw["output"] = {"runs_dir": str(tmp)}
+    return config.build_config(raw)
+
+
+def stop_at(share: float):
+    def progress(state) -> None:
+        if state.fraction >= share:
+            raise KeyboardInterrupt
+    return progress
+
+
+def interrupted(cfg) -> Path:
+    with pytest.raises(workflow.Interrupted) as stop:
+        workflow.run_compare(cfg, progress=stop_at(0.5), report=False)
+    folder = stop.value.path
+    assert list((folder / "checkpoints").glob("chunk-*.pt")) and json.loads((folder / "summary.json").read_text())
+    return folder
+
+
+def without_timing(path: Path) -> list[list[str]]:
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if name != "seconds"]
+    return [[row[i] for i in keep] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> tuple[Path, Path]:
+    """An interrupted compare, and the same compare uninterrupted."""
+    whole = workflow.run_compare(make_cfg(tmp_path_factory.mktemp("whole")), report=False).path
+    return interrupted(make_cfg(tmp_path_factory.mktemp("stopped"))), whole
+
+
+# Resume goes on: the runs whose rows are lost are trained again (they are not counted as saved), so the
+# folder ends as the uninterrupted one, every number the same. Before, a header-only metrics.csv was resumed
+# into a "complete" folder its own report then refused, and an empty one was refused as "columns are not
+# those of the folder's config.yaml (was the config edited?)", which it was not.
+@pytest.mark.parametrize("case", ["empty", "header only", "a run's rows gone"])
+def test_resume_trains_the_runs_whose_rows_are_lost_again(stopped, tmp_path, case):
+    folder, whole = _copy(stopped[0], tmp_path), stopped[1]
+    lines = (folder / "metrics.csv").read_text().splitlines(keepends=True)
+    keep = {"empty": lambda line: False, "header only": lambda line: line.startswith("run,"),
+            "a run's rows gone": lambda line: not line.startswith("relu/seed1,")}[case]
+    (folder / "metrics.csv").write_text("".join(filter(keep, lines)))
+    report = invoke("report", folder)
+    one_line(report, f"`actlab resume {folder}` trains those runs again")
+    done = workflow.resume(folder, report=False)
+    retrained = {r.spec.run_id for r in done.experiment.results}
+    assert {"relu/seed1", "sigmoid/seed0", "sigmoid/seed1"} <= retrained
+    assert ("relu/seed0" in retrained) == (case != "a run's rows gone")
+    assert without_timing(folder / "metrics.csv") == without_timing(whole / "metrics.csv")
+    assert json.loads((folder / "status.json").read_text())["status"] == "complete"
+
+
+# Refused (before, resumed with the moments restarted at zero: other numbers than an uninterrupted run's,
+# and nothing said): the saved state cannot continue the runs; retraining them is the user's call.
+@pytest.mark.parametrize(("train", "buffers", "pattern"), [
+    ({}, {}, "holds no optimizer buffers, where runs trained with adam keep exp_avg, exp_avg_sq"),
+    ({"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}, {}, "where runs trained with sgd (momentum 0.9) keep buf"),
+    ({"optimizer": "sgd", "lr": 0.01}, {"exp_avg": 0, "exp_avg_sq": 0}, "holds exp_avg, exp_avg_sq, where runs "
+     "trained with sgd keep none"),
+])
+def test_a_checkpoint_without_its_optimizers_buffers_is_refused(tmp_path, train, buffers, pattern):
+    folder = interrupted(make_cfg(tmp_path, **train))
+    (path,) = (folder / "checkpoints").glob("chunk-*.pt")
+    state = torch.load(path, weights_only=True)
+    state["optimizer"] = {name: torch.zeros_like(state["params"]) for name in buffers}
+    torch.save(state, path)
+    before = snapshot(folder)
+    one_line(invoke("resume", folder), pattern)
+    assert snapshot(folder) == before
+
+
+def test_a_checkpoint_with_its_optimizers_buffers_is_read(stopped):
+    (path,) = (stopped[0] / "checkpoints").glob("chunk-*.pt")
+    saved = checkpoint.Checkpoints(stopped[0], 0.0, ("adam", 0.0)).saved()
+    assert saved == [tuple(checkpoint.read(path)["run_ids"])]
