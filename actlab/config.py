@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import re
+import stat
 import types
 import typing
 import unicodedata
@@ -510,10 +512,35 @@ def _parse(text: str, path: str, sources: Sources) -> Any:
         loader.dispose()
 
 
+def _open_regular(path: Path) -> typing.BinaryIO:
+    """``path`` opened for reading if it is a regular file (or this process's own standard input, e.g.
+    ``--config /dev/stdin``); else ConfigError. Opened without blocking first: a FIFO nobody writes to
+    would wait forever, which is no answer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) and not _is_stdin(info):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+            raise ConfigError(f"cannot read config file {path}: it is {kind}; give a YAML file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # stdin's pipe: wait for what the writer sends
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_stdin(info: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(info, os.fstat(0))
+    except OSError:  # no standard input
+        return False
+
+
 def read_yaml(path: Path, sources: Sources) -> dict[str, Any]:
     """The mapping a config file holds (empty file: {}), recording key lines into ``sources``."""
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
@@ -583,9 +610,14 @@ def shipped_configs() -> list[str]:
 
 def find_config(name: str | Path) -> Path:
     """A config file: ``name`` itself when it exists (a path wins), else the shipped one of that name."""
+    if not str(name).strip():
+        raise ConfigError(f"the config file's name is empty; give a YAML file or a shipped config "
+                          f"({', '.join(shipped_configs())})")
     path = Path(name)
     if path.exists():
         return path
+    if path.is_symlink():
+        raise ConfigError(f"cannot read config file {name}: it is a symbolic link to nothing (or a loop of links)")
     stem = path.name.removesuffix(".yaml").removesuffix(".yml")
     if path.parent in (Path("."), Path("configs")) and stem in shipped_configs():
         return SHIPPED_DIR / f"{stem}.yaml"

@@ -850,9 +850,27 @@ def _check_planned(path: Path, cfg: config.Config, command: Any, summary: Sequen
                                "experiment's)")
 
 
+FOLDER_FILES = ("env.json", "status.json", "summary.json", "summary.csv", "metrics.csv", "weights.pt",
+                "stats.json", "stats.csv", "study.json", "study.csv")  # what actlab writes (config.yaml: see below)
+
+
+def _check_regular(path: Path) -> None:
+    """Each of the folder's files that exists is a regular file; else StorageError. A folder or a FIFO where
+    summary.json goes read as "no summary yet" (show: 0 runs), and a FIFO would block a reader forever."""
+    for name in FOLDER_FILES:
+        entry = path / name
+        if os.path.lexists(entry) and not entry.is_file():
+            if entry.is_dir():  # the words of folders.check_writable, which report and resume also run
+                raise StorageError(f"'{entry}' is a folder where actlab writes a file; move it away")
+            kind = "a link to nothing" if not entry.exists() else "not a regular file (a FIFO, socket or device)"
+            raise StorageError(f"'{entry}' is {kind}, where actlab keeps a file; the folder is damaged: move it "
+                               "away")
+
+
 def load_experiment(path: Path) -> StoredExperiment:
     """An experiment folder read back (config, status, environment, per-run summary), without running any
     code from it; a damaged file is a StorageError naming it."""
+    _check_regular(path)
     if not (path / "config.yaml").is_file():
         raise StorageError(f"'{path}' is not an actlab experiment folder (no config.yaml); "
                            "`actlab runs` lists them")

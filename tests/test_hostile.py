@@ -410,8 +410,8 @@ PATH_CASES = [
     ("report", "config_is_a_folder", r"is not an actlab experiment folder"),
     ("runs", "a_file", r"is not a folder"),
     ("runs", "missing", r"is not a folder"),
-    ("show", "metrics_is_a_folder", r"metrics\.csv is missing or not a file"),
-    ("report", "metrics_is_a_folder", r"metrics\.csv is missing or not a file"),
+    ("show", "metrics_is_a_folder", r"metrics\.csv. is a folder where actlab writes a file; move it away"),
+    ("report", "metrics_is_a_folder", r"metrics\.csv. is a folder where actlab writes a file; move it away"),
 ]
 
 

@@ -353,3 +353,76 @@ def test_a_checkpoint_with_its_optimizers_buffers_is_read(stopped):
     (path,) = (stopped[0] / "checkpoints").glob("chunk-*.pt")
     saved = checkpoint.Checkpoints(stopped[0], 0.0, ("adam", 0.0)).saved()
     assert saved == [tuple(checkpoint.read(path)["run_ids"])]
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. The sweep: paths that are not regular files, where a config or a folder's file goes.
+
+
+def actlab(tmp_path: Path, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The real command (a FIFO must not hang a test: the timeout ends one that regressed)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "actlab", *map(str, args)], cwd=tmp_path, env=env, text=True,
+                          capture_output=True, timeout=120, input=stdin if stdin is not None else "")
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _loop(path: Path) -> Path:
+    os.symlink(path.with_name("other"), path)
+    os.symlink(path, path.with_name("other"))
+    return path
+
+
+# Before: a FIFO blocked `compare --config` forever (nobody writes to it); a loop of links said "no such
+# file"; an empty --config read the current folder ("cannot read config file .: Is a directory").
+@pytest.mark.parametrize(("make", "pattern"), [
+    (_fifo, "it is not a regular file (a FIFO, socket or device); give a YAML file"),
+    (_loop, "it is a symbolic link to nothing (or a loop of links)"),
+    (lambda p: p.parent, "it is a folder; give a YAML file"),
+    (lambda p: "", "the config file's name is empty; give a YAML file or a shipped config (article,"),
+])
+def test_a_config_that_is_not_a_file_is_one_line(tmp_path, make, pattern):
+    target = make(tmp_path / "cfg.yaml")
+    before = sorted(os.listdir(tmp_path))
+    proc = actlab(tmp_path, "compare", "--config", target, "--out", tmp_path / "runs")
+    assert_one_line(proc, pattern, 2)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_config_piped_to_stdin_is_read(tmp_path):
+    # standard input is the one stream that is not a regular file and still a config: it is what was asked for
+    proc = actlab(tmp_path, "compare", "--config", "/dev/stdin", "--dry-run", stdin="train: {epochs: 7.5}\n")
+    assert_one_line(proc, "train.epochs: must be a whole number (got 7.5) (/dev/stdin line 1)", 2)
+    proc = actlab(tmp_path, "compare", "--config", "/dev/stdin", "--dry-run", "-a", "relu",
+                  stdin="train: {epochs: 7}\ncompare: {seeds: 3}\n")
+    assert proc.returncode == 0 and "3 runs" in proc.stdout, proc.stderr + proc.stdout
+
+
+def _dangling(path: Path) -> None:
+    os.symlink(path.with_name("gone"), path)
+
+
+# Before: a FIFO, a folder or a dangling link in place of summary.json, status.json or env.json read as "not
+# there yet": `show` printed the folder with 0 runs or an unknown status, `diff` compared nothing; a FIFO of
+# stats.json or weights.pt passed show/diff/runs/export silently. Refused where read: one line, exit 2.
+@pytest.mark.parametrize("name", ["summary.json", "status.json", "env.json", "weights.pt", "stats.json"])
+@pytest.mark.parametrize("kind", ["fifo", "folder", "dangling link"])
+def test_a_folders_file_that_is_not_a_file_is_one_line(finished, tmp_path, name, kind):
+    folder = _copy(finished, tmp_path)
+    entry = folder / name
+    if entry.exists():
+        entry.unlink()
+    {"fifo": os.mkfifo, "folder": os.mkdir, "dangling link": _dangling}[kind](entry)
+    pattern = {"fifo": "is not a regular file (a FIFO, socket or device), where actlab keeps a file",
+               "folder": "is a folder where actlab writes a file; move it away",
+               "dangling link": "is a link to nothing, where actlab keeps a file"}[kind]
+    for command in (["show", folder], ["diff", folder, finished], ["report", folder]):
+        proc = actlab(tmp_path, *command)
+        line = assert_one_line(proc, pattern, 2)
+        assert f"'{entry}'" in line
+    proc = actlab(tmp_path, "runs", folder.parent)
+    assert proc.returncode == 0 and "damaged" in proc.stdout and pattern in proc.stderr, proc.stderr
