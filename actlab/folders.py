@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actlab import activations, config, storage
+from actlab import activations, config, signals, storage
 
 STATUSES = ("running", "complete", "incomplete")
 MARKERS = ("config.yaml", "env.json", "status.json")  # what every experiment folder has from its first second
@@ -221,12 +221,20 @@ def check_removable(path: Path, force: bool = False) -> Path:
 
 
 def remove(path: Path) -> None:
-    """Delete an experiment folder checked by ``check_removable`` (symlinks inside are unlinked, not followed)."""
+    """Delete an experiment folder checked by ``check_removable`` (symlinks inside are unlinked, not followed).
+
+    Ctrl-C, SIGTERM or SIGHUP while it deletes waits until the folder is gone: cut half-way, it would leave a
+    folder that is no longer an experiment folder, which ``actlab rm`` then refuses to delete."""
+    with signals.held():
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
     if not shutil.rmtree.avoids_symlink_attacks and any(os.scandir(path)):
         # without the fd-based rmtree, delete entry by entry without following links
         for entry in os.scandir(path):
             if entry.is_dir(follow_symlinks=False):
-                remove(Path(entry.path))
+                _remove(Path(entry.path))
             else:
                 os.unlink(entry.path)
         os.rmdir(path)

@@ -64,6 +64,28 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(s, signal.SIG_IGN if fired and outer else handler)
 
 
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Inside the block, Ctrl-C, SIGTERM and SIGHUP wait: the first one is raised again once the block ends.
+
+    For a step that must not be cut half-way (deleting a folder). Handlers, not the signal mask: a signal
+    sent to the process goes to any thread that does not block it (torch's, a pool's), and its Python
+    handler would still run in the main thread. Outside the main thread the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum))
+                for s in (signal.SIGINT, *HANDLED) if not _ignored(s)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])  # to this thread: its handler runs now, as if it came now
+
+
 def install() -> None:
     """For the entry point, before anything else: SIGTERM and SIGHUP raise ``Terminated`` until the process ends.
 

@@ -683,6 +683,17 @@ class StoredExperiment:
         actlab appends a run's rows before its summary row, so a folder it wrote always has them: a run
         without them is a damaged file, and its curves, epochs-to-threshold and diagnostics would be
         missing from a report that still ranks it (or, epochs cut off, wrong)."""
+        epochs_of: dict[str, list[int]] = {}
+        for run, epoch in zip(table["run"], table["epoch"]):
+            epochs_of.setdefault(run, []).append(epoch)
+        for row in self.summary:  # 0 (or 1: no measures at initialisation), 1, 2, ...: each epoch once, in order
+            got = epochs_of.get(row["run"], [])
+            first = got[0] if got and got[0] in (0, 1) else 0
+            wrong = next((e for i, e in enumerate(got) if e != first + i), None)
+            if wrong is not None:
+                raise StorageError(f"{path}: run {row['run'][:60]!r}: epoch {wrong} out of order (its epochs must "
+                                   f"count up from 0 or 1, once each); the folder is damaged: "
+                                   f"{self._retrain_hint(resumable=False)}")
         last = last_epochs(table["run"], table["epoch"])
         if any(note.startswith(f"{path}:") and "cut short" in note for note in self.notes) and table["run"]:
             # the last row, cut mid-write and left out with a note (``_csv_rows``), is the only one missing
@@ -829,6 +840,28 @@ def _summary_rows(path: Path) -> list[dict[str, Any]]:
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in rows]
 
 
+STATUS_FIELDS: dict[str, tuple[str, ...] | type] = {
+    "status": ("running", "complete", "incomplete", "unknown"), "command": ("train", "compare"),
+    "runs_done": int, "runs_total": int, "diverged": int, "started": str, "error": str,
+}
+
+
+def _check_status(path: Path, status: dict[str, Any]) -> None:
+    """status.json's fields, where present, are what actlab writes; else StorageError: `show` and `runs`
+    print them (it printed "5, complete (x of None runs)"), `resume` decides by them."""
+    for key, want in STATUS_FIELDS.items():
+        if key not in status or (key in ("runs_total", "error") and status[key] is None):
+            continue
+        value = status[key]
+        if isinstance(want, tuple):
+            ok, what = value in want, f"one of {', '.join(want)}"
+        else:
+            ok = isinstance(value, want) and not isinstance(value, bool) and (want is str or value >= 0)
+            what = "a count" if want is int else "text"
+        if not ok:
+            raise StorageError(f"{path}: '{key}' is {json.dumps(value)[:40]}, not {what}; the folder is damaged")
+
+
 def _check_planned(path: Path, cfg: config.Config, command: Any, summary: Sequence[dict[str, Any]]) -> None:
     """Every summary row is a run the folder's config trains (its activation and seed); else StorageError: a
     report would rank, under this config's setup, an activation or seed that was never trained with it."""
@@ -878,6 +911,7 @@ def load_experiment(path: Path) -> StoredExperiment:
     if not (path / "metrics.csv").is_file():
         raise StorageError(f"{path / 'metrics.csv'} is missing or not a file; the folder is damaged")
     status = _read_json(path / "status.json", dict, {"status": "unknown"})
+    _check_status(path / "status.json", status)
     summary = _summary_rows(path / "summary.json")
     _check_planned(path / "summary.json", cfg, status.get("command"), summary)
     for i, row in enumerate(summary):  # over a grid every row names its setting
