@@ -12,7 +12,9 @@ Needs the optional ``tensorboard`` package (``pip install -e '.[tensorboard]'``)
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -173,11 +175,20 @@ def export(run_dir: Path, out: Path | None = None) -> tuple[Path, int]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise storage.StorageError(f"'{out}' exists and is not empty; actlab does not overwrite files, "
                                    "choose another --out")
-    sink = TensorBoardSink(out, stored.config)
+    # written beside it, then renamed: an export cut short (a signal, a full disk) leaves no half-written
+    # folder, which the next export would refuse to write into
+    staging = out.with_name(f".{out.name}-partial-{os.getpid()}")
+    sink = TensorBoardSink(staging, stored.config)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
     except OSError as exc:
         raise storage.StorageError(f"cannot create '{out}': {exc.strerror or exc}; choose another --out") from None
-    sink.write(stored.metrics(), stored.summary)
-    sink.close()
+    try:
+        sink.write(stored.metrics(), stored.summary)
+        sink.close()
+        staging.rename(out)  # over an empty folder too
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out, len(sink.runs)

@@ -477,3 +477,29 @@ def test_a_signal_during_rm_leaves_no_half_deleted_folder(finished, tmp_path, mo
     assert not first.exists() and second.is_dir()
     monkeypatch.undo()
     assert invoke("rm", "--yes", second).exit_code == 0 and not second.exists()  # what the line says works
+
+
+# Before: a SIGTERM in the middle of `actlab export tensorboard` left a half-written tensorboard/ folder, and
+# the export the line then asked for ("run it again to finish it") refused it: "exists and is not empty".
+def test_an_export_cut_short_leaves_nothing_and_runs_again(finished, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from actlab import tensorboard
+
+    folder = _copy(finished, tmp_path)
+    real, calls = tensorboard.TensorBoardSink._write_hparams, []
+
+    def write_hparams(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the first run's logs are written
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tensorboard.TensorBoardSink, "_write_hparams", write_hparams)
+    before = snapshot(folder)
+    one_line(invoke("export", "tensorboard", folder), "terminated (SIGTERM): stopped before the command finished",
+             143)
+    assert snapshot(folder) == before and sorted(os.listdir(folder)) == sorted(os.listdir(finished))
+    monkeypatch.undo()
+    result = invoke("export", "tensorboard", folder)
+    assert result.exit_code == 0 and (folder / "tensorboard").is_dir(), result.output
+    assert len(list((folder / "tensorboard").rglob("events.out.tfevents.*"))) == 4
