@@ -108,7 +108,7 @@ def _medians(stored: storage.StoredExperiment, keys: Sequence[str] = ()) -> dict
     for row in stored.summary:
         value = row.get("final_loss", math.nan)
         value = value if isinstance(value, int | float) and math.isfinite(value) else math.inf
-        setting = ",".join(f"{k}={json.dumps(row.get(k) if k in grid_keys else own[k])}" for k in keys)
+        setting = grid.label({k: row.get(k) if k in grid_keys else own[k] for k in keys})  # as in run ids
         by_act.setdefault((row["activation"], setting), []).append(value)
     return {key: statistics.median(values) for key, values in by_act.items()}
 
