@@ -42,9 +42,9 @@ def forward(bias: torch.Tensor, h: torch.Tensor, w_t: torch.Tensor, out: torch.T
     how = how or method(w_t.shape[1], w_t.shape[2], h.shape[1], h.device.type)
     if how == "batched":
         return torch.baddbmm(bias, h, w_t, out=out)
-    if out is None:
-        out = torch.empty(h.shape[0], h.shape[1], w_t.shape[2], dtype=h.dtype, device=h.device)
     if how == "per_run":
+        if out is None:  # differentiable (no out=), for autograd's reference path
+            return torch.stack([torch.addmm(bias[i], h[i], w_t[i]) for i in range(h.shape[0])])
         for i in range(h.shape[0]):
             torch.addmm(bias[i], h[i], w_t[i], out=out[i])
         return out
@@ -53,7 +53,8 @@ def forward(bias: torch.Tensor, h: torch.Tensor, w_t: torch.Tensor, out: torch.T
         z = torch.baddbmm(bias, padded, w_t)
     else:  # transposed
         z = torch.baddbmm(bias.transpose(1, 2), w_t.transpose(1, 2), padded.transpose(1, 2)).transpose(1, 2)
-    return out.copy_(z[:, : h.shape[1]])
+    z = z[:, : h.shape[1]]
+    return z.contiguous() if out is None else out.copy_(z)  # contiguous, as baddbmm's own output
 
 
 def _padded(h: torch.Tensor, per_row: int) -> torch.Tensor:
