@@ -61,3 +61,18 @@ def test_the_measurement_leaves_the_global_random_state_alone():
     before = torch.random.get_rng_state()
     affine.method(7, 3, 2)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("how", affine.METHODS)
+def test_without_a_buffer_every_method_is_differentiable(how):
+    """Autograd's reference path (StackedLinear, the probe) calls it without ``out``: gradients flow through
+    every method, to the product's own gradients."""
+    h, w, b = (t.requires_grad_() for t in _stack(5, 4, 2))
+    with torch.no_grad():
+        z = affine.forward(b.unsqueeze(1), h, w.transpose(1, 2), how=how)
+    assert z.is_contiguous()
+    z = affine.forward(b.unsqueeze(1), h, w.transpose(1, 2), how=how)
+    grads = torch.autograd.grad(z.sum(), (h, w, b))
+    expected = torch.autograd.grad((h @ w.transpose(1, 2) + b.unsqueeze(1)).sum(), (h, w, b))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
