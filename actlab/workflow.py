@@ -447,8 +447,8 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
     reference losses, if the caller has them.
 
     The figures show the ranking only, never a comparison with #1: their processes are forked first and the
-    comparisons (scipy's bootstrap and exact tests: 0.1 s of CPU on the default compare, that the figures no
-    longer wait for) computed while they draw."""
+    comparisons (scipy's bootstrap and exact tests: about 0.12 s of CPU on the default compare, which the figures
+    no longer wait for) computed while they draw."""
     from actlab import analysis
 
     reference = analysis.task_reference(stored.config) if reference is None else reference
