@@ -553,9 +553,10 @@ def diff(
     run_b: Annotated[Path, typer.Argument(help="experiment folder B", show_default=False)],
     as_json: JsonOpt = False,
 ) -> None:
-    """What differs between two experiments: config keys, and each activation's median final loss."""
+    """What differs between two experiments: config keys, and each activation's median final loss (per grid setting)."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from actlab import folders, storage
 
@@ -568,16 +569,17 @@ def diff(
     if d.config:
         table = Table("config key", "A", "B", box=box.SIMPLE_HEAD, pad_edge=False, title="config: keys that differ")
         for key, va, vb in d.config:
-            table.add_row(key, json.dumps(va), json.dumps(vb))
+            table.add_row(*(Text(c) for c in (key, json.dumps(va), json.dumps(vb))))  # folder text, not markup
         out.print(table)
     else:
         out.print("config: identical")
     if d.final_loss:
         table = Table("activation", "A", "B", "B / A", box=box.SIMPLE_HEAD, pad_edge=False,
                       title="final loss, median over seeds (inf: diverged)")
-        for act, va, vb in d.final_loss:
+        for act, setting, va, vb in d.final_loss:
             ratio = vb / va if math.isfinite(va) and math.isfinite(vb) and va > 0 else math.nan
-            table.add_row(act, _num(va), _num(vb), "-" if math.isnan(ratio) else f"{ratio:.3g}")
+            table.add_row(Text(f"{act} {setting}".strip()), _num(va), _num(vb),
+                          "-" if math.isnan(ratio) else f"{ratio:.3g}")
         out.print(table)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actlab import activations, config, signals, storage
+from actlab import activations, config, grid, signals, storage
 
 STATUSES = ("running", "complete", "incomplete")
 MARKERS = ("config.yaml", "env.json", "status.json")  # what every experiment folder has from its first second
@@ -73,7 +73,8 @@ class Difference:
     a: Path
     b: Path
     config: list[tuple[str, Any, Any]]  # (dotted key, value in A, value in B), keys that differ only
-    final_loss: list[tuple[str, float, float]]  # (activation, median final loss in A, in B); NaN: not run there
+    # (activation, grid setting as text ("" without a grid), median final loss in A, in B); NaN: not run there
+    final_loss: list[tuple[str, str, float, float]]
     runs: tuple[int, int]  # finished runs in A and in B
 
     def as_dict(self) -> dict[str, Any]:
@@ -81,7 +82,8 @@ class Difference:
         return {
             "a": str(self.a), "b": str(self.b),
             "config": [{"key": k, "a": va, "b": vb} for k, va, vb in self.config],
-            "final_loss_median": [{"activation": act, "a": nan(va), "b": nan(vb)} for act, va, vb in self.final_loss],
+            "final_loss_median": [{"activation": act, "setting": setting, "a": nan(va), "b": nan(vb)}
+                                  for act, setting, va, vb in self.final_loss],
             "runs": {"a": self.runs[0], "b": self.runs[1]},
         }
 
@@ -95,24 +97,40 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _medians(stored: storage.StoredExperiment) -> dict[str, float]:
-    """Per activation, the median over seeds of the final full-data loss (diverged runs count as +inf)."""
-    by_act: dict[str, list[float]] = {}
+def _medians(stored: storage.StoredExperiment, keys: Sequence[str] = ()) -> dict[tuple[str, str], float]:
+    """Per activation and setting of ``keys`` (grid keys), the median over seeds of the final full-data loss
+    (diverged runs count as +inf). A grid's settings are kept apart: pooled, lr=1e-3 and lr=1 would make one
+    meaningless median. A key the folder has no grid over takes its config's value, so that a plain compare
+    meets the grid point it ran at."""
+    grid_keys = set(stored.config.compare.grid) if stored.config is not None else set()
+    own = {k: _own_value(stored.config, k) for k in keys if k not in grid_keys}
+    by_act: dict[tuple[str, str], list[float]] = {}
     for row in stored.summary:
         value = row.get("final_loss", math.nan)
         value = value if isinstance(value, int | float) and math.isfinite(value) else math.inf
-        by_act.setdefault(row["activation"], []).append(value)
-    return {act: statistics.median(values) for act, values in by_act.items()}
+        setting = grid.label({k: row.get(k) if k in grid_keys else own[k] for k in keys})  # as in run ids
+        by_act.setdefault((row["activation"], setting), []).append(value)
+    return {key: statistics.median(values) for key, values in by_act.items()}
+
+
+def _own_value(cfg: config.Config | None, key: str) -> Any:
+    try:
+        return grid.plain_value(grid.own_value(cfg, key)) if cfg is not None else None
+    except (KeyError, AttributeError, TypeError):  # an option the config does not set
+        return None
 
 
 def diff(a: storage.StoredExperiment, b: storage.StoredExperiment) -> Difference:
-    """The config keys whose values differ, and each activation's median final loss in both."""
+    """The config keys whose values differ, and each activation's median final loss in both, at each setting of
+    either folder's grid keys."""
     fa, fb = _flat(config.to_dict(a.config)), _flat(config.to_dict(b.config))
     keys = list(fa) + [k for k in fb if k not in fa]
     changed = [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
-    ma, mb = _medians(a), _medians(b)
-    acts = list(ma) + [act for act in mb if act not in ma]
-    losses = [(act, ma.get(act, math.nan), mb.get(act, math.nan)) for act in acts]
+    grid_keys = list(dict.fromkeys([*a.config.compare.grid, *b.config.compare.grid]))
+    ma, mb = _medians(a, grid_keys), _medians(b, grid_keys)
+    both = list(ma) + [key for key in mb if key not in ma]
+    losses = [(act, setting, ma.get((act, setting), math.nan), mb.get((act, setting), math.nan))
+              for act, setting in both]
     return Difference(a.path, b.path, changed, losses, (len(a.summary), len(b.summary)))
 
 

@@ -309,11 +309,20 @@ def plain_value(value: Any) -> Any:
 
 def base_setting(base: config.Config, axes: Sequence[Axis], points: Sequence[Point]) -> dict[str, Any] | None:
     """The base config's own values of the grid keys (the fixed-setting ranking), or None if not a grid point."""
-    hidden = base.model.sizes[1:-1]
-    own = {"model.depth": len(hidden), "model.width": hidden[0] if hidden and len(set(hidden)) == 1 else None}
-    setting = {a.key: own[a.key] if a.key in CONVENIENCES else lookup(base, a.key) for a in axes}
+    setting = {a.key: own_value(base, a.key) for a in axes}
     found = any(all(repr(p.values[k]) == repr(v) for k, v in setting.items()) for p in points)
     return setting if found else None
+
+
+def own_value(cfg: config.Config, key: str) -> Any:
+    """A config's own value of a grid key: ``model.depth`` and ``model.width`` read from model.sizes (width
+    None where the hidden layers differ), any other key looked up."""
+    if key not in CONVENIENCES:
+        return lookup(cfg, key)
+    hidden = cfg.model.sizes[1:-1]
+    if key == "model.depth":
+        return len(hidden)
+    return hidden[0] if hidden and len(set(hidden)) == 1 else None
 
 
 def label(values: Mapping[str, Any]) -> str:

@@ -204,7 +204,7 @@ def _train(plan: Plan, progress: ProgressFn | None, sinks: Sequence[ResultSink],
         if tensorboard:
             from actlab import tensorboard as tb
 
-            targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg))
+            targets.append(tb.TensorBoardSink(folder.path / tb.DEFAULT_DIR, cfg, plan.grid_values()))
         tracker = _Tracker(str(device), [(len(specs), st.config.train.epochs) for st, specs in batches], progress)
         with signals.terminate_as_interrupt():
             for (st, specs), data in zip(batches, datasets):

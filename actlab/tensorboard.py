@@ -15,7 +15,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +66,11 @@ def run_folder(run_id: str) -> Path:
 
 
 def hparams(cfg: config.Config, summary: dict[str, Any]) -> dict[str, Any]:
-    """The HParams of one run: what differs between runs (activation, options, seed, lr) and the setup
-    shared by the experiment, as TensorBoard's types (str, int, float, bool)."""
+    """The HParams of one run: what differs between runs (activation, options, seed, lr, the grid's keys) and
+    the setup shared by the experiment, as TensorBoard's types (str, int, float, bool). A grid key's value is
+    the run's own (its summary row's column), and replaces the shared entry it varies."""
     d, t = cfg.data, cfg.train
-    return {
-        "activation": str(summary["activation"]),
-        "options": str(summary.get("options") or ""),
-        "seed": int(summary["seed"]),
-        "lr": float(summary["lr"]),
-        "status": str(summary.get("status", "")),
+    shared = {
         "task": d.task,
         "sizes": "-".join(map(str, cfg.model.sizes)),
         "epochs": t.epochs,
@@ -86,6 +82,35 @@ def hparams(cfg: config.Config, summary: dict[str, Any]) -> dict[str, Any]:
         "test_fraction": d.test_fraction,
         "data_seed": d.seed,
     }
+    own = {key: _hparam(summary.get(key)) for key in cfg.compare.grid}
+    for key in own:
+        shared.pop(_SHARED_BY_KEY.get(key, ""), None)
+    return {
+        "activation": str(summary["activation"]),
+        "options": str(summary.get("options") or ""),
+        "seed": int(summary["seed"]),
+        "lr": float(summary["lr"]),
+        "status": str(summary.get("status", "")),
+        **own,
+        **shared,
+    }
+
+
+# the shared HParams entry a grid key varies (model.depth and model.width vary the net's sizes)
+_SHARED_BY_KEY = {"data.task": "task", "model.sizes": "sizes", "model.depth": "sizes", "model.width": "sizes",
+                  "train.epochs": "epochs", "train.batch_size": "batch_size", "train.shuffle": "shuffle",
+                  "train.engine": "engine", "data.samples": "samples", "data.noise": "noise",
+                  "data.test_fraction": "test_fraction", "data.seed": "data_seed"}
+
+
+def _hparam(value: Any) -> str | int | float | bool:
+    """A grid value as a TensorBoard HParam: numbers and booleans as they are, anything else as text (a list
+    of sizes as 10-18-1)."""
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return "-".join(map(str, value))
+    return "" if value is None else str(value)
 
 
 def hparam_metrics(summary: dict[str, Any], held_out: bool) -> dict[str, float]:
@@ -101,9 +126,11 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _by_run(table: dict[str, list[Any]]) -> dict[str, dict[int, list[tuple[str, float]]]]:
-    """metrics.csv by column -> run id -> epoch -> [(tag, value)], empty (NaN) cells left out."""
-    columns = [(c, scalar_tag(c)) for c in table if c not in _NOT_SCALARS]
+def _by_run(table: dict[str, list[Any]],
+            grid_keys: Collection[str] = ()) -> dict[str, dict[int, list[tuple[str, float]]]]:
+    """metrics.csv by column -> run id -> epoch -> [(tag, value)], empty (NaN) cells left out. The grid's
+    columns (``grid_keys``: a run's setting, text such as adam too) are HParams, not scalars."""
+    columns = [(c, scalar_tag(c)) for c in table if c not in _NOT_SCALARS and c not in grid_keys]
     out: dict[str, dict[int, list[tuple[str, float]]]] = {}
     for i, (run, epoch) in enumerate(zip(table.get("run", []), table.get("epoch", []))):
         values = [(tag, float(table[column][i])) for column, tag in columns]
@@ -116,19 +143,21 @@ def _by_run(table: dict[str, list[Any]]) -> dict[str, dict[int, list[tuple[str, 
 class TensorBoardSink:
     """Writes runs into a TensorBoard log directory as they finish: ``add(results)`` per finished chunk."""
 
-    def __init__(self, folder: Path, cfg: config.Config) -> None:
+    def __init__(self, folder: Path, cfg: config.Config, grid: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.folder = Path(folder)
         self.cfg = cfg
+        self.grid = grid or {}  # run id -> its grid values (a grid study)
         self._writer_class, self._summary = _tensorboard()  # fails now, before training, if missing
         self.runs: list[str] = []
 
     def add(self, results: Sequence[RunResult]) -> None:
         """Log finished runs: their per-epoch scalars and HParams."""
-        self.write(storage.metrics_table(self.cfg, results), [storage.run_summary(r) for r in results])
+        self.write(storage.metrics_table(self.cfg, results, dict(self.grid)),
+                   [storage.with_grid(storage.run_summary(r), self.grid.get(r.spec.run_id, {})) for r in results])
 
     def write(self, table: dict[str, list[Any]], summaries: Sequence[dict[str, Any]]) -> None:
         """Log runs from metrics.csv rows (by column) and their summary rows (summary.csv)."""
-        series = _by_run(table)
+        series = _by_run(table, self.cfg.compare.grid)
         held_out = self.cfg.data.test_fraction > 0
         for summary in summaries:
             run = summary["run"]

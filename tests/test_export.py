@@ -189,3 +189,26 @@ def test_tensorboard_flag_without_the_package_is_one_line_and_no_folder(tmp_path
     assert result.output.strip() == "error: TensorBoard export needs the tensorboard package: " \
                                     "pip install -e '.[tensorboard]'"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_grid_folder_logs_each_runs_own_setting_as_hparams(tmp_path, live):
+    """Over a grid, each run's HParams hold its own grid values (text too: adam), in place of the base
+    config's shared entry they vary (sizes); the grid's columns are no scalars (export read 'adam' as a
+    number and failed with a traceback)."""
+    pytest.importorskip("tensorboard")
+    args = ["compare", "-a", "relu", "--seeds", "2", "--epochs", "2", "--grid", "train.optimizer=adam,sgd",
+            "--grid", "model.width=4,6", "--no-report", "--set", "train.workers=1", "--out", tmp_path, "--quiet"]
+    result = invoke(*args, *(["--tensorboard"] if live else []))
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    if not live:
+        result = invoke("export", "tensorboard", folder)
+        assert result.exit_code == 0 and "wrote 8 runs" in result.output, result.output
+    summary = json.loads((folder / "summary.json").read_text())
+    assert len(summary) == 8
+    for row in summary:
+        scalars, hparams = read_run(folder / "tensorboard" / tb.run_folder(row["run"]))
+        assert hparams["train.optimizer"] == row["train.optimizer"] and hparams["model.width"] == row["model.width"]
+        assert "sizes" not in hparams and hparams["epochs"] == 2
+        assert "loss/full" in scalars and not any(tag.startswith(("train.", "model.")) for tag in scalars)

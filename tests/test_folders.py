@@ -83,7 +83,28 @@ def test_diff_counts_diverged_runs_as_infinite():
     stored = storage.StoredExperiment(Path("x"), None, {}, {}, [
         {"activation": "relu", "final_loss": math.nan}, {"activation": "relu", "final_loss": 1.0},
         {"activation": "relu", "final_loss": math.nan}])
-    assert folders._medians(stored) == {"relu": math.inf}
+    assert folders._medians(stored) == {("relu", ""): math.inf}
+
+
+def test_diff_keeps_grid_settings_apart(tmp_path):
+    """A grid folder's medians are per activation and setting: pooled over lr=1e-3 and lr=1 they would mix
+    two experiments. Oracle: the median of each (activation, lr)'s rows in summary.json, by hand."""
+    common = ["-a", "relu,tanh", "--epochs", "2", "--seeds", "3", "-q", "--no-report", "--out", tmp_path,
+              "train.workers=1"]
+    assert invoke("compare", "--grid", "train.lr=0.001,1.0", "--name", "grid", *common).exit_code == 0
+    assert invoke("compare", "--name", "plain", *common).exit_code == 0
+    g, plain = folder(tmp_path, "grid"), folder(tmp_path, "plain")
+    d = json.loads(invoke("diff", g, plain, "--json").output)
+    by_hand: dict[tuple[str, str], list[float]] = {}
+    for row in json.loads((g / "summary.json").read_text()):
+        by_hand.setdefault((row["activation"], f"train.lr={row['train.lr']}"), []).append(row["final_loss"])
+    got = {(r["activation"], r["setting"]): r["a"] for r in d["final_loss_median"] if r["a"] is not None}
+    assert got == {key: statistics.median(values) for key, values in by_hand.items()} and len(got) == 4
+    # B has no grid: its runs are at its own lr, and meet A's point there, not A's lr=1.0
+    b = {(r["activation"], r["setting"]): r["b"] for r in d["final_loss_median"] if r["b"] is not None}
+    assert b == {(act, "train.lr=0.001"): statistics.median(values) for act, values in _by_activation(plain).items()}
+    table = invoke("diff", g, plain)
+    assert table.exit_code == 0 and "relu train.lr=1.0" in table.output and "relu train.lr=0.001" in table.output
 
 
 @pytest.fixture
