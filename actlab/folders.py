@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import statistics
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,11 @@ def check_writable(path: Path) -> None:
     if any("\udc80" <= c <= "\udcff" for c in str(path.resolve())):  # bytes that were not UTF-8, kept by Python
         raise FolderError(f"{str(path)!r}: the folder's path is not UTF-8 text, and the report names it; rename the "
                           "folder (or a parent) in UTF-8")
+    # a line break in it would cut report.md's lines and the replay command it prints (as --out refuses it)
+    broken = next((c for c in str(path.resolve()) if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if broken is not None:
+        raise FolderError(f"{str(path)!r}: the folder's path holds the control character {broken!r}, and the report "
+                          "names it; rename the folder (or a parent) without it")
     for root, dirs, files in os.walk(path):
         for name in sorted(dirs + files):
             entry = Path(root, name)

@@ -503,3 +503,15 @@ def test_an_export_cut_short_leaves_nothing_and_runs_again(finished, tmp_path, m
     result = invoke("export", "tensorboard", folder)
     assert result.exit_code == 0 and (folder / "tensorboard").is_dir(), result.output
     assert len(list((folder / "tensorboard").rglob("events.out.tfevents.*"))) == 4
+
+
+# Before: `report` on a folder named with a line break wrote a report.md whose folder line and replay command
+# were cut in two. Refused as --out refuses such a name: one line, nothing written.
+@pytest.mark.parametrize("name", ["run\nfolder", "run\rfolder", "run\u2028folder"])
+def test_a_folder_path_with_a_line_break_is_one_line_for_report(finished, tmp_path, name):
+    folder = tmp_path / name
+    shutil.copytree(finished, folder)
+    before = snapshot(folder)
+    line = one_line(invoke("report", folder), "the folder's path holds the control character")
+    assert repr(name[3]) in line
+    assert snapshot(folder) == before
