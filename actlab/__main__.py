@@ -6,12 +6,12 @@ signals back (blocked: they wait, they are not lost) until actlab's handlers exi
 from then on any of them is one line on stderr and the shell's exit code for it (128 + its number).
 """
 
-import _signal  # the C module, built in: `signal` itself takes a millisecond to build its enums
+import signal  # first: the window before the block is this import, half a millisecond
 
-_STOPS = {_signal.SIGINT, *(getattr(_signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(_signal, n))}
-_BLOCKS = hasattr(_signal, "pthread_sigmask")  # POSIX; elsewhere the window is only this module's import
+_STOPS = {signal.SIGINT, *(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))}
+_BLOCKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere the window is only this module's import
 if _BLOCKS:
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, _STOPS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     signals.install()
     try:
         if _BLOCKS:  # a signal that came meanwhile is delivered here, inside the try
-            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _STOPS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
         from actlab.cli import main as cli_main
 
         try:
