@@ -357,15 +357,16 @@ def _epoch(stack: Stack, optimizer: flat_optim.FlatOptimizer, xe: torch.Tensor, 
     """One pass over the mini-batches: (summed loss x batch size (N,) float64, last batch's loss (N,)).
     ``steps``: the hand-written step of each mini-batch size built so far (built here where missing)."""
     total = torch.zeros(stack.n_runs, dtype=torch.float64, device=stack.flat.device)
-    for lo, hi in bounds:
-        step = steps.get(hi - lo)
-        if step is None:
-            step = steps[hi - lo] = Step(stack, hi - lo, optimizer.grad)
-        last = step(xe[:, lo:hi], ye[:, lo:hi])
-        optimizer.step(optimizer.grad)
-        # float64, as the loop engine's Python float sum: last (float32) times the batch size is exact in
-        # float64, so add's alpha rounds nothing; one operation instead of three
-        total.add_(last, alpha=hi - lo)
+    with torch.no_grad():  # once an epoch: the step and the optimizer then skip entering it (common.without_grad)
+        for lo, hi in bounds:
+            step = steps.get(hi - lo)
+            if step is None:
+                step = steps[hi - lo] = Step(stack, hi - lo, optimizer.grad)
+            last = step(xe[:, lo:hi], ye[:, lo:hi])
+            optimizer.step(optimizer.grad)
+            # float64, as the loop engine's Python float sum: last (float32) times the batch size is exact in
+            # float64, so add's alpha rounds nothing; one operation instead of three
+            total.add_(last, alpha=hi - lo)
     return total, last
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from actlab.engines import kernels
+from actlab.engines.common import without_grad
 
 if TYPE_CHECKING:
     from actlab.engines.stacked import Stack
@@ -54,7 +55,7 @@ class Step:
                 bound.append((kernel, *(v[start:stop] for v in views)))
             self.acts.append(bound)
 
-    @torch.no_grad()
+    @without_grad
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One forward and backward pass on x (N, B, in), y (N, B, 1): the losses (N,); the gradient of
         their sum is in the flat gradient buffer."""
@@ -99,23 +100,28 @@ class Forward:
 
     def release(self) -> None:
         """Free the buffers (and the kernels' scratch): the next call makes them again."""
-        self.buffers: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # rows -> per layer (z, f(z))
+        # rows -> per layer: (z, f(z), per group (its kernel's value, its slices of both)), the slices made
+        # with the buffers, not on every call (two view operations per group and layer)
+        self.buffers: dict[int, list[tuple[torch.Tensor, torch.Tensor, list[tuple]]]] = {}
         self.acts = [[(_kernel(self.stack, None, g, layer), start, stop)
                       for g, (start, stop, _) in enumerate(self.stack.groups)] for layer in range(len(self.widths))]
 
-    @torch.no_grad()
+    @without_grad
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Every run's output (N, n, out) for the inputs x (n, in)."""
         buffers = self.buffers.get(len(x))
         if buffers is None:
-            buffers = self.buffers[len(x)] = [
-                (torch.empty(self.n_runs, len(x), width, device=x.device),
-                 kernels.padded(self.n_runs, len(x), width, x.device)) for width in self.widths]
+            buffers = self.buffers[len(x)] = []
+            for width, acts in zip(self.widths, self.acts):
+                z = torch.empty(self.n_runs, len(x), width, device=x.device)
+                out = kernels.padded(self.n_runs, len(x), width, x.device)
+                parts = [(kernel.value, z[start:stop], out[start:stop]) for kernel, start, stop in acts]
+                buffers.append((z, out, parts))
         h = x.expand(self.n_runs, *x.shape)
-        for layer, (z, out) in enumerate(buffers):
-            torch.baddbmm(self.biases[layer], h, self.weights_t[layer], out=z)
-            for kernel, start, stop in self.acts[layer]:
-                kernel.value(z[start:stop], out[start:stop])
+        for bias, weight_t, (z, out, parts) in zip(self.biases, self.weights_t, buffers):
+            torch.baddbmm(bias, h, weight_t, out=z)
+            for value, z_part, out_part in parts:
+                value(z_part, out_part)
             h = out
         return torch.baddbmm(self.biases[-1], h, self.weights_t[-1])
 
