@@ -388,7 +388,7 @@ def train_stack(
     record = _Progress(n_runs)
     forward = Forward(stack)  # the losses of the epochs the diagnostics' schedule skips, by the step's kernels
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
-                       settings.measures(0), forward)  # epoch 0
+                       settings.measures(0), forward, forward.hidden)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     if start is not None:  # a checkpoint of an earlier session: go on from its epoch
         initial = _restore(start, stack, optimizer, orders, record)
@@ -410,7 +410,7 @@ def train_stack(
                 steps.clear()
                 forward.release()
             found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
-                             settings.measures(epoch), forward)
+                             settings.measures(epoch), forward, forward.hidden)
             found.update(stack.slopes())
             names = ["train_loss", "last_batch_loss", *found]
             row = torch.stack([total / len(x), last.double(), *(v.double() for v in found.values())])

@@ -14,10 +14,13 @@ g.sum(1), then grad_h = bmm(g, w) and, per group, the activation's backward kern
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
+from actlab import diagnostics
 from actlab.engines import kernels
 from actlab.engines.common import without_grad
 
@@ -124,6 +127,58 @@ class Forward:
                 value(z_part, out_part)
             h = out
         return torch.baddbmm(self.biases[-1], h, self.weights_t[-1])
+
+    def hidden(self, layer: int, z: torch.Tensor, groups: Sequence[diagnostics.ActGroup]) -> Measuring:
+        """Hidden layer ``layer`` of the diagnostics' measuring pass by these kernels (``diagnostics.HiddenLayer``)."""
+        return Measuring(z, self.acts[layer], groups)
+
+
+class Measuring:
+    """A hidden layer of the diagnostics' measuring pass (``diagnostics.Hidden``) by the step's kernels, with the
+    bits of ``diagnostics._Hidden``, which reaches the same ATen kernels through autograd: f(z) by each group's
+    forward kernel into padded rows (as the loss pass), f'(z) by its backward kernel given ones where any group
+    is element-wise, and the backward of the groups whose gradient is not grad * f'(z) (softmax; a custom
+    activation that fails ``diagnostics.diagonal``) by their kernel given the gradient. Without the graph, its
+    backward pass and the concatenations (each a new full-data array), the measuring pass costs a quarter less.
+    """
+
+    def __init__(self, z: torch.Tensor, acts: Sequence[tuple[kernels.Kernel, int, int]],
+                 groups: Sequence[diagnostics.ActGroup]) -> None:
+        n, rows, width = z.shape
+        self.z, self.acts, self.groups = z, acts, groups
+        self.h = kernels.padded(n, rows, width, z.device)
+        self.diagonal = [diagnostics.diagonal(group, width, z.device) for group in groups]
+        self.states = (torch.full((n,), math.nan, device=z.device),) * 2  # until the backward pass: see there
+        self.slope = kernels.padded(n, rows, width, z.device) if any(g.elementwise for g in groups) else None
+        ones = torch.ones(z.shape, device=z.device) if self.slope is not None else None
+        with torch.no_grad():
+            for (kernel, start, stop), group in zip(acts, groups):
+                kernel.forward(z[start:stop], self.h[start:stop])
+                if self.slope is not None and group.elementwise:
+                    kernel.backward(ones[start:stop], z[start:stop], self.h[start:stop], self.slope[start:stop])
+                elif self.slope is not None:  # no unit states (NaN), and its part of grad * f'(z) is replaced
+                    self.slope[start:stop].zero_()
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient for z given the gradient for f(z) (N, n, W, contiguous: written over)."""
+        exact = [i for i, diagonal in enumerate(self.diagonal) if not diagonal or self.slope is None]
+        found = kernels.padded(*grad.shape, grad.device) if exact else None
+        with torch.no_grad():
+            for i in exact:  # before grad is written over
+                kernel, part = self.acts[i][0], slice(*self.acts[i][1:])
+                if self.groups[i].elementwise:  # its forward state went to f'(z): made again
+                    kernel.forward(self.z[part], kernels.padded(*self.z[part].shape, grad.device))
+                kernel.backward(grad[part], self.z[part], self.h[part], found[part])
+            if self.slope is None:
+                return found.contiguous()
+            out = grad.mul_(self.slope)
+            for i in exact:
+                part = slice(*self.acts[i][1:])
+                out[part] = found[part]
+        # |f'(z)| overwrites f'(z) (memory per run: no new buffer), which is then let go
+        self.states = diagnostics.unit_states(self.slope, self.groups, overwrite=True)
+        self.slope = None
+        return out
 
 
 @torch.no_grad()
