@@ -208,8 +208,8 @@ class Engine(Protocol):
 
 def without_grad(method: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.no_grad()`` around a method the training calls every step, entered only where grad mode is on:
-    the epoch loop turns it off once per epoch, and entering the context costs as much as a small kernel (3 us:
-    two objects and four calls in Python), twice a step."""
+    the epoch loop turns it off once per epoch, and entering the context costs 1.4 us of Python (two objects and
+    four calls), twice a step; the check alone 0.2 us."""
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:

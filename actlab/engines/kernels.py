@@ -81,9 +81,10 @@ class Identity(Kernel):
 
 class Contiguous(Kernel):
     """Kernels that must see contiguous memory (oneDNN's gelu): their ``out=`` forms, ``forward(z, out)`` and
-    ``backward(grad, z, grad_z)``, write into contiguous buffers of this kernel's own, made once per shape (a
-    new result per call costs an allocation, and the functional form's overload resolution in Python), then
-    copied into the padded ones (a copy changes no bit)."""
+    ``backward(grad, z, grad_z)``, write into contiguous buffers of this kernel's own, made once per shape (no
+    allocation per call), then copied into the padded ones (a copy changes no bit). What stays is oneDNN's own
+    set-up per call, about 6 us forward and 13 us backward over ATen's kernel at any shape of the same
+    elements (measured: (10, 10, 18), (100, 18), (1800,)): the cost of a single run's bits."""
 
     def __init__(self, forward: Callable[[Tensor, Tensor], Any], backward: Callable[[Tensor, Tensor, Tensor], Any]):
         self._forward, self._backward = forward, backward
