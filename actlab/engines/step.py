@@ -48,6 +48,8 @@ class Step:
         self.out = torch.empty(n, batch, sizes[-1], device=device)
         self.diff = torch.empty_like(self.out)
         self.grad_out = torch.empty_like(self.out)
+        # each layer's output gradient transposed for its weight gradient: views made once (4 operations a step)
+        self.grad_t = [g.transpose(1, 2) for g in (*self.grad_z, self.grad_out)]
         # per hidden layer: (kernel, z, f(z), grad for f(z), grad for z) of each group's runs
         self.acts = []
         for layer in range(len(widths)):
@@ -74,7 +76,7 @@ class Step:
         g = torch.mul(diff, self.norm, out=self.grad_out)  # StackedMSE's gradient (times a grad of ones)
         for layer in range(self.n_layers - 1, -1, -1):
             h = self.h[layer - 1] if layer else x
-            torch.bmm(g.transpose(1, 2), h, out=self.grad_w[layer])  # nn.Linear's orientation
+            torch.bmm(self.grad_t[layer], h, out=self.grad_w[layer])  # g^T: nn.Linear's orientation
             torch.sum(g, 1, out=self.grad_b[layer])
             if layer:
                 torch.bmm(g, self.weights[layer], out=self.grad_h[layer - 1])
