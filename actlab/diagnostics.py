@@ -78,9 +78,10 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _forward(weights, biases, act_layers, x):
     """Output (N, n, 1) of a no-grad forward pass."""
+    from actlab.engines import affine  # here: importing the engines package imports this module
     h = x.expand(weights[0].shape[0], *x.shape)
     for layer, (w, b) in enumerate(zip(weights, biases)):
-        z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        z = affine.forward(b.unsqueeze(1), h, w.transpose(1, 2))
         if layer == len(weights) - 1:
             return z
         h = apply_groups(z, act_layers[layer])
@@ -287,13 +288,15 @@ def _measured(weights, biases, act_layers, data: Dataset, make_hidden: HiddenLay
     """full_loss, grad_norm_L*, dead_L*, saturated_L*: one forward pass that keeps each layer's input and
     each activation's graph, and the full-data gradient layer by layer by hand (the bmm of
     ``StackedLinear``'s backward; the activations' own backward kernels, through autograd by default)."""
+    from actlab.engines import affine  # here: importing the engines package imports this module
+
     x, y = data.x_train, data.y_train
     n_layers = len(weights)
     make_hidden = make_hidden or (lambda _, z, groups: _Hidden.of(z, groups))
     inputs = [x.expand(weights[0].shape[0], *x.shape)]  # each linear layer's input (N, n, in)
     hidden: list[Hidden] = []
     for layer, (w, b) in enumerate(zip(weights, biases)):
-        z = torch.baddbmm(b.unsqueeze(1), inputs[-1], w.transpose(1, 2))
+        z = affine.forward(b.unsqueeze(1), inputs[-1], w.transpose(1, 2))
         if layer == n_layers - 1:
             break
         hidden.append(make_hidden(layer, z, act_layers[layer]))

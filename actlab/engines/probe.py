@@ -96,11 +96,12 @@ def _probe(sizes, batch_sizes, eval_sizes, group_keys, optimizer: TrainSettings)
     checked: list[str] = []
     failed: list[str] = []
     with one_thread():
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             name = f"linear {fan_in}->{fan_out}"
             checked.append(name)
+            # the first layer's input gradient (the data's) is computed by neither engine: not compared
             failed += [f"{name} batch {b}: {what}" for b in batch_sizes
-                       for what in _linear(fan_in, fan_out, b, gen)]
+                       for what in _linear(fan_in, fan_out, b, gen) if layer or "input grad" not in what]
             failed += [f"{name} full data {b}: {what}" for b in eval_sizes
                        for what in _linear_output(fan_in, fan_out, b, gen)]
         checked.append("mse")

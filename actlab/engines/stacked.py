@@ -43,7 +43,7 @@ import torch
 
 from actlab import activations, diagnostics
 from actlab.diagnostics import evaluate
-from actlab.engines import flat_optim, rowwise
+from actlab.engines import affine, flat_optim, rowwise
 from actlab.engines.common import (
     EpochOrder,
     Group,
@@ -73,7 +73,7 @@ class StackedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, w)
-        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        return affine.forward(b.unsqueeze(1), x, w.transpose(1, 2))  # baddbmm, or nn.Linear's sums (affine)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -6,7 +6,8 @@ kernels. ``Step`` calls exactly the ones autograd calls through ``StackedLinear`
 preallocated buffers: no graph, no per-step allocation of layer outputs, and the gradients written
 straight into the optimizer's flat gradient buffer instead of concatenated into it.
 
-Per layer l (weight (N, out, in), bias (N, out)), forward: z = baddbmm(b, h, w^T); per group of runs,
+Per layer l (weight (N, out, in), bias (N, out)), forward: z = baddbmm(b, h, w^T) (``affine``: another
+method where a single run's nn.Linear sums otherwise at that shape); per group of runs,
 h' = f(z) by the activation's own kernel (``kernels``). Output: MSE loss (N,) from diff = out - y.
 Backward from g = diff * (2 / B) (mse_loss_backward's arithmetic): grad_w = bmm(g^T, h), grad_b =
 g.sum(1), then grad_h = bmm(g, w) and, per group, the activation's backward kernel for the next g.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from actlab import diagnostics
-from actlab.engines import kernels
+from actlab.engines import affine, kernels
 from actlab.engines.common import without_grad
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Step:
         self.grad_h = [torch.empty(n, batch, w, device=device) for w in widths]
         self.grad_z = [kernels.padded(n, batch, w, device) for w in widths]
         self.out = torch.empty(n, batch, sizes[-1], device=device)
+        # each layer's forward product as a single run's nn.Linear computes it at this batch size (affine)
+        self.how = [affine.method(i, o, batch, device.type) for i, o in zip(sizes[:-1], sizes[1:])]
         self.diff = torch.empty_like(self.out)
         self.grad_out = torch.empty_like(self.out)
         # each layer's output gradient transposed for its weight gradient: views made once (4 operations a step)
@@ -66,11 +69,11 @@ class Step:
         their sum is in the flat gradient buffer."""
         h = x
         for layer in range(self.n_layers - 1):
-            torch.baddbmm(self.biases[layer], h, self.weights_t[layer], out=self.z[layer])
+            affine.forward(self.biases[layer], h, self.weights_t[layer], self.z[layer], self.how[layer])
             for kernel, z, out, _, _ in self.acts[layer]:
                 kernel.forward(z, out)
             h = self.h[layer]
-        torch.baddbmm(self.biases[-1], h, self.weights_t[-1], out=self.out)
+        affine.forward(self.biases[-1], h, self.weights_t[-1], self.out, self.how[-1])
         diff = torch.sub(self.out, y, out=self.diff)
         losses = diff.pow(2).mean(dim=(1, 2))
         g = torch.mul(diff, self.norm, out=self.grad_out)  # StackedMSE's gradient (times a grad of ones)
@@ -124,11 +127,11 @@ class Forward:
                 buffers.append((z, out, parts))
         h = x.expand(self.n_runs, *x.shape)
         for bias, weight_t, (z, out, parts) in zip(self.biases, self.weights_t, buffers):
-            torch.baddbmm(bias, h, weight_t, out=z)
+            affine.forward(bias, h, weight_t, z)
             for value, z_part, out_part in parts:
                 value(z_part, out_part)
             h = out
-        return torch.baddbmm(self.biases[-1], h, self.weights_t[-1])
+        return affine.forward(self.biases[-1], h, self.weights_t[-1])
 
     def hidden(self, layer: int, z: torch.Tensor, groups: Sequence[diagnostics.ActGroup]) -> Measuring:
         """Hidden layer ``layer`` of the diagnostics' measuring pass by these kernels (``diagnostics.HiddenLayer``)."""
@@ -188,7 +191,7 @@ class Measuring:
 def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     """One linear layer's arithmetic in ``Step`` (which inlines it into its buffers), for the probe: [output,
     input gradient, weight gradient, bias gradient] for input h (N, B, in) and output gradient grad."""
-    return [torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)), torch.bmm(grad, w),
+    return [affine.forward(b.unsqueeze(1), h, w.transpose(1, 2)), torch.bmm(grad, w),
             torch.bmm(grad.transpose(1, 2), h), torch.sum(grad, 1)]
 
 
