@@ -678,7 +678,9 @@ def draw_all(an: Analysis, folder: Path, extra: Mapping[str, Drawer] | None = No
              workers: int | None = None, svg: bool = False) -> Drawing:
     """Start drawing every figure that applies (``FIGURES``, then ``extra``) into ``folder`` as PNG (with
     ``svg``, as SVG too), in ``workers`` forked processes (default: one per core; laying out dozens of panels
-    is seconds of single-threaded matplotlib), so that the caller can compute the rest of the report meanwhile."""
+    is seconds of single-threaded matplotlib), so that the caller can compute the rest of the report meanwhile.
+    A figure shows the statistics as ``stats.rank`` leaves them (order, ranks, mean ranks, folded twins), never
+    a comparison with #1: the report computes those while the figures are drawn (``workflow._report``)."""
     return Drawing(an, folder, FIGURES | dict(extra or {}), workers or available_cores(), svg)
 
 

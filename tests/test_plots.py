@@ -320,3 +320,27 @@ def test_a_figure_that_cannot_be_written_leaves_the_previous_one_whole(tmp_path,
     plots.save(fig, tmp_path, "fig", svg=svg)  # written in place once the disk has room
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "fig.svg").read_bytes().startswith(b"<?xml") == svg
+
+
+def test_the_figures_do_not_depend_on_the_comparisons_with_the_best(mixed, tmp_path):
+    # the report forks the figures' processes once the runs are ranked and compares each with #1 while they
+    # draw (workflow._report): every figure must be the same picture from the ranking alone
+    from actlab import cdplot, stats
+
+    stored = storage.load_experiment(mixed)
+    reference = analysis.task_reference(stored.config)
+    drawers = plots.FIGURES | {"critical_difference": lambda an: cdplot.cd_diagram(an.stats, an.overview)}
+    pictures = {}
+    for complete in (False, True):
+        ranked = stats.rank(stored.summary, stored.curves(), reference=reference)
+        if complete:
+            stats.against_best(ranked[0])
+        an = analysis.analyse(stored, ranked, reference=reference)
+        folder = tmp_path / str(complete)
+        folder.mkdir()
+        for name, draw in drawers.items():
+            fig = draw(an)
+            if fig is not None:
+                pictures.setdefault(name, []).append(plots.save(fig, folder, name)[0].read_bytes())
+    assert {"loss_curves", "gradient_norms", "final_loss", "critical_difference"} <= set(pictures)
+    assert all(a == b for a, b in pictures.values())

@@ -265,3 +265,22 @@ def test_verdict_rule_every_branch():
     assert stats.verdict(0.3, 0.01, 0.5) == "equivalent"
     assert stats.verdict(0.3, 0.3, 0.5) == "not separable"
     assert stats.verdict(math.nan, math.nan, math.nan) == "not separable"
+
+
+def test_rank_is_summarise_before_its_comparisons_with_the_best():
+    base = [0.10, 0.12, 0.09, 0.11, 0.10, 0.13, 0.08, 0.12, 0.10, 0.11]
+    groups = {"best": base, "worse": [3 * v for v in base], "same": list(base),
+              "equal": [v * (0.99 if i < 4 else 1.01) for i, v in enumerate(base)]}
+    rows = [r for name, finals in groups.items() for r in _rows(name, finals)]
+    curves = {r["run"]: [1.0, r["final_loss"]] for r in rows}
+    ranked, threshold = stats.rank(rows, curves)
+    # the order, ranks and folding are summarise's; no comparison with #1 is made yet
+    full, full_threshold = stats.summarise(rows, curves)
+    assert threshold == full_threshold
+    assert [(s.activation, s.rank, s.mean_rank, s.same_as) for s in ranked] == \
+        [(s.activation, s.rank, s.mean_rank, s.same_as) for s in full]
+    assert all(s.verdict == "" and math.isnan(s.p_vs_best) for s in ranked)
+    # against_best completes them in place: then every statistic is summarise's
+    stats.against_best(ranked)
+    assert stats.rows(ranked, threshold) == stats.rows(full, full_threshold)
+    assert {s.activation: s.verdict for s in ranked} == {"best": "best", "worse": "worse", "equal": "equivalent"}

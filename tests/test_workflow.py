@@ -164,3 +164,30 @@ def test_preload_imports_while_worker_processes_train_and_only_then(tmp_path, mo
         worker.kill()
         worker.join()
         sys.modules.pop("preloaded_mod", None)
+
+
+def test_the_figures_are_started_before_the_comparisons_with_the_best(cfg, tmp_path, monkeypatch):
+    # the figures show the ranking only: their processes start once the runs are ranked, and the tests
+    # against #1 (and stats.csv) are computed while they draw, before the report's claims read them
+    from actlab import plots, report, stats
+
+    order = []
+
+    def recorded(name, fn):
+        def wrapper(*args, **kwargs):
+            order.append(name)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(stats, "against_best", recorded("against_best", stats.against_best))
+    monkeypatch.setattr(plots, "draw_all", recorded("draw_all", plots.draw_all))
+    monkeypatch.setattr(report, "checks", recorded("checks", report.checks))
+    done = workflow.run_compare(cfg, out=tmp_path)
+    assert order == ["draw_all", "against_best", "checks"]
+    assert {s.verdict for s in done.ranking[0]} >= {"best"} and all(s.verdict for s in done.ranking[0])
+    # without the report: the comparisons all the same, and stats.csv/json from them
+    order.clear()
+    done = workflow.run_compare(cfg, out=tmp_path, report=False)
+    assert order == ["against_best"] and all(s.verdict for s in done.ranking[0])
+    assert [row["verdict"] for row in json.loads((done.path / "stats.json").read_text())] == \
+        [s.verdict for s in sorted(done.ranking[0], key=lambda s: s.rank)]
