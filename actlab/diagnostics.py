@@ -34,6 +34,7 @@ import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -131,6 +132,7 @@ def evaluate(
     full: bool = True,
     measure: bool = True,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    hidden: HiddenLayer | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every per-epoch measure for N stacked runs: name -> (N,) tensor, on the parameters' device.
 
@@ -139,6 +141,8 @@ def evaluate(
     ``measure=False``: the losses, and the gradient norms and unit states as NaN (an epoch the schedule skips).
     ``forward``: the outputs (N, n, 1) for inputs (n, in) where an engine computes them its own way, with
     the same bits as the groups' functions (the batched engine: ``step.Forward``); default: those functions.
+    ``hidden``: likewise, the measuring pass's hidden layers (``Hidden``) by an engine's own kernels, with the
+    bits of ``_Hidden`` (the batched engine: ``step.Forward.hidden``); default: ``_Hidden``, through autograd.
     """
     weights = [w.detach() for w in weights]
     biases = [b.detach() for b in biases]
@@ -146,7 +150,7 @@ def evaluate(
         forward = functools.partial(_forward, weights, biases, act_layers)
     held_out = held_out_losses(weights, biases, act_layers, data, forward)
     if full and measure:
-        return _measured(weights, biases, act_layers, data) | held_out
+        return _measured(weights, biases, act_layers, data, hidden) | held_out
     with torch.no_grad():
         out = {"full_loss": _mse(forward(data.x_train), data.y_train)}
     if full:
@@ -160,6 +164,19 @@ def _names(n_layers: int) -> list[str]:
     hidden = range(1, n_layers)
     return ([f"grad_norm_L{layer}" for layer in range(1, n_layers + 1)]
             + [f"{kind}_L{layer}" for layer in hidden for kind in ("dead", "saturated")])
+
+
+class Hidden(Protocol):
+    """A hidden layer of the measuring pass: f(z) (N, n, W), the unit states (dead, saturated), each (N,), once
+    ``backward`` has run, and the gradient for z given the gradient for f(z)."""
+
+    h: torch.Tensor
+    states: tuple[torch.Tensor, torch.Tensor]
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor: ...
+
+
+HiddenLayer = Callable[[int, torch.Tensor, Sequence[ActGroup]], Hidden]  # (layer, z, groups) -> its Hidden
 
 
 class _Seed(torch.autograd.Function):
@@ -213,12 +230,12 @@ class _Hidden:
         states = (h.new_full((len(h),), math.nan),) * 2  # until the backward pass: see there
         width = z.shape[2]
         exact = [(i, leaves[i], outs[i]) for i, g in enumerate(groups)
-                 if slope is None or not _diagonal(g, width, z.device)]
+                 if slope is None or not diagonal(g, width, z.device)]
         return cls(groups, h, states, slope, exact)
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
         """The gradient for z given the gradient for f(z) (N, n, W): grad * f'(z) for the element-wise
-        groups, each activation's own backward for the others (softmax, and what fails ``_diagonal``)."""
+        groups, each activation's own backward for the others (softmax, and what fails ``diagonal``)."""
         parts = [grad[self.groups[i].start : self.groups[i].stop] for i, _, _ in self.exact]
         found = _vjp([out for _, _, out in self.exact], [leaf for _, leaf, _ in self.exact], parts) if parts else []
         if self.slope is None:
@@ -243,7 +260,7 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
 _DIAGONAL: weakref.WeakKeyDictionary[ActGroup, dict[int, bool]] = weakref.WeakKeyDictionary()
 
 
-def _diagonal(group: ActGroup, width: int, device: torch.device) -> bool:
+def diagonal(group: ActGroup, width: int, device: torch.device) -> bool:
     """Is the group's activation element-wise in fact, so that its backward is grad * f'(z)? Its declared
     ``elementwise``, checked once on random inputs: a user's activation declares nothing and may mix units."""
     try:
@@ -266,21 +283,23 @@ def _acts_diagonally(group: ActGroup, width: int, device: torch.device) -> bool:
     return bool(torch.allclose(exact, grad * slope, rtol=1e-4, atol=1e-6))
 
 
-def _measured(weights, biases, act_layers, data: Dataset) -> dict[str, torch.Tensor]:
+def _measured(weights, biases, act_layers, data: Dataset, make_hidden: HiddenLayer | None = None
+              ) -> dict[str, torch.Tensor]:
     """full_loss, grad_norm_L*, dead_L*, saturated_L*: one forward pass that keeps each layer's input and
     each activation's graph, and the full-data gradient layer by layer by hand (the bmm of
-    ``StackedLinear``'s backward; the activations' own backward kernels through autograd)."""
+    ``StackedLinear``'s backward; the activations' own backward kernels, through autograd by default)."""
     from actlab.engines import affine  # here: importing the engines package imports this module
 
     x, y = data.x_train, data.y_train
     n_layers = len(weights)
+    make_hidden = make_hidden or (lambda _, z, groups: _Hidden.of(z, groups))
     inputs = [x.expand(weights[0].shape[0], *x.shape)]  # each linear layer's input (N, n, in)
-    hidden: list[_Hidden] = []
+    hidden: list[Hidden] = []
     for layer, (w, b) in enumerate(zip(weights, biases)):
         z = affine.forward(b.unsqueeze(1), inputs[-1], w.transpose(1, 2))
         if layer == n_layers - 1:
             break
-        hidden.append(_Hidden.of(z, act_layers[layer]))
+        hidden.append(make_hidden(layer, z, act_layers[layer]))
         inputs.append(hidden[-1].h)
     diff = z - y
     out = {"full_loss": diff.pow(2).mean(dim=(1, 2))}
@@ -312,11 +331,13 @@ def held_out_losses(weights, biases, act_layers, data: Dataset,
     return out
 
 
-def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+def unit_states(slope: torch.Tensor, groups: Sequence[ActGroup], overwrite: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(dead share, saturated share) of the units of one hidden layer, each (N,), from f'(z) (N, n, W) of
     the runs ``groups`` cover; NaN for the groups that are not element-wise. Exact counts, so that both
-    engines agree whatever the layout; four passes over f'(z), in one buffer."""
-    return _unit_states(torch.abs(slope), groups)
+    engines agree whatever the layout; four passes over f'(z), in one buffer: ``slope`` itself where
+    ``overwrite`` (|f'(z)| replaces it), else a new one."""
+    return _unit_states(slope.abs_() if overwrite else torch.abs(slope), groups)
 
 
 def _unit_states(magnitude: torch.Tensor, groups: Sequence[ActGroup]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -273,6 +273,30 @@ def test_the_measuring_pass_of_a_mixed_stack_equals_plain_autograd_run_by_run():
     assert states["dead"] > 5 and states["saturated"] > 5  # the oracle saw both kinds of units
 
 
+def test_the_measuring_pass_by_the_step_kernels_equals_the_autograd_one_bit_for_bit():
+    """The batched engine's measuring pass (``step.Forward.hidden``: each group's kernels, no graph) against
+    the autograd one, on a stack of every registry activation and two user ones, one element-wise and one
+    that mixes units while declaring nothing (its gradient the exact one), moved off its initialisation so
+    that units die and saturate: every measure the same bits."""
+    from actlab.engines.step import Forward
+
+    data = make_dataset("noise", 100, 2)
+    stack = _stack(activations.names() + ["custom_acts:Cube", "custom_acts:MixUnits"])
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for b in stack.biases[:-1]:
+            b.copy_(6 * torch.randn(b.shape, generator=gen))
+    args = (stack.weights, stack.biases, stack.act_layers, data)
+    want = diagnostics.evaluate(*args)
+    forward = Forward(stack)
+    got = diagnostics.evaluate(*args, True, True, forward, forward.hidden)
+    assert list(got) == list(want)
+    for name, value in want.items():
+        assert torch.equal(got[name].isnan(), value.isnan()), name
+        assert torch.equal(got[name].nan_to_num().view(torch.int32), value.nan_to_num().view(torch.int32)), name
+    assert float(want["dead_L1"].nan_to_num().sum()) > 0 and float(want["saturated_L2"].nan_to_num().sum()) > 0
+
+
 def test_an_activation_that_mixes_units_gets_its_exact_gradient():
     """A user's activation declares nothing (element-wise by default) and may mix units: its gradient is
     still the vector-Jacobian product, not grad * f'(z)."""

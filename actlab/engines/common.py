@@ -4,6 +4,7 @@ mini-batch order and the engine interface. No engine is imported here (the regis
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -203,6 +204,21 @@ class Engine(Protocol):
         executor: str, chunk_size: int, workers: int, progress: Progress | None,
         executor_options: Mapping[str, Any], checkpoints: Checkpoints | None = None,
     ) -> Iterator[list[RunResult]]: ...
+
+
+def without_grad(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.no_grad()`` around a method the training calls every step, entered only where grad mode is on:
+    the epoch loop turns it off once per epoch, and entering the context costs 1.4 us of Python (two objects and
+    four calls), twice a step; the check alone 0.2 us."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return method(*args, **kwargs)
+        return method(*args, **kwargs)
+
+    return call
 
 
 @contextmanager

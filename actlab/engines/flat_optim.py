@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from actlab.engines.common import TrainSettings
+from actlab.engines.common import TrainSettings, without_grad
 
 if TYPE_CHECKING:
     from actlab.engines.stacked import Stack
@@ -66,10 +66,13 @@ class Adam(FlatOptimizer):
         self.scaled = self.floor is not None and self.params.device.type == "cpu"
         # the constant scalars as float32 tensors made once: a Python number is wrapped into a float64 tensor
         # and converted to float32 on every call (the same float32 value either way, so the same bits)
-        self._beta2, self._scale, self._eps = (torch.tensor(v, dtype=self.params.dtype, device=self.params.device)
-                                               for v in (self.beta2, 2.0**SCALE, eps))
+        self._beta2, self._scale, self._divisor = (
+            torch.tensor(v, dtype=self.params.dtype, device=self.params.device) for v in (self.beta2, 2.0**SCALE, 1.0))
+        # eps as a full array, for addcdiv (below): ATen vectorises a three-operand kernel with one broadcast
+        # scalar operand at most (with two, its scalar loop is 4x slower than the division and add it replaces)
+        self._eps = torch.full_like(self.params, eps)
 
-    @torch.no_grad()
+    @without_grad
     def step(self, grad: torch.Tensor) -> None:
         """One update from the flat gradient (same layout as the parameters). The optimizer's own ``grad``
         buffer serves as scratch once read (the engine writes every element of it again before the next step)."""
@@ -92,10 +95,15 @@ class Adam(FlatOptimizer):
             denom = scratch.copy_(self.exp_avg_sq)
         # amax, not max: the same value (NaN propagates: the plain path), without max's index bookkeeping
         if self.scaled and float(self.exp_avg_sq.amax()) < 2.0 ** (128 - SCALE):
-            denom.mul_(self._scale).sqrt_().div_(bias_correction2**0.5 * 2.0 ** (SCALE // 2))
+            self._divisor.fill_(bias_correction2**0.5 * 2.0 ** (SCALE // 2))
+            denom.mul_(self._scale).sqrt_()
         else:
-            denom.sqrt_().div_(bias_correction2**0.5)
-        denom.add_(self._eps)
+            self._divisor.fill_(bias_correction2**0.5)
+            denom.sqrt_()
+        # sqrt / divisor + eps in one pass, by addcdiv: eps + (1 * sqrt) / divisor, each operation rounded once,
+        # is the division then the add (addition commutes); the divisor as a float32 tensor, the float32 that
+        # div_ makes of the Python number (and no conversion of a new tensor every step)
+        torch.addcdiv(self._eps, denom, self._divisor, out=denom)
         if self.lr is not None:
             self.params.addcdiv_(self.exp_avg, denom, value=-(self.lr / bias_correction1))
         else:  # (-lr/bc1) * exp_avg / denom: addcdiv's own order of operations
@@ -112,7 +120,7 @@ class SGD(FlatOptimizer):
         self.buf: torch.Tensor | None = None  # torch's momentum_buffer: a copy of the first gradient
         self._neg_lr = None if self.lr_flat is None else self.lr_flat.neg().float()
 
-    @torch.no_grad()
+    @without_grad
     def step(self, grad: torch.Tensor) -> None:
         """One update from the flat gradient (same layout as the parameters)."""
         self.step_count += 1

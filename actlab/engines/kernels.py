@@ -80,18 +80,25 @@ class Identity(Kernel):
 
 
 class Contiguous(Kernel):
-    """Kernels that must see the contiguous slice (oneDNN's gelu): computed there, then copied."""
+    """Kernels that must see contiguous memory (oneDNN's gelu): their ``out=`` forms, ``forward(z, out)`` and
+    ``backward(grad, z, grad_z)``, write into contiguous buffers of this kernel's own, made once per shape (no
+    allocation per call), then copied into the padded ones (a copy changes no bit). What stays is oneDNN's own
+    set-up per call, about 6 us forward and 13 us backward over ATen's kernel at any shape of the same
+    elements (measured: (10, 10, 18), (100, 18), (1800,)): the cost of a single run's bits."""
 
-    def __init__(self, forward: Callable[[Tensor], Tensor], backward: Callable[[Tensor, Tensor, Tensor], Tensor]):
+    def __init__(self, forward: Callable[[Tensor, Tensor], Any], backward: Callable[[Tensor, Tensor, Tensor], Any]):
         self._forward, self._backward = forward, backward
-        self._out: Tensor | None = None  # the contiguous result (a backward kernel may read it)
+        self._out = self._grad = torch.empty(0)
 
     def forward(self, z: Tensor, out: Tensor) -> None:
-        self._out = self._forward(z)
+        if self._out.shape != z.shape:
+            self._out, self._grad = (torch.empty(z.shape, dtype=z.dtype, device=z.device) for _ in range(2))
+        self._forward(z, self._out)
         out.copy_(self._out)
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
-        grad_z.copy_(self._backward(grad, z, self._out))
+        self._backward(grad, z, self._grad)
+        grad_z.copy_(self._grad)
 
 
 class Autograd(Kernel):
@@ -188,7 +195,7 @@ class Mish(Kernel):
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
         if self._rows.shape != z.shape:
             self._rows = torch.empty_strided(z.shape, grad_z.stride(), device=z.device)
-        grad_z.copy_(aten.mish_backward(grad, self._rows.copy_(z)))
+        grad_z.copy_(aten.mish_backward.default(grad, self._rows.copy_(z)))
 
 
 class Softsign(Kernel):
@@ -198,12 +205,13 @@ class Softsign(Kernel):
     Every intermediate goes into a scratch buffer made once per shape (nine operations, no allocation)."""
 
     def __init__(self) -> None:
-        self._d = self._a = self._b = torch.empty(0)
+        self._d = self._a = self._b = self._one = torch.empty(0)
 
     def forward(self, z: Tensor, out: Tensor) -> None:
         if self._d.shape != z.shape:
             self._d, self._a, self._b = (torch.empty(z.shape, device=z.device) for _ in range(3))
-        torch.abs(z, out=self._d).add_(1)
+            self._one = torch.ones((), dtype=z.dtype, device=z.device)  # add_(1) would convert a new tensor per call
+        torch.abs(z, out=self._d).add_(self._one)
         torch.div(z, self._d, out=out)
 
     def backward(self, grad: Tensor, z: Tensor, out: Tensor, grad_z: Tensor) -> None:
@@ -240,8 +248,9 @@ class Gelu(Kernel):
 
     def __init__(self, approximate: str) -> None:
         self.approximate = approximate
-        self._contiguous = Contiguous(lambda z: aten.gelu(z, approximate=approximate),
-                                      lambda g, z, o: aten.gelu_backward(g, z, approximate=approximate))
+        self._contiguous = Contiguous(
+            lambda z, o: aten.gelu.out(z, approximate=approximate, out=o),
+            lambda g, z, gz: aten.gelu_backward.grad_input(g, z, approximate=approximate, grad_input=gz))
 
     def _onednn(self, z: Tensor) -> bool:
         return self.approximate == "none" and z.numel() > z.shape[0]  # a run of more than one element

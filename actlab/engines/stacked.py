@@ -357,15 +357,16 @@ def _epoch(stack: Stack, optimizer: flat_optim.FlatOptimizer, xe: torch.Tensor, 
     """One pass over the mini-batches: (summed loss x batch size (N,) float64, last batch's loss (N,)).
     ``steps``: the hand-written step of each mini-batch size built so far (built here where missing)."""
     total = torch.zeros(stack.n_runs, dtype=torch.float64, device=stack.flat.device)
-    for lo, hi in bounds:
-        step = steps.get(hi - lo)
-        if step is None:
-            step = steps[hi - lo] = Step(stack, hi - lo, optimizer.grad)
-        last = step(xe[:, lo:hi], ye[:, lo:hi])
-        optimizer.step(optimizer.grad)
-        # float64, as the loop engine's Python float sum: last (float32) times the batch size is exact in
-        # float64, so add's alpha rounds nothing; one operation instead of three
-        total.add_(last, alpha=hi - lo)
+    with torch.no_grad():  # once an epoch: the step and the optimizer then skip entering it (common.without_grad)
+        for lo, hi in bounds:
+            step = steps.get(hi - lo)
+            if step is None:
+                step = steps[hi - lo] = Step(stack, hi - lo, optimizer.grad)
+            last = step(xe[:, lo:hi], ye[:, lo:hi])
+            optimizer.step(optimizer.grad)
+            # float64, as the loop engine's Python float sum: last (float32) times the batch size is exact in
+            # float64, so add's alpha rounds nothing; one operation instead of three
+            total.add_(last, alpha=hi - lo)
     return total, last
 
 
@@ -387,7 +388,7 @@ def train_stack(
     record = _Progress(n_runs)
     forward = Forward(stack)  # the losses of the epochs the diagnostics' schedule skips, by the step's kernels
     initial = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
-                       settings.measures(0), forward)  # epoch 0
+                       settings.measures(0), forward, forward.hidden)  # epoch 0
     initial = {name: v.double().cpu().tolist() for name, v in (initial | stack.slopes()).items()}
     if start is not None:  # a checkpoint of an earlier session: go on from its epoch
         initial = _restore(start, stack, optimizer, orders, record)
@@ -409,7 +410,7 @@ def train_stack(
                 steps.clear()
                 forward.release()
             found = evaluate(stack.weights, stack.biases, stack.act_layers, data, settings.diagnostics,
-                             settings.measures(epoch), forward)
+                             settings.measures(epoch), forward, forward.hidden)
             found.update(stack.slopes())
             names = ["train_loss", "last_batch_loss", *found]
             row = torch.stack([total / len(x), last.double(), *(v.double() for v in found.values())])
