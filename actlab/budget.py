@@ -94,11 +94,14 @@ def available() -> int | None:
 
 
 def _size(n: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
+    """Bytes as a person reads them: 24.6 GB; past petabytes, a power of ten (2.1e+25 bytes)."""
+    if n >= 1e18:
+        return f"{n:.2g} bytes"
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000
-    return f"{n:.3g} PB"  # pragma: no cover
+    return f"{n:.1f} PB"
 
 
 def check(cfg: Config, runs: int, free: int | None = None) -> Estimate:
@@ -113,8 +116,8 @@ def check(cfg: Config, runs: int, free: int | None = None) -> Estimate:
         "kept": "lower compare.seeds, the activations compared or train.epochs",
         "training": "lower model.sizes, data.samples, train.chunk_size or train.workers",
     }[part]
-    what = f"{runs} run{'s' if runs != 1 else ''} of a {'-'.join(map(str, cfg.model.sizes))} net" if runs else \
-        f"a dataset of {cfg.data.samples} points"
+    what = f"training {runs:,} run{'s' if runs != 1 else ''} of a {'-'.join(map(str, cfg.model.sizes))} net" if runs \
+        else f"a dataset of {cfg.data.samples:,} points"
     raise BudgetError(f"{what} needs about {_size(est.total)} of memory (estimate) but {_size(free)} is available; "
                       f"{hint}")
 

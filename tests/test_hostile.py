@@ -74,7 +74,7 @@ FLAG_CASES = [
     (["train", "-a", "hostile_acts:ReturnsList"], r"turned a \(2, 4\) input into list"),
     # sizes that cannot fit (item 9)
     (["compare", "--set", "model.sizes=[10,300000000,1]"], r"needs about .* memory \(estimate\) but .* is available"),
-    (["train", "--set", "model.sizes=[10,300000000,1]"], r"1 run of a 10-300000000-1 net needs about"),
+    (["train", "--set", "model.sizes=[10,300000000,1]"], r"training 1 run of a 10-300000000-1 net needs about"),
     (["compare", "--set", "data.samples=1000000000"], r"needs about .* of memory"),
     (["compare", "--seeds", "100000000"], r"needs about .* TB of memory .*; lower compare\.seeds"),
     (["train", "--name", "x" * 300], r"output\.name: is 300 characters long"),
@@ -425,3 +425,11 @@ def test_paths_that_are_not_folders_are_one_line(good_folder, tmp_path, command,
     before = snapshot(tmp_path)
     assert_one_line_error(invoke(command, tmp_path / name), pattern)
     assert snapshot(tmp_path) == before
+
+
+def test_an_absurd_budget_is_said_in_numbers_a_person_reads():
+    """Past petabytes the size is a power of ten, not '21160000000.0 PB'; counts get thousands separators."""
+    assert budget._size(999) == "999 bytes" and budget._size(24.6e9) == "24.6 GB" and budget._size(3.3e17) == "330.0 PB"
+    assert budget._size(2.116e25) == "2.1e+25 bytes"
+    result = runner.invoke(cli.app, ["compare", "--seeds", "100000000000000", "-q", "--out", "/nonexistent/x"])
+    assert result.exit_code == 2 and "training 2,300,000,000,000,000 runs of a 10-18-18-4-1 net" in result.output
