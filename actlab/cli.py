@@ -689,6 +689,9 @@ def main() -> None:
     try:
         app(prog_name="actlab")
     finally:
+        from actlab import signals
+
+        signals.ignore_all()  # the command ended (output whole, exit code set): a signal now changes nothing
         # The process ends here: what exists now is never collected (gc.freeze), so the interpreter's exit
         # does not walk torch's, scipy's and matplotlib's objects for garbage (a third of a second of CPU).
         gc.freeze()
