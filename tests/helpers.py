@@ -93,3 +93,19 @@ def engine_check(activations: list[str], epochs: int = 3, batch_size: int = 10) 
         "setup": probe.kernel_setup(),
         "fingerprint": fingerprint.hexdigest(),
     }
+
+
+def one_line(result, pattern: str, code: int = 2) -> str:
+    """A CLI result (CliRunner) that is one line on stderr holding ``pattern``, exit ``code``, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
+    assert len(lines) == 1 and "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert pattern in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every entry below ``folder``: a regular file's bytes, None for anything else (a folder, a link)."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in folder.rglob("*")}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_line, snapshot
 from typer.testing import CliRunner
 
 from actlab import checkpoint, cli, config, workflow
@@ -154,17 +155,8 @@ def invoke(*args):
     return runner.invoke(cli.app, [str(a) for a in args])
 
 
-def one_line(result, pattern: str, code: int = 2) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
-    assert len(lines) == 1 and "Traceback" not in result.stderr + result.stdout, result.stderr
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert pattern in lines[0], lines[0]
-    return lines[0]
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

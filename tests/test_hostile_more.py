@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_line, snapshot
 from typer.testing import CliRunner
 
 from actlab import checkpoint, cli, config, signals, storage
@@ -30,18 +31,8 @@ def invoke(*args):
     return runner.invoke(cli.app, [str(a) for a in args])
 
 
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-            for p in folder.rglob("*")}
 
 
-def one_line(result, pattern: str, code: int = 2) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
-    assert len(lines) == 1 and "Traceback" not in result.stderr + result.stdout, result.stderr
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert pattern in lines[0], lines[0]
-    return lines[0]
 
 
 # --------------------------------------------------------------------------------------------------
