@@ -155,10 +155,6 @@ def invoke(*args):
     return runner.invoke(cli.app, [str(a) for a in args])
 
 
-
-
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     parent = tmp_path_factory.mktemp("finished")

@@ -31,10 +31,6 @@ def invoke(*args):
     return runner.invoke(cli.app, [str(a) for a in args])
 
 
-
-
-
-
 # --------------------------------------------------------------------------------------------------
 # Numbers the float32 engines cannot hold: refused by the config, not by torch mid-training
 
