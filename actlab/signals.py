@@ -65,8 +65,10 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def held() -> Iterator[None]:
-    """Inside the block, Ctrl-C, SIGTERM and SIGHUP wait: the first one is raised again once the block ends.
+def held(drop: bool = False) -> Iterator[None]:
+    """Inside the block, Ctrl-C, SIGTERM and SIGHUP wait: the first one is raised again once the block ends
+    (``drop``: never; for the clean-up of a run already stopping for a signal, where a second one is news of
+    nothing).
 
     For a step that must not be cut half-way (deleting a folder). Handlers, not the signal mask: a signal
     sent to the process goes to any thread that does not block it (torch's, a pool's), and its Python
@@ -82,7 +84,7 @@ def held() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if pending:
+        if pending and not drop:
             signal.raise_signal(pending[0])  # to this thread: its handler runs now, as if it came now
 
 
@@ -142,7 +144,10 @@ def worker_setup() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for s in HANDLED:
-        if not _ignored(s):  # under `nohup` (SIGHUP ignored) a worker survives the hang-up as its parent does
+        # SIGTERM is how the parent ends its workers (Pool.terminate, the parent-death signal): always the
+        # default, even where the launcher made the parent ignore it (the workers would outlive a Ctrl-C);
+        # an ignored SIGHUP (`nohup`) stays ignored: the worker survives the hang-up as its parent does
+        if s == signal.SIGTERM or not _ignored(s):
             signal.signal(s, signal.SIG_DFL)
     parent = multiprocessing.parent_process()
     expected = parent.pid if parent is not None else os.getppid()

@@ -29,8 +29,9 @@ STOPS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 def run_python(code: str, tmp_path: Path, **kwargs) -> subprocess.CompletedProcess:
     """``code`` in a fresh Python with this tree first on the path, from ``tmp_path``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    kwargs.setdefault("timeout", 120)
     return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120, **kwargs)
+                          **kwargs)
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, pattern: str, code: int) -> str:
@@ -135,6 +136,40 @@ def test_nohup_keeps_a_run_alive_through_a_hang_up(tmp_path, workers):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (folder,) = (tmp_path / "runs").iterdir()
     assert '"complete"' in (folder / "status.json").read_text()
+
+
+CTRL_C_WHILE_A_WORKER_TRAINS = """
+import os, signal, sys, time
+from actlab.engines.executors import local
+MAIN = os.getpid()
+def train_chunk(task, *args, **kwargs):  # in a worker: Ctrl-C for the parent, then a chunk that goes on
+    if os.getpid() == MAIN:  # not in a worker (one chunk only): never signal whoever started this process
+        raise SystemExit("expected worker processes")
+    os.kill(os.getppid(), signal.SIGINT)
+    time.sleep(120)
+local.train_chunk = train_chunk
+sys.argv = ["actlab", *{args!r}]
+from actlab.__main__ import main
+main()
+"""
+
+
+def _ignore_sigterm():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("launcher_ignores_sigterm", [False, True])
+def test_two_ctrl_cs_while_workers_train_end_the_run(tmp_path, launcher_ignores_sigterm):
+    """Each worker sends its parent a Ctrl-C: the second one came while the pool was being terminated and cut
+    that short, and join() then waited forever (about one run in three). And the parent ends its workers with
+    SIGTERM: a worker that kept a launcher's ignore (`trap '' TERM`) outlived the Ctrl-C, and the parent
+    waited for it. Both were hangs: here the timeout of run_python."""
+    # 16 runs: two worker processes (8 runs at least each), whose parent is the actlab process
+    args = ["compare", "-a", "relu,tanh", "--seeds", "8", "--epochs", "2", "-q", "--out", str(tmp_path / "runs"),
+            "--set", "train.workers=2", "--no-report"]
+    proc = run_python(CTRL_C_WHILE_A_WORKER_TRAINS.format(args=args), tmp_path, start_new_session=True, timeout=60,
+                      preexec_fn=_ignore_sigterm if launcher_ignores_sigterm else None)
+    assert_one_line(proc, "interrupted (Ctrl-C)", 130)
 
 
 def test_without_nohup_a_hang_up_still_stops_the_run(tmp_path):

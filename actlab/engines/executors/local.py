@@ -60,11 +60,13 @@ def _worker_init(progress_queue) -> None:
 _progress_queue = None  # set in worker processes only: where they report finished run-epochs
 
 
-def _worker_train(task: ChunkTask) -> bytes:
+def _worker_train(task: bytes) -> bytes:
     report = _progress_queue.put if _progress_queue is not None else None
-    # Plain pickle of a few stacked tensors: per-run tensors (multiprocessing's pickler gives each its own
-    # shared-memory segment) would cost more than the training of a small chunk.
-    return pickle.dumps(train_chunk(task, report))
+    # Plain pickle both ways, of a few stacked tensors: multiprocessing's pickler gives each tensor its own
+    # shared-memory segment (more than the training of a small chunk costs), whose file descriptor the worker
+    # fetches from a server thread of the parent's: a worker ended by Ctrl-C mid-fetch made that thread print
+    # a ConnectionResetError traceback under actlab's one line.
+    return pickle.dumps(train_chunk(pickle.loads(task), report))
 
 
 def _relay(progress_queue, progress: Progress | None) -> None:
@@ -83,7 +85,7 @@ def _in_workers(tasks: Sequence[ChunkTask], workers: int, progress: Progress | N
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(progress_queue,))
     try:
         for task in tasks:
-            pool.apply_async(_worker_train, (task,), callback=lambda out: finished.put((True, out)),
+            pool.apply_async(_worker_train, (pickle.dumps(task),), callback=lambda out: finished.put((True, out)),
                              error_callback=lambda exc: finished.put((False, exc)))
         pool.close()
         for _ in tasks:
@@ -99,7 +101,11 @@ def _in_workers(tasks: Sequence[ChunkTask], workers: int, progress: Progress | N
                 raise out
             yield pickle.loads(out)
     except BaseException:
-        pool.terminate()  # Ctrl-C or an error: do not wait for the other chunks
+        # Ctrl-C or an error: do not wait for the other chunks. A second signal inside terminate() (a second
+        # Ctrl-C, two workers' reports) cut it half-way, and join() then waited forever for the pool's threads:
+        # the process is already stopping, so one arriving now is dropped
+        with signals.held(drop=True):
+            pool.terminate()
+            pool.join()
         raise
-    finally:
-        pool.join()
+    pool.join()
