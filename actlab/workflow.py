@@ -20,7 +20,7 @@ import importlib
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -453,8 +453,19 @@ def _report(stored: storage.StoredExperiment, ranked: Ranking, weights: analysis
     from actlab import analysis
 
     reference = analysis.task_reference(stored.config) if reference is None else reference
-    return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg,
-                       meanwhile=lambda: _against_best(stored.path, ranked, reference))
+    started: list[bool] = []
+
+    def compare_with_best() -> None:
+        started.append(True)
+        _against_best(stored.path, ranked, reference)
+
+    try:
+        return write_pages(analysis.analyse(stored, ranked, weights, reference), stored.path, svg=svg,
+                           meanwhile=compare_with_best)
+    finally:
+        if not started:  # stopped or failed before the figures started: the folder gets its statistics anyway
+            with signals.held(drop=True), suppress(OSError):  # the first problem is the one to tell
+                _against_best(stored.path, ranked, reference)
 
 
 @contextmanager

@@ -191,3 +191,21 @@ def test_the_figures_are_started_before_the_comparisons_with_the_best(cfg, tmp_p
     assert order == ["against_best"] and all(s.verdict for s in done.ranking[0])
     assert [row["verdict"] for row in json.loads((done.path / "stats.json").read_text())] == \
         [s.verdict for s in sorted(done.ranking[0], key=lambda s: s.rank)]
+
+
+@pytest.mark.parametrize("problem", [KeyboardInterrupt, RuntimeError])
+def test_a_report_stopped_before_its_figures_still_leaves_the_statistics(cfg, tmp_path, monkeypatch, problem):
+    # stats.csv/json are computed while the figures draw: a report stopped before they start (a Ctrl-C, a
+    # failure in the analysis) still leaves them, the comparisons with #1 included, as before the split
+    from actlab import analysis
+
+    def analyse(*args, **kwargs):
+        raise problem("stopped")
+
+    monkeypatch.setattr(analysis, "analyse", analyse)
+    with pytest.raises(problem):
+        workflow.run_compare(cfg, out=tmp_path)
+    (folder,) = tmp_path.iterdir()
+    rows = json.loads((folder / "stats.json").read_text())
+    assert [row["activation"] for row in rows] and all(row["verdict"] for row in rows)
+    assert (folder / "stats.csv").is_file()
