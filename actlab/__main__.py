@@ -7,17 +7,20 @@ from then on any of them is one line on stderr and the shell's exit code for it 
 """
 
 import signal  # first: the window before the block is this import, half a millisecond
+import sys  # built in, already imported
 
 _STOPS = {signal.SIGINT, *(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))}
-_BLOCKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere the window is only this module's import
+# Only where this module starts the program (the `actlab` console script, `python -m actlab`): a program that
+# merely imports it keeps its signals (a blocked mask would also pass to every process it starts). POSIX;
+# elsewhere the window is only this module's import.
+_ENTRY = __name__ == "__main__" or sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] == "actlab"
+_BLOCKS = _ENTRY and hasattr(signal, "pthread_sigmask")
 if _BLOCKS:
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
 
 
 def main() -> None:
     """Run the ``actlab`` command line; a signal at any moment is one line and exit code 128 + its number."""
-    import sys
-
     from actlab import signals
 
     signals.install()

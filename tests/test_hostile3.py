@@ -536,3 +536,10 @@ def test_a_folder_path_with_a_line_break_is_one_line_for_report(finished, tmp_pa
     line = one_line(invoke("report", folder), "the folder's path holds the control character")
     assert repr(name[3]) in line
     assert snapshot(folder) == before
+
+
+def test_a_program_that_imports_the_entry_module_keeps_its_signals(tmp_path):
+    # the block is for the actlab command alone: a notebook or tool importing main keeps Ctrl-C
+    code = "import signal, actlab.__main__\nprint(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))\n"
+    proc = run_python(code, tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc
