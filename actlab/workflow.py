@@ -114,8 +114,16 @@ def run_train(cfg: Config, out: str | Path | None = None, progress: ProgressFn |
               sinks: Sequence[ResultSink] = (), tensorboard: bool = False) -> Finished:
     """``actlab train``: one run (model.activation, train.seed) into a new folder under ``out``
     (default: output.runs_dir); ``tensorboard``: also log it live to the folder's ``tensorboard/``."""
-    cfg = _with_out(cfg, out)
+    cfg = _one_setting(_with_out(cfg, out))
     return _train_into_folder(cfg, "train", experiment.train_specs(cfg), progress, sinks, tensorboard)
+
+
+def _one_setting(cfg: Config) -> Config:
+    """``train`` runs the config's own setting: its folder's config.yaml holds no grid (with one, the folder
+    read back as a grid study, whose summary rows name their setting, and was refused as damaged)."""
+    if not cfg.compare.grid and cfg.compare.tuning_seeds is None:
+        return cfg
+    return dataclasses.replace(cfg, compare=dataclasses.replace(cfg.compare, grid={}, tuning_seeds=None))
 
 
 def run_compare(cfg: Config, out: str | Path | None = None, report: bool = True, progress: ProgressFn | None = None,

@@ -209,3 +209,16 @@ def test_a_report_stopped_before_its_figures_still_leaves_the_statistics(cfg, tm
     rows = json.loads((folder / "stats.json").read_text())
     assert [row["activation"] for row in rows] and all(row["verdict"] for row in rows)
     assert (folder / "stats.csv").is_file()
+
+
+def test_train_with_a_grid_in_its_config_writes_a_folder_every_command_reads(tmp_path):
+    # train runs the config's own setting: its folder is no grid study (it was refused as damaged: "grid
+    # column 'train.optimizer' missing")
+    from actlab import storage
+
+    cfg = config.build_config({"train": {"epochs": 2, "workers": 1}, "compare": {
+        "grid": {"train.optimizer": ["adam", "sgd"]}, "tuning_seeds": [0]}})
+    done = workflow.run_train(cfg, out=tmp_path)
+    stored = storage.load_experiment(done.path)
+    assert stored.config.compare.grid == {} and len(stored.summary) == 1
+    assert workflow.write_report(done.path).is_file()
