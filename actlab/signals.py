@@ -44,12 +44,10 @@ def terminate_as_interrupt() -> Iterator[None]:
 
     fired = False
 
-    def raise_terminated(signum: int, _frame: object) -> None:
+    def raise_terminated(signum: int, frame: object) -> None:
         nonlocal fired
         fired = True
-        for s in HANDLED:
-            signal.signal(s, signal.SIG_IGN)
-        raise Terminated(signum)
+        _raise_terminated(signum, frame)
 
     raise_terminated.actlab_terminate = True  # type: ignore[attr-defined]
     # a signal ignored by whoever started actlab (`nohup` ignores SIGHUP) stays ignored: the user asked for it
